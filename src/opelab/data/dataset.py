@@ -1,0 +1,491 @@
+"""The logged-data contract: ``LoggedDataset`` and its ``DatasetInfo``.
+
+Trajectories of different lengths live together in arrays padded to ``(n_trajectories, horizon)``;
+``mask[i, t]`` is True for the steps that happened. Every trajectory is a prefix of the horizon (no holes),
+has at least one step, and a terminal flag can only sit on its last step.
+
+Padded steps hold fixed fill values (``observation 0, action 0, reward 0, terminal False, pscore 1,
+action probabilities 0``): with them the importance ratio of a padded step is 1 and its reward 0, so
+estimators treat a finished trajectory as absorbed without extra masking, and Parquet, which stores only the
+steps that happened, round-trips exactly. ``LoggedDataset.from_trajectories`` builds the padding for you.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
+from functools import cached_property
+from typing import Any, Literal
+
+import numpy as np
+
+from opelab.data.validation import (
+    DatasetError,
+    check_finite,
+    check_kind,
+    check_ndim_prefix,
+    first_index,
+    format_index,
+)
+
+ActionType = Literal["discrete", "continuous"]
+
+
+@dataclass(frozen=True)
+class ActionSpace:
+    """Discrete actions ``0..n_actions-1`` or continuous vectors of ``action_dim`` floats.
+
+    ``low``/``high`` are the bounds of a continuous box (``None`` when unbounded).
+    """
+
+    type: ActionType
+    n_actions: int | None = None
+    action_dim: int | None = None
+    low: tuple[float, ...] | None = None
+    high: tuple[float, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.type == "discrete":
+            if not isinstance(self.n_actions, (int, np.integer)) or self.n_actions < 1:
+                raise DatasetError(f"action_space.n_actions: expected a positive int for discrete actions, found {self.n_actions!r}")
+            if self.action_dim is not None or self.low is not None or self.high is not None:
+                raise DatasetError("action_space: discrete actions take n_actions only, found action_dim/low/high set")
+        elif self.type == "continuous":
+            if not isinstance(self.action_dim, (int, np.integer)) or self.action_dim < 1:
+                raise DatasetError(f"action_space.action_dim: expected a positive int for continuous actions, found {self.action_dim!r}")
+            if self.n_actions is not None:
+                raise DatasetError(f"action_space.n_actions: expected None for continuous actions, found {self.n_actions!r}")
+            for name in ("low", "high"):
+                bound = getattr(self, name)
+                if bound is not None and len(bound) != self.action_dim:
+                    raise DatasetError(f"action_space.{name}: expected {self.action_dim} values, found {len(bound)}")
+        else:
+            raise DatasetError(f"action_space.type: expected 'discrete' or 'continuous', found {self.type!r}")
+
+    @classmethod
+    def discrete(cls, n_actions: int) -> ActionSpace:
+        return cls("discrete", n_actions=int(n_actions))
+
+    @classmethod
+    def continuous(
+        cls, action_dim: int, low: Sequence[float] | None = None, high: Sequence[float] | None = None
+    ) -> ActionSpace:
+        return cls(
+            "continuous",
+            action_dim=int(action_dim),
+            low=None if low is None else tuple(float(x) for x in low),
+            high=None if high is None else tuple(float(x) for x in high),
+        )
+
+    @property
+    def is_discrete(self) -> bool:
+        return self.type == "discrete"
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What a dataset is: the task it came from, its discount, action space and behavior policy.
+
+    ``pscore_estimated`` records that ``behavior_pscore`` was estimated from the data rather than logged.
+    """
+
+    task: str
+    gamma: float
+    action_space: ActionSpace
+    behavior_policy: str = "unknown"
+    seed: int | None = None
+    pscore_estimated: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.task, str):
+            raise DatasetError(f"info.task: expected a str, found {type(self.task).__name__}")
+        if not isinstance(self.gamma, (float, int, np.floating, np.integer)) or isinstance(self.gamma, bool):
+            raise DatasetError(f"info.gamma: expected a float in [0, 1], found {self.gamma!r}")
+        if not (0.0 <= float(self.gamma) <= 1.0):
+            raise DatasetError(f"info.gamma: expected a float in [0, 1], found {self.gamma!r}")
+        if not isinstance(self.action_space, ActionSpace):
+            raise DatasetError(f"info.action_space: expected an ActionSpace, found {type(self.action_space).__name__}")
+        if self.seed is not None and (not isinstance(self.seed, (int, np.integer)) or isinstance(self.seed, bool)):
+            raise DatasetError(f"info.seed: expected an int or None, found {self.seed!r}")
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> DatasetInfo:
+        raw = json.loads(text)
+        space = raw.pop("action_space")
+        for key in ("low", "high"):
+            if space.get(key) is not None:
+                space[key] = tuple(space[key])
+        return cls(action_space=ActionSpace(**space), **raw)
+
+
+FILL_VALUES: Mapping[str, Any] = {
+    "observations": 0,
+    "actions": 0,
+    "rewards": 0.0,
+    "terminals": False,
+    "behavior_pscore": 1.0,
+    "behavior_action_probs": 0.0,
+}
+
+
+@dataclass(frozen=True, eq=False)
+class LoggedDataset:
+    """Logged trajectories of a behavior policy, padded to ``(n_trajectories, horizon)``.
+
+    Arrays (``n`` trajectories, ``H`` horizon):
+        observations           (n, H, *obs_shape)  int (tabular state ids) or float
+        actions                (n, H) int for discrete, (n, H, action_dim) float for continuous
+        rewards                (n, H) float64
+        terminals              (n, H) bool, True on the last step of a trajectory that terminated
+        mask                   (n, H) bool, True for steps that happened (a prefix of every row)
+        behavior_pscore        (n, H) float64, π_b(a_t | s_t): a probability in (0, 1] (discrete) or a
+                               positive density (continuous)
+        behavior_action_probs  (n, H, n_actions) float64 or None, π_b(· | s_t) (discrete only)
+
+    Construction validates everything once and raises ``DatasetError`` naming the field, the expectation,
+    the value found and the first bad index. The arrays are read-only views.
+    """
+
+    observations: np.ndarray
+    actions: np.ndarray
+    rewards: np.ndarray
+    terminals: np.ndarray
+    mask: np.ndarray
+    behavior_pscore: np.ndarray
+    info: DatasetInfo
+    behavior_action_probs: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.info, DatasetInfo):
+            raise DatasetError(f"info: expected a DatasetInfo, found {type(self.info).__name__}")
+        for name, value in _validate_arrays(self).items():
+            object.__setattr__(self, name, value)
+
+    # ------------------------------------------------------------------ shape
+    @property
+    def n_trajectories(self) -> int:
+        return int(self.mask.shape[0])
+
+    @property
+    def horizon(self) -> int:
+        return int(self.mask.shape[1])
+
+    @property
+    def obs_shape(self) -> tuple[int, ...]:
+        return tuple(self.observations.shape[2:])
+
+    @property
+    def gamma(self) -> float:
+        return float(self.info.gamma)
+
+    @property
+    def action_space(self) -> ActionSpace:
+        return self.info.action_space
+
+    @cached_property
+    def lengths(self) -> np.ndarray:
+        """Number of steps of each trajectory, shape (n,)."""
+        return self.mask.sum(axis=1)
+
+    @property
+    def n_transitions(self) -> int:
+        return int(self.lengths.sum())
+
+    # ------------------------------------------------------------------ returns
+    @cached_property
+    def discounts(self) -> np.ndarray:
+        """γ^t on steps that happened, 0 on padding, shape (n, H)."""
+        steps = self.gamma ** np.arange(self.horizon, dtype=np.float64)
+        return _readonly(np.where(self.mask, steps, 0.0))
+
+    @cached_property
+    def discounted_rewards(self) -> np.ndarray:
+        """γ^t r_t, 0 on padding, shape (n, H)."""
+        return _readonly(self.discounts * self.rewards)
+
+    @cached_property
+    def returns(self) -> np.ndarray:
+        """Discounted return G_i = Σ_t γ^t r_t of every trajectory, shape (n,)."""
+        return _readonly(self.discounted_rewards.sum(axis=1))
+
+    def mean_return(self) -> float:
+        """Mean discounted logged return: the default estimate of the behavior policy's value J(π_b)."""
+        return float(self.returns.mean())
+
+    # ------------------------------------------------------------------ constructors & I/O
+    @classmethod
+    def from_trajectories(
+        cls,
+        trajectories: Sequence[Mapping[str, Any]],
+        info: DatasetInfo,
+        horizon: int | None = None,
+    ) -> LoggedDataset:
+        """Build a dataset from per-trajectory arrays.
+
+        Each trajectory is a mapping with ``observations, actions, rewards, behavior_pscore`` (length T_i on
+        the first axis), optional ``terminal`` (bool: did it end in a terminal state, default False) and
+        ``behavior_action_probs``. Padding to ``horizon`` (default: the longest trajectory) is filled in.
+        """
+        if len(trajectories) == 0:
+            raise DatasetError("trajectories: expected at least one trajectory, found 0")
+        lengths = []
+        for i, traj in enumerate(trajectories):
+            for key in ("observations", "actions", "rewards", "behavior_pscore"):
+                if key not in traj:
+                    raise DatasetError(f"trajectories[{i}]: expected key {key!r}, found keys {sorted(traj)}")
+            lengths.append(len(traj["rewards"]))
+        H = max(lengths) if horizon is None else int(horizon)
+        if max(lengths) > H:
+            raise DatasetError(f"horizon: expected >= the longest trajectory ({max(lengths)}), found {H}")
+        n = len(trajectories)
+        first = trajectories[0]
+        has_probs = "behavior_action_probs" in first
+
+        def pad(key: str, dtype: Any = None) -> np.ndarray:
+            sample = np.asarray(first[key])
+            out = np.full((n, H, *sample.shape[1:]), FILL_VALUES[key], dtype=dtype or sample.dtype)
+            for i, traj in enumerate(trajectories):
+                values = np.asarray(traj[key])
+                if values.shape[1:] != sample.shape[1:] or len(values) != lengths[i]:
+                    raise DatasetError(
+                        f"trajectories[{i}].{key}: expected shape ({lengths[i]}, *{sample.shape[1:]}), "
+                        f"found {values.shape}"
+                    )
+                out[i, : lengths[i]] = values
+            return out
+
+        mask = np.arange(H)[None, :] < np.asarray(lengths)[:, None]
+        terminals = np.zeros((n, H), dtype=bool)
+        for i, traj in enumerate(trajectories):
+            if lengths[i] > 0 and bool(traj.get("terminal", False)):
+                terminals[i, lengths[i] - 1] = True
+        return cls(
+            observations=pad("observations"),
+            actions=pad("actions"),
+            rewards=pad("rewards", np.float64),
+            terminals=terminals,
+            mask=mask,
+            behavior_pscore=pad("behavior_pscore", np.float64),
+            behavior_action_probs=pad("behavior_action_probs", np.float64) if has_probs else None,
+            info=info,
+        )
+
+    def to_parquet(self, path: str | Any) -> None:
+        """Write the dataset to one Parquet file (one row per logged step; see ``opelab.data.io``)."""
+        from opelab.data.io import write_parquet
+
+        write_parquet(self, path)
+
+    @classmethod
+    def read_parquet(cls, path: str | Any) -> LoggedDataset:
+        """Read a dataset written by ``to_parquet``; validated like any other construction."""
+        from opelab.data.io import read_parquet
+
+        return read_parquet(path)
+
+    @classmethod
+    def from_scope_rl(
+        cls, logged_dataset: Mapping[str, Any], *, gamma: float = 1.0, task: str | None = None
+    ) -> LoggedDataset:
+        """Convert SCOPE-RL's flat step-major ``logged_dataset`` dict (see ``opelab.data.scope_rl``)."""
+        from opelab.data.scope_rl import dataset_from_scope_rl
+
+        return dataset_from_scope_rl(logged_dataset, gamma=gamma, task=task)
+
+    def to_scope_rl(self) -> dict[str, Any]:
+        """SCOPE-RL's flat step-major dict (see ``opelab.data.scope_rl``)."""
+        from opelab.data.scope_rl import dataset_to_scope_rl
+
+        return dataset_to_scope_rl(self)
+
+    def equals(self, other: LoggedDataset) -> bool:
+        """Exact equality of every array (dtype, shape and values) and of the info."""
+        if not isinstance(other, LoggedDataset) or self.info != other.info:
+            return False
+        for name in ARRAY_FIELDS:
+            a, b = getattr(self, name), getattr(other, name)
+            if (a is None) != (b is None):
+                return False
+            if a is not None and (a.dtype != b.dtype or a.shape != b.shape or not np.array_equal(a, b)):
+                return False
+        return True
+
+    def with_info(self, **changes: Any) -> LoggedDataset:
+        """A copy with some ``DatasetInfo`` fields replaced (arrays shared, not copied)."""
+        return replace(self, info=replace(self.info, **changes))
+
+    def __repr__(self) -> str:
+        return (
+            f"LoggedDataset(task={self.info.task!r}, n_trajectories={self.n_trajectories}, "
+            f"horizon={self.horizon}, n_transitions={self.n_transitions}, "
+            f"action_space={self.action_space.type}, gamma={self.gamma})"
+        )
+
+
+ARRAY_FIELDS = (
+    "observations",
+    "actions",
+    "rewards",
+    "terminals",
+    "mask",
+    "behavior_pscore",
+    "behavior_action_probs",
+)
+
+
+def _readonly(array: np.ndarray) -> np.ndarray:
+    view = array.view()
+    view.flags.writeable = False
+    return view
+
+
+def _check_padding(name: str, array: np.ndarray, mask: np.ndarray) -> None:
+    padded = ~mask
+    if not padded.any():
+        return
+    fill = FILL_VALUES[name]
+    extra_axes = tuple(range(2, array.ndim))
+    wrong = array != fill
+    if extra_axes:
+        wrong = wrong.any(axis=extra_axes)
+    bad = wrong & padded
+    if bad.any():
+        idx = first_index(bad)
+        raise DatasetError(
+            f"{name}: expected the fill value {fill!r} on padded steps (mask False), found "
+            f"{array[idx]!r} at index {format_index(idx)}; build padded data with LoggedDataset.from_trajectories"
+        )
+
+
+def _validate_arrays(ds: LoggedDataset) -> dict[str, np.ndarray | None]:
+    """Check every array against the contract; return read-only (possibly dtype-widened) views."""
+    space = ds.info.action_space
+    out: dict[str, np.ndarray | None] = {}
+
+    mask = np.asarray(ds.mask)
+    if mask.dtype != np.bool_:
+        raise DatasetError(f"mask: expected dtype bool, found {mask.dtype}")
+    if mask.ndim != 2:
+        raise DatasetError(f"mask: expected shape (n_trajectories, horizon), found {mask.shape}")
+    n, H = mask.shape
+    if n == 0 or H == 0:
+        raise DatasetError(f"mask: expected at least one trajectory and one step, found shape {mask.shape}")
+    if not mask[:, 0].all():
+        idx = first_index(~mask[:, 0])
+        raise DatasetError(f"mask: expected every trajectory to have at least one step, found an empty trajectory at index {idx[0]}")
+    holes = mask[:, 1:] & ~mask[:, :-1]
+    if holes.any():
+        i, t = first_index(holes)
+        raise DatasetError(
+            f"mask: expected each trajectory's steps to be a prefix (no holes), found step {t + 1} "
+            f"logged after a missing step {t} at index ({i}, {t + 1})"
+        )
+    out["mask"] = mask
+
+    observations = np.asarray(ds.observations)
+    check_kind("observations", observations, "iuf")
+    check_ndim_prefix("observations", observations, (n, H), "(n_trajectories, horizon, *obs_shape)")
+    check_finite("observations", observations)
+    out["observations"] = observations
+
+    actions = np.asarray(ds.actions)
+    if space.is_discrete:
+        check_kind("actions", actions, "iu", "an integer dtype for discrete actions")
+        if actions.shape != (n, H):
+            raise DatasetError(f"actions: expected shape {(n, H)} for discrete actions, found {actions.shape}")
+        bad = (actions < 0) | (actions >= space.n_actions)
+        if bad.any():
+            idx = first_index(bad)
+            raise DatasetError(
+                f"actions: expected integers in [0, {space.n_actions - 1}], found {actions[idx]} at index {format_index(idx)}"
+            )
+    else:
+        check_kind("actions", actions, "f", "a float dtype for continuous actions")
+        if actions.shape != (n, H, space.action_dim):
+            raise DatasetError(
+                f"actions: expected shape {(n, H, space.action_dim)} for continuous actions, found {actions.shape}"
+            )
+        check_finite("actions", actions)
+    out["actions"] = actions
+
+    rewards = np.asarray(ds.rewards)
+    check_kind("rewards", rewards, "iuf")
+    if rewards.shape != (n, H):
+        raise DatasetError(f"rewards: expected shape {(n, H)}, found {rewards.shape}")
+    rewards = rewards.astype(np.float64, copy=False)  # lossless for the float and small-int rewards we accept
+    check_finite("rewards", rewards)
+    out["rewards"] = rewards
+
+    terminals = np.asarray(ds.terminals)
+    if terminals.dtype != np.bool_:
+        raise DatasetError(f"terminals: expected dtype bool, found {terminals.dtype}")
+    if terminals.shape != (n, H):
+        raise DatasetError(f"terminals: expected shape {(n, H)}, found {terminals.shape}")
+    last = np.zeros((n, H), dtype=bool)
+    last[np.arange(n), mask.sum(axis=1) - 1] = True
+    bad = terminals & ~last
+    if bad.any():
+        idx = first_index(bad)
+        raise DatasetError(
+            f"terminals: expected True only on the last logged step of a trajectory, found True at index {format_index(idx)}"
+        )
+    out["terminals"] = terminals
+
+    pscore = np.asarray(ds.behavior_pscore)
+    check_kind("behavior_pscore", pscore, "f")
+    if pscore.shape != (n, H):
+        raise DatasetError(f"behavior_pscore: expected shape {(n, H)}, found {pscore.shape}")
+    pscore = pscore.astype(np.float64, copy=False)
+    check_finite("behavior_pscore", pscore)
+    if space.is_discrete:
+        bad = (pscore <= 0) | (pscore > 1)
+        expected = "probabilities in (0, 1]"
+    else:
+        bad = pscore <= 0
+        expected = "positive densities"
+    if bad.any():
+        idx = first_index(bad)
+        raise DatasetError(f"behavior_pscore: expected {expected}, found {pscore[idx]!r} at index {format_index(idx)}")
+    out["behavior_pscore"] = pscore
+
+    probs = ds.behavior_action_probs
+    if probs is not None:
+        if not space.is_discrete:
+            raise DatasetError("behavior_action_probs: expected None for continuous actions, found an array")
+        probs = np.asarray(probs)
+        check_kind("behavior_action_probs", probs, "f")
+        if probs.shape != (n, H, space.n_actions):
+            raise DatasetError(
+                f"behavior_action_probs: expected shape {(n, H, space.n_actions)}, found {probs.shape}"
+            )
+        probs = probs.astype(np.float64, copy=False)
+        check_finite("behavior_action_probs", probs)
+        if (probs < 0).any():
+            idx = first_index(probs < 0)
+            raise DatasetError(f"behavior_action_probs: expected non-negative probabilities, found {probs[idx]!r} at index {format_index(idx)}")
+        sums = probs.sum(axis=-1)
+        bad = mask & (np.abs(sums - 1.0) > 1e-6)
+        if bad.any():
+            idx = first_index(bad)
+            raise DatasetError(
+                f"behavior_action_probs: expected rows summing to 1 on logged steps, found {sums[idx]!r} at index {format_index(idx)}"
+            )
+        logged = np.take_along_axis(probs, actions[..., None].astype(np.intp), axis=-1)[..., 0]
+        bad = mask & (np.abs(logged - pscore) > 1e-9 * np.maximum(1.0, pscore))
+        if bad.any():
+            idx = first_index(bad)
+            raise DatasetError(
+                f"behavior_pscore: expected behavior_action_probs[..., action] ({logged[idx]!r}), found {pscore[idx]!r} "
+                f"at index {format_index(idx)}"
+            )
+    out["behavior_action_probs"] = probs
+
+    for name in ("observations", "actions", "rewards", "terminals", "behavior_pscore", "behavior_action_probs"):
+        if out[name] is not None:
+            _check_padding(name, out[name], mask)
+
+    return {name: (None if value is None else _readonly(value)) for name, value in out.items()}

@@ -1,0 +1,42 @@
+"""Shared checks behind ``DatasetError``: each names the field, the expectation, the value found and where."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class DatasetError(ValueError):
+    """Logged data that breaks the ``LoggedDataset`` contract."""
+
+
+_KIND_NAMES = {"b": "bool", "i": "int", "u": "unsigned int", "f": "float"}
+
+
+def first_index(bad: np.ndarray) -> tuple[int, ...]:
+    """Index of the first True entry of a boolean array (C order)."""
+    flat = int(np.flatnonzero(bad.ravel())[0])
+    return tuple(int(i) for i in np.unravel_index(flat, bad.shape))
+
+
+def format_index(index: tuple[int, ...]) -> str:
+    return "(" + ", ".join(str(i) for i in index) + ")"
+
+
+def check_kind(name: str, array: np.ndarray, kinds: str, expected: str | None = None) -> None:
+    if array.dtype.kind not in kinds:
+        wanted = expected or "a numeric dtype (" + " or ".join(_KIND_NAMES[k] for k in kinds) + ")"
+        raise DatasetError(f"{name}: expected {wanted}, found dtype {array.dtype}")
+
+
+def check_ndim_prefix(name: str, array: np.ndarray, prefix: tuple[int, ...], expected: str) -> None:
+    if array.shape[: len(prefix)] != prefix:
+        raise DatasetError(f"{name}: expected shape {expected} starting with {prefix}, found {array.shape}")
+
+
+def check_finite(name: str, array: np.ndarray) -> None:
+    if array.dtype.kind != "f":
+        return
+    bad = ~np.isfinite(array)
+    if bad.any():
+        idx = first_index(bad)
+        raise DatasetError(f"{name}: expected finite values, found {array[idx]!r} at index {format_index(idx)}")

@@ -1,0 +1,99 @@
+"""Data collection, vectorized across trajectories: one Python iteration per step, none per trajectory."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+from opelab.data import ActionSpace, DatasetInfo, LoggedDataset
+from opelab.policies import DiscretePolicy, Policy, sample_categorical
+
+
+class VectorTask(Protocol):
+    """A task that simulates a batch of episodes at once (``TabularMDP`` is one)."""
+
+    name: str
+    horizon: int
+    gamma: float
+
+    @property
+    def action_space(self) -> ActionSpace: ...
+
+    def reset(self, n: int, rng: np.random.Generator) -> np.ndarray: ...
+
+    def step(
+        self, states: np.ndarray, actions: np.ndarray, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
+
+
+def collect(
+    task: VectorTask,
+    behavior_policy: Policy | DiscretePolicy,
+    n_trajectories: int,
+    seed: int,
+) -> LoggedDataset:
+    """Roll out ``behavior_policy`` for ``n_trajectories`` episodes of at most ``task.horizon`` steps.
+
+    Records the behavior pscore of every logged action and, for discrete policies that expose
+    ``action_probs``, the whole behavior distribution. The same seed gives the same dataset.
+    """
+    if not isinstance(n_trajectories, (int, np.integer)) or n_trajectories < 1:
+        raise ValueError(f"n_trajectories: expected a positive int, found {n_trajectories!r}")
+    rng = np.random.default_rng(seed)
+    space = task.action_space
+    n, H = int(n_trajectories), int(task.horizon)
+    discrete_probs = isinstance(behavior_policy, DiscretePolicy) and space.is_discrete
+    if space.is_discrete and getattr(behavior_policy, "n_actions", space.n_actions) != space.n_actions:
+        raise ValueError(f"behavior_policy.n_actions: expected {space.n_actions}, found {behavior_policy.n_actions}")
+
+    states = task.reset(n, rng)
+    observations = np.zeros((n, H, *states.shape[1:]), dtype=states.dtype)
+    action_shape = () if space.is_discrete else (space.action_dim,)
+    actions = np.zeros((n, H, *action_shape), dtype=np.int64 if space.is_discrete else np.float64)
+    rewards = np.zeros((n, H))
+    terminals = np.zeros((n, H), dtype=bool)
+    mask = np.zeros((n, H), dtype=bool)
+    pscore = np.ones((n, H))
+    action_probs = np.zeros((n, H, space.n_actions)) if discrete_probs else None
+
+    alive = np.arange(n)
+    for t in range(H):
+        obs = states[alive]
+        steps = np.full(len(alive), t)
+        if discrete_probs:
+            probs = behavior_policy.action_probs(obs, steps)
+            acts = sample_categorical(probs, rng)
+            ps = probs[np.arange(len(acts)), acts]
+            action_probs[alive, t] = probs
+        else:
+            acts, ps = behavior_policy.sample(obs, rng, steps)
+        next_states, rews, done = task.step(obs, acts, rng)
+        observations[alive, t] = obs
+        actions[alive, t] = acts
+        rewards[alive, t] = rews
+        pscore[alive, t] = ps
+        terminals[alive, t] = done
+        mask[alive, t] = True
+        states[alive] = next_states
+        alive = alive[~done]
+        if len(alive) == 0:
+            break
+
+    info = DatasetInfo(
+        task=task.name,
+        gamma=float(task.gamma),
+        action_space=space,
+        behavior_policy=behavior_policy.name,
+        seed=int(seed),
+    )
+    return LoggedDataset(
+        observations=observations,
+        actions=actions,
+        rewards=rewards,
+        terminals=terminals,
+        mask=mask,
+        behavior_pscore=pscore,
+        behavior_action_probs=action_probs,
+        info=info,
+    )

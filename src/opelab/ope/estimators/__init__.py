@@ -1,0 +1,35 @@
+"""OPE estimators: the contract, the registry and the point estimators."""
+
+from opelab.ope.estimators.base import (
+    ESTIMATORS,
+    EstimationContext,
+    PointEstimator,
+    get_estimator,
+    register_estimator,
+    self_normalize,
+)
+from opelab.ope.estimators.point import (
+    DirectMethod,
+    DoublyRobust,
+    PerDecisionIS,
+    SelfNormalizedDoublyRobust,
+    SelfNormalizedPerDecisionIS,
+    SelfNormalizedTrajectoryIS,
+    TrajectoryIS,
+)
+
+__all__ = [
+    "ESTIMATORS",
+    "DirectMethod",
+    "DoublyRobust",
+    "EstimationContext",
+    "PerDecisionIS",
+    "PointEstimator",
+    "SelfNormalizedDoublyRobust",
+    "SelfNormalizedPerDecisionIS",
+    "SelfNormalizedTrajectoryIS",
+    "TrajectoryIS",
+    "get_estimator",
+    "register_estimator",
+    "self_normalize",
+]

@@ -1,0 +1,139 @@
+"""The estimator contract, the shared quantities every estimator reads, and the registry.
+
+Notation (REFERENCES: Precup et al. 2000; Jiang & Li 2016; Thomas & Brunskill 2016): step ratio
+w_t = π_e(a_t | s_t) / π_b(a_t | s_t), cumulative ratio W_t = Π_{t' ≤ t} w_t' with W_{−1} = 1, discount γ^t.
+
+Variable-length trajectories are treated as *absorbed* after their last step: reward 0 and ratio 1 (the
+dataset's padding makes this hold without masking). A finished trajectory thus keeps its final weight
+W_{T_i − 1} at every later step and stays in the self-normalising mean. That is the consistent choice:
+E_b[W_t] = 1 for every t only when all n trajectories are counted, so dividing by the mean over the
+trajectories still alive at t would estimate E_π_e[r_t | alive at t] instead of E_π_e[r_t 1{alive at t}].
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from functools import cached_property
+from typing import ClassVar
+
+import numpy as np
+
+from opelab.data import LoggedDataset
+from opelab.ope.inputs import OPEInput, OPEInputError
+
+
+class EstimationContext:
+    """The dataset, the inputs, and the arrays estimators share, each computed once on first use."""
+
+    def __init__(self, dataset: LoggedDataset, inputs: OPEInput) -> None:
+        self.dataset = dataset
+        self.inputs = inputs
+
+    @property
+    def discounts(self) -> np.ndarray:
+        """γ^t on logged steps, 0 on padding, (n, H)."""
+        return self.dataset.discounts
+
+    @property
+    def discounted_rewards(self) -> np.ndarray:
+        """γ^t r_t, (n, H)."""
+        return self.dataset.discounted_rewards
+
+    @property
+    def returns(self) -> np.ndarray:
+        """G_i = Σ_t γ^t r_t, (n,)."""
+        return self.dataset.returns
+
+    @cached_property
+    def step_ratio(self) -> np.ndarray:
+        """w_t, (P, n, H); 1 on padded steps."""
+        return self.inputs.eval_pscore / self.dataset.behavior_pscore
+
+    @cached_property
+    def cumulative_ratio(self) -> np.ndarray:
+        """W_t = Π_{t' ≤ t} w_t', (P, n, H)."""
+        return np.cumprod(self.step_ratio, axis=-1)
+
+    @cached_property
+    def previous_cumulative_ratio(self) -> np.ndarray:
+        """W_{t−1} with W_{−1} = 1, (P, n, H)."""
+        W = self.cumulative_ratio
+        out = np.empty_like(W)
+        out[..., 0] = 1.0
+        out[..., 1:] = W[..., :-1]
+        return out
+
+    @cached_property
+    def trajectory_ratio(self) -> np.ndarray:
+        """W_{H−1}, the whole-trajectory ratio (absorbed steps contribute 1), (P, n)."""
+        return self.cumulative_ratio[..., -1]
+
+    @cached_property
+    def normalized_cumulative_ratio(self) -> np.ndarray:
+        """W_t / ((1/n) Σ_j W_{j,t}), (P, n, H)."""
+        return self_normalize(self.cumulative_ratio)
+
+    @cached_property
+    def normalized_previous_cumulative_ratio(self) -> np.ndarray:
+        """W_{t−1} / ((1/n) Σ_j W_{j,t−1}), (P, n, H)."""
+        return self_normalize(self.previous_cumulative_ratio)
+
+    def require(self, estimator: str, *names: str) -> None:
+        missing = [name for name in names if getattr(self.inputs, name) is None]
+        if missing:
+            raise OPEInputError(f"{estimator}: needs {', '.join(missing)} in the OPEInput, found None")
+
+
+def self_normalize(weights: np.ndarray, axis: int = 1) -> np.ndarray:
+    """Divide weights by their mean over trajectories (``axis``); where that mean is 0, the result is 0.
+
+    A zero mean means π_e gives probability 0 to every logged action at that step: no logged trajectory
+    carries information there and the self-normalised term is reported as 0.
+    """
+    mean = weights.mean(axis=axis, keepdims=True)
+    return np.divide(weights, mean, out=np.zeros_like(weights), where=mean > 0)
+
+
+@dataclass(frozen=True)
+class PointEstimator(ABC):
+    """An off-policy point estimator: V̂(π_e) = (1/n) Σ_i X_i for per-trajectory values X_i.
+
+    ``trajectory_values`` returns X (P, n). For self-normalised estimators X depends on the whole sample
+    through the normaliser (``self_normalized = True``); resampling methods must recompute it per resample.
+    """
+
+    name: ClassVar[str]
+    self_normalized: ClassVar[bool] = False
+    requires: ClassVar[tuple[str, ...]] = ()
+
+    @abstractmethod
+    def trajectory_values(self, ctx: EstimationContext) -> np.ndarray:
+        """Per-trajectory contributions, shape (P, n)."""
+
+    def estimate(self, ctx: EstimationContext) -> np.ndarray:
+        """V̂ for every policy, shape (P,)."""
+        ctx.require(self.name, *self.requires)
+        return self.trajectory_values(ctx).mean(axis=-1)
+
+
+ESTIMATORS: dict[str, type[PointEstimator]] = {}
+
+
+def register_estimator(cls: type[PointEstimator]) -> type[PointEstimator]:
+    """Class decorator: make an estimator available by its short ``name``."""
+    name = cls.name
+    if name in ESTIMATORS and ESTIMATORS[name] is not cls:
+        raise ValueError(f"estimator name {name!r} is already registered by {ESTIMATORS[name].__name__}")
+    ESTIMATORS[name] = cls
+    return cls
+
+
+def get_estimator(name_or_estimator: str | PointEstimator) -> PointEstimator:
+    """An estimator instance from its short name (default options), or the instance itself."""
+    if isinstance(name_or_estimator, PointEstimator):
+        return name_or_estimator
+    try:
+        return ESTIMATORS[name_or_estimator]()
+    except KeyError:
+        raise ValueError(f"estimator: expected one of {sorted(ESTIMATORS)}, found {name_or_estimator!r}") from None

@@ -1,0 +1,287 @@
+"""``OPEInput``: everything the estimators need for P candidate policies, stacked on a leading policy axis.
+
+Arrays (P policies, n trajectories, H horizon, A actions), aligned with a ``LoggedDataset``:
+    eval_pscore        (P, n, H)     π_e(a_t | s_t) of the logged action (1 on padded steps)
+    eval_action_probs  (P, n, H, A)  π_e(· | s_t) (discrete actions; 0 on padded steps) or None
+    q_hat              (P, n, H)     Q̂(s_t, a_t) for the logged action (0 on padded steps) or None
+    v_hat              (P, n, H)     V̂(s_t) = Σ_a π_e(a | s_t) Q̂(s_t, a) (0 on padded steps) or None
+    initial_v_hat      (P, n)        V̂(s_0) or None
+    ground_truth       (P,)          true policy values, when known, with their standard error (0 if exact)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from opelab.data import LoggedDataset
+from opelab.data.validation import first_index, format_index
+from opelab.policies import DiscretePolicy
+
+
+class OPEInputError(ValueError):
+    """An ``OPEInput`` that is inconsistent in itself or with its dataset."""
+
+
+def _readonly(array: np.ndarray) -> np.ndarray:
+    view = array.view()
+    view.flags.writeable = False
+    return view
+
+
+@dataclass(frozen=True, eq=False)
+class OPEInput:
+    policy_names: tuple[str, ...]
+    eval_pscore: np.ndarray
+    q_hat: np.ndarray | None = None
+    v_hat: np.ndarray | None = None
+    initial_v_hat: np.ndarray | None = None
+    eval_action_probs: np.ndarray | None = None
+    ground_truth: np.ndarray | None = None
+    ground_truth_se: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        names = tuple(self.policy_names)
+        if len(names) == 0 or len(set(names)) != len(names):
+            raise OPEInputError(f"policy_names: expected unique, non-empty names, found {list(names)}")
+        object.__setattr__(self, "policy_names", names)
+        P = len(names)
+        pscore = np.asarray(self.eval_pscore, dtype=np.float64)
+        if pscore.ndim != 3 or pscore.shape[0] != P:
+            raise OPEInputError(f"eval_pscore: expected shape (P={P}, n, H), found {pscore.shape}")
+        shape = pscore.shape
+        expected = {
+            "eval_pscore": shape,
+            "q_hat": shape,
+            "v_hat": shape,
+            "initial_v_hat": shape[:2],
+            "ground_truth": (P,),
+            "ground_truth_se": (P,),
+        }
+        for name in ("eval_pscore", "q_hat", "v_hat", "initial_v_hat", "ground_truth", "ground_truth_se"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            value = np.asarray(value, dtype=np.float64)
+            if value.shape != expected[name]:
+                raise OPEInputError(f"{name}: expected shape {expected[name]}, found {value.shape}")
+            _check_finite(name, value)
+            object.__setattr__(self, name, _readonly(value))
+        if (self.eval_pscore < 0).any():
+            idx = first_index(self.eval_pscore < 0)
+            raise OPEInputError(f"eval_pscore: expected non-negative values, found {self.eval_pscore[idx]!r} at index {format_index(idx)}")
+        if self.ground_truth_se is not None and self.ground_truth is None:
+            raise OPEInputError("ground_truth_se: given without ground_truth")
+        probs = self.eval_action_probs
+        if probs is not None:
+            probs = np.asarray(probs, dtype=np.float64)
+            if probs.ndim != 4 or probs.shape[:3] != shape:
+                raise OPEInputError(f"eval_action_probs: expected shape {shape + ('n_actions',)}, found {probs.shape}")
+            _check_finite("eval_action_probs", probs)
+            object.__setattr__(self, "eval_action_probs", _readonly(probs))
+
+    @property
+    def n_policies(self) -> int:
+        return len(self.policy_names)
+
+    def check_dataset(self, dataset: LoggedDataset) -> None:
+        """Raise ``OPEInputError`` unless these inputs line up with ``dataset`` (shapes and padding)."""
+        n, H = dataset.n_trajectories, dataset.horizon
+        if self.eval_pscore.shape[1:] != (n, H):
+            raise OPEInputError(
+                f"eval_pscore: expected (n, H) = {(n, H)} to match the dataset, found {self.eval_pscore.shape[1:]}"
+            )
+        padded = ~dataset.mask
+        if padded.any():
+            for name, fill in (("eval_pscore", 1.0), ("q_hat", 0.0), ("v_hat", 0.0)):
+                value = getattr(self, name)
+                if value is None:
+                    continue
+                bad = (value != fill) & padded
+                if bad.any():
+                    idx = first_index(bad)
+                    raise OPEInputError(
+                        f"{name}: expected {fill} on padded steps (mask False), found {value[idx]!r} at index {format_index(idx)}"
+                    )
+        if self.eval_action_probs is not None and dataset.action_space.is_discrete:
+            if self.eval_action_probs.shape[-1] != dataset.action_space.n_actions:
+                raise OPEInputError(
+                    f"eval_action_probs: expected {dataset.action_space.n_actions} actions, found {self.eval_action_probs.shape[-1]}"
+                )
+
+    @classmethod
+    def from_scope_rl(cls, input_dict: Mapping[str, Mapping[str, Any]], dataset: LoggedDataset) -> OPEInput:
+        """Convert SCOPE-RL's per-policy input dict (discrete actions).
+
+        Each policy's entry holds step-major arrays over the dataset's ``n * H`` steps:
+        ``evaluation_policy_action_dist`` (size, n_actions), ``state_action_value_prediction``
+        (size, n_actions) or None, ``initial_state_value_prediction`` (n,) or None,
+        ``on_policy_policy_value`` (on-policy returns; their mean and standard error become the ground truth)
+        or None, and ``gamma``, which must equal the dataset's.
+        """
+        return _from_scope_rl(cls, input_dict, dataset)
+
+
+def _check_finite(name: str, value: np.ndarray) -> None:
+    bad = ~np.isfinite(value)
+    if bad.any():
+        idx = first_index(bad)
+        raise OPEInputError(f"{name}: expected finite values, found {value[idx]!r} at index {format_index(idx)}")
+
+
+def _gather(probs_or_values: np.ndarray, actions: np.ndarray) -> np.ndarray:
+    """Entry of the logged action along the last axis: (..., n, H, A), (n, H) -> (..., n, H)."""
+    index = np.broadcast_to(actions[..., None], probs_or_values.shape[:-1] + (1,)).astype(np.intp)
+    return np.take_along_axis(probs_or_values, index, axis=-1)[..., 0]
+
+
+def evaluation_action_probs(dataset: LoggedDataset, policies: Sequence[DiscretePolicy]) -> np.ndarray:
+    """π_e(· | s_t) of every policy on every logged step, shape (P, n, H, A); zeros on padded steps."""
+    if not dataset.action_space.is_discrete:
+        raise OPEInputError("policies: continuous-action evaluation policies are not supported yet (kernel ratios)")
+    A = dataset.action_space.n_actions
+    traj, step = np.nonzero(dataset.mask)
+    obs = dataset.observations[traj, step]
+    out = np.zeros((len(policies), dataset.n_trajectories, dataset.horizon, A))
+    for p, policy in enumerate(policies):
+        if not isinstance(policy, DiscretePolicy):
+            raise OPEInputError(f"policies[{p}]: expected a DiscretePolicy (with n_actions and action_probs), found {type(policy).__name__}")
+        if policy.n_actions != A:
+            raise OPEInputError(f"policies[{p}] ({policy.name!r}).n_actions: expected {A}, found {policy.n_actions}")
+        probs = np.asarray(policy.action_probs(obs, step), dtype=np.float64)
+        if probs.shape != (len(obs), A):
+            raise OPEInputError(f"policies[{p}] ({policy.name!r}).action_probs: expected shape {(len(obs), A)}, found {probs.shape}")
+        sums = probs.sum(axis=-1)
+        if not np.isfinite(probs).all() or (probs < 0).any() or not np.allclose(sums, 1.0, atol=1e-6):
+            raise OPEInputError(f"policies[{p}] ({policy.name!r}).action_probs: expected non-negative rows summing to 1")
+        out[p, traj, step] = probs
+    return out
+
+
+def build_inputs(
+    dataset: LoggedDataset,
+    policies: Sequence[DiscretePolicy],
+    *,
+    q_tables: Sequence[np.ndarray] | None = None,
+    ground_truth: Sequence[float] | np.ndarray | None = None,
+    ground_truth_se: Sequence[float] | np.ndarray | None = None,
+) -> OPEInput:
+    """Stack everything the estimators need for ``policies`` on ``dataset``.
+
+    Q̂ comes from tabular fitted Q evaluation on the logged data (``opelab.ope.qfunction``) unless
+    ``q_tables`` gives one Q table per policy, indexed ``[t, s, a]`` (shape (H, S, A)) or ``[s, a]``
+    (shape (S, A)), e.g. the exact Q-function of a tabular task.
+    """
+    from opelab.ope.qfunction import tabular_fqe
+
+    if len(policies) == 0:
+        raise OPEInputError("policies: expected at least one policy, found 0")
+    probs = evaluation_action_probs(dataset, policies)
+    actions = np.asarray(dataset.actions)
+    pscore = np.where(dataset.mask, _gather(probs, actions), 1.0)
+    if q_tables is None:
+        q_hat, v_hat = tabular_fqe(dataset, probs)
+    else:
+        if len(q_tables) != len(policies):
+            raise OPEInputError(f"q_tables: expected one table per policy ({len(policies)}), found {len(q_tables)}")
+        q_full = np.stack([_q_on_logged_states(dataset, np.asarray(q, dtype=np.float64), i) for i, q in enumerate(q_tables)])
+        q_hat = np.where(dataset.mask, _gather(q_full, actions), 0.0)
+        v_hat = (probs * q_full).sum(axis=-1)
+    if ground_truth_se is not None and ground_truth is None:
+        raise OPEInputError("ground_truth_se: given without ground_truth")
+    return OPEInput(
+        policy_names=tuple(p.name for p in policies),
+        eval_pscore=pscore,
+        eval_action_probs=probs,
+        q_hat=q_hat,
+        v_hat=v_hat,
+        initial_v_hat=v_hat[:, :, 0],
+        ground_truth=None if ground_truth is None else np.asarray(ground_truth, dtype=np.float64),
+        ground_truth_se=(
+            None
+            if ground_truth is None
+            else np.zeros(len(policies)) if ground_truth_se is None else np.asarray(ground_truth_se, dtype=np.float64)
+        ),
+    )
+
+
+def _q_on_logged_states(dataset: LoggedDataset, table: np.ndarray, i: int) -> np.ndarray:
+    """Q(s_t, ·) on every logged step from a (H, S, A) or (S, A) table, shape (n, H, A); 0 on padding."""
+    states = np.asarray(dataset.observations)
+    if states.dtype.kind not in "iu" or states.ndim != 2:
+        raise OPEInputError("q_tables: tables need integer state observations of shape (n, H)")
+    A = dataset.action_space.n_actions
+    if table.ndim == 2:
+        table = table[None]
+    if table.ndim != 3 or table.shape[-1] != A or table.shape[0] not in (1, dataset.horizon):
+        raise OPEInputError(f"q_tables[{i}]: expected shape (H={dataset.horizon}, S, {A}) or (S, {A}), found {table.shape}")
+    if states.max() >= table.shape[1]:
+        raise OPEInputError(f"q_tables[{i}]: has {table.shape[1]} states, but the data holds state {states.max()}")
+    steps = np.arange(dataset.horizon)[None, :] if table.shape[0] > 1 else np.zeros((1, 1), dtype=np.intp)
+    q = table[np.broadcast_to(steps, states.shape), states]
+    return np.where(dataset.mask[..., None], q, 0.0)
+
+
+def _from_scope_rl(
+    cls: type[OPEInput], input_dict: Mapping[str, Mapping[str, Any]], dataset: LoggedDataset
+) -> OPEInput:
+    if not dataset.action_space.is_discrete:
+        raise OPEInputError("input_dict: only discrete-action SCOPE-RL inputs are supported so far")
+    if len(input_dict) == 0:
+        raise OPEInputError("input_dict: expected at least one evaluation policy, found none")
+    n, H, A = dataset.n_trajectories, dataset.horizon, dataset.action_space.n_actions
+    size = n * H
+    actions = np.asarray(dataset.actions)
+    mask = dataset.mask
+    names, pscores, probs_all, q_all, v_all, init_all, truth, truth_se = [], [], [], [], [], [], [], []
+    for name, entry in input_dict.items():
+        where = f"input_dict[{name!r}]"
+        if "gamma" in entry and not np.isclose(float(entry["gamma"]), dataset.gamma):
+            raise OPEInputError(f"{where}.gamma: expected the dataset's gamma {dataset.gamma}, found {entry['gamma']}")
+        dist = np.asarray(entry.get("evaluation_policy_action_dist"), dtype=np.float64)
+        if dist.shape != (size, A):
+            raise OPEInputError(f"{where}.evaluation_policy_action_dist: expected shape {(size, A)}, found {dist.shape}")
+        dist = np.where(mask[..., None], dist.reshape(n, H, A), 0.0)
+        names.append(str(name))
+        probs_all.append(dist)
+        pscores.append(np.where(mask, _gather(dist, actions), 1.0))
+        sav = entry.get("state_action_value_prediction")
+        if sav is not None:
+            sav = np.asarray(sav, dtype=np.float64)
+            if sav.shape != (size, A):
+                raise OPEInputError(f"{where}.state_action_value_prediction: expected shape {(size, A)}, found {sav.shape}")
+            sav = np.where(mask[..., None], sav.reshape(n, H, A), 0.0)
+            q_all.append(np.where(mask, _gather(sav, actions), 0.0))
+            v_all.append((dist * sav).sum(axis=-1))
+        init = entry.get("initial_state_value_prediction")
+        if init is not None:
+            init = np.asarray(init, dtype=np.float64)
+            if init.shape != (n,):
+                raise OPEInputError(f"{where}.initial_state_value_prediction: expected shape ({n},), found {init.shape}")
+            init_all.append(init)
+        on_policy = entry.get("on_policy_policy_value")
+        if on_policy is not None:
+            returns = np.atleast_1d(np.asarray(on_policy, dtype=np.float64))
+            truth.append(returns.mean())
+            truth_se.append(returns.std(ddof=1) / np.sqrt(len(returns)) if len(returns) > 1 else 0.0)
+
+    def stacked(parts: list[np.ndarray], key: str) -> np.ndarray | None:
+        if len(parts) == 0:
+            return None
+        if len(parts) != len(names):
+            raise OPEInputError(f"input_dict: {key} is given for some policies but not all")
+        return np.stack(parts)
+
+    return cls(
+        policy_names=tuple(names),
+        eval_pscore=np.stack(pscores),
+        eval_action_probs=np.stack(probs_all),
+        q_hat=stacked(q_all, "state_action_value_prediction"),
+        v_hat=stacked(v_all, "state_action_value_prediction"),
+        initial_v_hat=stacked(init_all, "initial_state_value_prediction"),
+        ground_truth=stacked([np.asarray(t) for t in truth], "on_policy_policy_value"),
+        ground_truth_se=stacked([np.asarray(t) for t in truth_se], "on_policy_policy_value"),
+    )

@@ -1,0 +1,21 @@
+"""Policies: the protocol, tabular policies, heads and candidate families."""
+
+from opelab.policies.base import ActionValues, CategoricalPolicy, DiscretePolicy, Policy, sample_categorical
+from opelab.policies.family import candidate_family
+from opelab.policies.heads import EpsilonGreedyPolicy, GreedyPolicy, SoftmaxPolicy, UniformPolicy
+from opelab.policies.tabular import TabularPolicy, TabularQ
+
+__all__ = [
+    "ActionValues",
+    "CategoricalPolicy",
+    "DiscretePolicy",
+    "EpsilonGreedyPolicy",
+    "GreedyPolicy",
+    "Policy",
+    "SoftmaxPolicy",
+    "TabularPolicy",
+    "TabularQ",
+    "UniformPolicy",
+    "candidate_family",
+    "sample_categorical",
+]

@@ -1,0 +1,62 @@
+"""Heads: policies derived from a base policy or from action values.
+
+- ``GreedyPolicy``: argmax of action values (ties to the lowest action index).
+- ``SoftmaxPolicy``: π(a | s) ∝ exp(Q(s, a) / τ).
+- ``EpsilonGreedyPolicy``: (1 − ε) π_base + ε · uniform. For a deterministic base this is the usual
+  ε-greedy head; for a stochastic base it is the same mixture.
+- ``UniformPolicy``: 1 / n_actions everywhere.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from opelab.policies.base import ActionValues, CategoricalPolicy, DiscretePolicy
+
+
+class GreedyPolicy(CategoricalPolicy):
+    def __init__(self, values: ActionValues, name: str = "greedy") -> None:
+        super().__init__(values.n_actions, name)
+        self.values = values
+
+    def action_probs(self, observations: np.ndarray, steps: np.ndarray | None = None) -> np.ndarray:
+        q = self.values.action_values(observations, steps)
+        probs = np.zeros(q.shape, dtype=np.float64)
+        probs[np.arange(len(q)), np.argmax(q, axis=-1)] = 1.0
+        return probs
+
+
+class SoftmaxPolicy(CategoricalPolicy):
+    def __init__(self, values: ActionValues, temperature: float, name: str | None = None) -> None:
+        if not temperature > 0:
+            raise ValueError(f"temperature: expected a positive float, found {temperature}")
+        super().__init__(values.n_actions, name or f"softmax(tau={temperature:g})")
+        self.values = values
+        self.temperature = float(temperature)
+
+    def action_probs(self, observations: np.ndarray, steps: np.ndarray | None = None) -> np.ndarray:
+        logits = self.values.action_values(observations, steps) / self.temperature
+        logits = logits - logits.max(axis=-1, keepdims=True)
+        weights = np.exp(logits)
+        return weights / weights.sum(axis=-1, keepdims=True)
+
+
+class EpsilonGreedyPolicy(CategoricalPolicy):
+    def __init__(self, base: DiscretePolicy, epsilon: float, name: str | None = None) -> None:
+        if not 0.0 <= epsilon <= 1.0:
+            raise ValueError(f"epsilon: expected a float in [0, 1], found {epsilon}")
+        super().__init__(base.n_actions, name or f"{base.name}+eps{epsilon:g}")
+        self.base = base
+        self.epsilon = float(epsilon)
+
+    def action_probs(self, observations: np.ndarray, steps: np.ndarray | None = None) -> np.ndarray:
+        base = self.base.action_probs(observations, steps)
+        return (1.0 - self.epsilon) * base + self.epsilon / self.n_actions
+
+
+class UniformPolicy(CategoricalPolicy):
+    def __init__(self, n_actions: int, name: str = "uniform") -> None:
+        super().__init__(n_actions, name)
+
+    def action_probs(self, observations: np.ndarray, steps: np.ndarray | None = None) -> np.ndarray:
+        return np.full((len(observations), self.n_actions), 1.0 / self.n_actions)
