@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy.stats import rankdata
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -192,6 +191,18 @@ def nmse(true_values: ArrayLike, estimates: ArrayLike) -> float:
     return num / float(np.mean((c.true_values / scale) ** 2))
 
 
+def _average_ranks(values: FloatArray) -> FloatArray:
+    """Ranks 1..P with tied values sharing their average rank (what Spearman's ρ needs)."""
+    order = np.argsort(values, kind="stable")
+    sorted_values = values[order]
+    starts = np.flatnonzero(np.r_[True, sorted_values[1:] != sorted_values[:-1]])
+    ends = np.r_[starts[1:], len(values)]  # exclusive
+    group_rank = (starts + ends + 1) / 2.0  # mean of the 1-based positions starts+1 .. ends
+    ranks = np.empty(len(values))
+    ranks[order] = np.repeat(group_rank, ends - starts)
+    return ranks
+
+
 def rank_correlation(true_values: ArrayLike, estimates: ArrayLike) -> float:
     """Spearman rank correlation between J and Ĵ.
 
@@ -203,8 +214,8 @@ def rank_correlation(true_values: ArrayLike, estimates: ArrayLike) -> float:
     assert c.true_values is not None
     if c.estimates.shape[0] < 2:
         return float("nan")
-    r = rankdata(c.true_values).astype(np.float64)
-    s = rankdata(c.estimates).astype(np.float64)
+    r = _average_ranks(c.true_values)
+    s = _average_ranks(c.estimates)
     r -= r.mean()
     s -= s.mean()
     srr = float(np.dot(r, r))

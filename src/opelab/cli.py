@@ -1,0 +1,195 @@
+"""The ``opelab`` command line: a thin face over the library."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(
+    name="opelab",
+    help="Offline decision making: logged data → candidates → off-policy evaluation → selection.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+
+
+@app.callback()
+def _root() -> None:
+    """Offline decision making: logged data → candidates → off-policy evaluation → selection."""
+
+
+class CLIError(Exception):
+    """A user-facing error: printed as one line."""
+
+
+def _guarded(debug: bool, body: Callable[[], None]) -> None:
+    try:
+        body()
+    except typer.Exit:
+        raise
+    except Exception as exc:  # one clear line for people; the traceback with --debug
+        if debug:
+            traceback.print_exc()
+        else:
+            console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+
+
+def _fresh_out_dir(out: Path | None, force: bool) -> Path:
+    if out is None:
+        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        out = Path(f"opelab-demo-{stamp}")
+        suffix = 1
+        while out.exists():
+            out = Path(f"opelab-demo-{stamp}-{suffix}")
+            suffix += 1
+    elif out.exists() and not out.is_dir():
+        raise CLIError(f"--out: expected a folder, found a file at {out}")
+    elif out.exists() and any(out.iterdir()) and not force:
+        raise CLIError(f"--out: {out} exists and is not empty; pass --force to overwrite its files")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "n/a"
+        if math.isinf(value):
+            return "∞" if value > 0 else "−∞"
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+@app.command()
+def demo(
+    task: str = typer.Option("gridworld", help="Tabular task: gridworld, chain or random."),
+    n_trajectories: int = typer.Option(1000, "--n-trajectories", "-n", min=1, help="Logged trajectories."),
+    seed: int = typer.Option(0, help="Seed of the data collection."),
+    behavior_temperature: float = typer.Option(1.0, help="Softmax temperature of the behavior policy over Q*."),
+    out: Path | None = typer.Option(None, help="Output folder (default: a fresh opelab-demo-* folder here)."),
+    force: bool = typer.Option(False, help="Write into --out even if it holds files."),
+    debug: bool = typer.Option(False, help="Show tracebacks."),
+) -> None:
+    """Collect data on a tabular task, build ~10 candidates, run every estimator against exact truth."""
+    _guarded(debug, lambda: _demo(task, n_trajectories, seed, behavior_temperature, out, force))
+
+
+def _demo(task_name: str, n: int, seed: int, temperature: float, out: Path | None, force: bool) -> None:
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from opelab.envs import make
+    from opelab.pipeline import run_tabular
+    from opelab.policies import SoftmaxPolicy, TabularQ, candidate_family
+
+    if not temperature > 0:
+        raise CLIError(f"--behavior-temperature: expected a positive number, found {temperature}")
+    out_dir = _fresh_out_dir(out, force)
+    task = make(task_name)
+    q_star = TabularQ(task.optimal_q())
+    behavior = SoftmaxPolicy(q_star, temperature, name=f"behavior(softmax{temperature:g})")
+    candidates = candidate_family(q_star, temperatures=(0.2, 0.5, 1.0))
+
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console, transient=True) as progress:
+        bar = progress.add_task("starting", total=None)
+        result = run_tabular(
+            task,
+            behavior,
+            candidates,
+            n_trajectories=n,
+            seed=seed,
+            on_stage=lambda stage: progress.update(bar, description=stage),
+        )
+        progress.update(bar, description="writing")
+        _write_demo(result, out_dir)
+
+    ds = result.dataset
+    console.print(
+        f"[bold]{task.name}[/]: {ds.n_trajectories} trajectories, {ds.n_transitions} steps "
+        f"(horizon {ds.horizon}, γ = {ds.gamma}), behavior {behavior.name}: "
+        f"true value {result.behavior_true_value:.3f}, logged mean return {result.table.behavior_value:.3f}"
+    )
+    _print_estimates(result)
+    _print_assessment(result)
+    console.print(f"Results written to [bold]{out_dir}[/]")
+
+
+def _write_demo(result: Any, out_dir: Path) -> None:
+    result.dataset.to_parquet(out_dir / "dataset.parquet")
+    result.estimates_vs_truth().rename_axis("policy").to_csv(out_dir / "estimates.csv")
+    result.assessment.summary.to_csv(out_dir / "assessment.csv")
+    result.assessment.topk.to_csv(out_dir / "topk.csv", index=False)
+    result.assessment.picks().to_csv(out_dir / "picks.csv", index=False)
+
+
+def _compact_table(title: str, first: str, columns: list[str]) -> Table:
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False)
+    table.add_column(first, no_wrap=True, overflow="ellipsis", max_width=16)
+    for column in columns:
+        table.add_column(column, justify="right", no_wrap=True, min_width=max(5, len(column)))
+    return table
+
+
+def _print_estimates(result: Any) -> None:
+    frame = result.estimates_vs_truth()
+    table = _compact_table("Estimates vs exact value", "policy", ["truth", *frame.columns[1:]])
+    for policy, row in frame.iterrows():
+        table.add_row(str(policy), *(_fmt(float(v), 2) for v in row))
+    console.print(table)
+
+
+METRIC_LABELS = {
+    "nmse": "nMSE ↓",
+    "rank_correlation": "rank corr ↑",
+    "regret@1": "regret@1 ↓",
+    "normalized_regret@1": "nregret@1 ↓",
+    "type_i": "Type I ↓",
+    "type_ii": "Type II ↓",
+}
+
+
+def _metric_label(metric: str) -> str:
+    return METRIC_LABELS.get(metric, metric.replace("sharpe_ratio", "SharpeRatio") + " ↑")
+
+
+def _print_assessment(result: Any) -> None:
+    summary = result.assessment.summary
+    table = _compact_table(
+        f"Assessment of each estimator (J(π_b) = {result.assessment.behavior_value:.3f}, the logged mean return)",
+        "metric",
+        [str(name) for name in summary.index],
+    )
+    picks = result.assessment.picks().set_index("metric")["estimator"]
+    for metric in summary.columns:
+        cells = []
+        for name, value in summary[metric].items():
+            text = _fmt(float(value), 2)
+            cells.append(f"[bold green]{text}[/]" if picks[metric] == name else text)
+        table.add_row(_metric_label(metric), *cells)
+    console.print(table)
+
+    counts = picks.dropna().value_counts()
+    verdict = ", ".join(f"{name} ({count} of {len(picks.dropna())})" for name, count in counts.items())
+    console.print(f"Each metric's pick is in green. Picks: {verdict}.")
+
+
+def main() -> None:
+    app(prog_name="opelab")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
