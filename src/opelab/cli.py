@@ -137,10 +137,10 @@ def _write_demo(result: Any, out_dir: Path) -> None:
 
 
 def _compact_table(title: str, first: str, columns: list[str]) -> Table:
-    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False)
-    table.add_column(first, no_wrap=True, overflow="ellipsis", max_width=16)
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 0), pad_edge=False)
+    table.add_column(first, no_wrap=True, overflow="ellipsis", max_width=18)
     for column in columns:
-        table.add_column(column, justify="right", no_wrap=True, min_width=max(5, len(column)))
+        table.add_column(column, justify="right", no_wrap=True, min_width=max(6, len(column)))
     return table
 
 
