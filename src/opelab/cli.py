@@ -98,8 +98,8 @@ def _demo(task_name: str, n: int, seed: int, temperature: float, out: Path | Non
 
     if not temperature > 0:
         raise CLIError(f"--behavior-temperature: expected a positive number, found {temperature}")
-    out_dir = _fresh_out_dir(out, force)
     task = make(task_name)
+    out_dir = _fresh_out_dir(out, force)
     q_star = TabularQ(task.optimal_q())
     behavior = SoftmaxPolicy(q_star, temperature, name=f"behavior(softmax{temperature:g})")
     candidates = candidate_family(q_star, temperatures=(0.2, 0.5, 1.0))

@@ -1,0 +1,303 @@
+"""The ``LoggedDataset`` contract: every bad input raises ``DatasetError`` naming the field (and where)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+
+from opelab.data import ActionSpace, DatasetError, DatasetInfo, LoggedDataset
+
+NAN, INF = float("nan"), float("inf")
+
+
+def test_dataset_error_is_a_value_error() -> None:
+    assert issubclass(DatasetError, ValueError)
+
+
+# ---------------------------------------------------------------------------------------------- mutators
+def replace(field: str, fn: Callable[[Any], Any]) -> Callable[[dict[str, Any]], None]:
+    def mutate(kw: dict[str, Any]) -> None:
+        kw[field] = fn(kw[field])
+
+    return mutate
+
+
+def put(field: str, index: tuple[int, ...], value: Any, dtype: Any = None) -> Callable[[dict[str, Any]], None]:
+    """Set one entry (after an optional cast, e.g. to float so that NaN fits)."""
+
+    def mutate(kw: dict[str, Any]) -> None:
+        array = np.array(kw[field], dtype=dtype)
+        array[index] = value
+        kw[field] = array
+
+    return mutate
+
+
+def chain(*mutators: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:
+    def mutate(kw: dict[str, Any]) -> None:
+        for m in mutators:
+            m(kw)
+
+    return mutate
+
+
+no_probs = replace("behavior_action_probs", lambda _: None)
+
+# (id, base "d"iscrete / "c"ontinuous, mutation, substrings the message must contain)
+CASES: list[tuple[str, str, Callable[[dict[str, Any]], None], tuple[str, ...]]] = [
+    # ---- shapes
+    ("obs-short-horizon", "d", replace("observations", lambda a: a[:, :2]), ("observations", "(2, 2)")),
+    ("obs-extra-trajectory", "d", replace("observations", lambda a: np.zeros((3, 3), a.dtype)), ("observations",)),
+    ("obs-1d", "d", replace("observations", lambda a: a[0]), ("observations",)),
+    ("obs-0d", "d", replace("observations", lambda a: np.int64(0)), ("observations",)),
+    ("cont-obs-wrong-n", "c", replace("observations", lambda a: a[:1]), ("observations",)),
+    ("actions-discrete-3d", "d", replace("actions", lambda a: a[..., None]), ("actions", "(2, 3, 1)")),
+    ("actions-discrete-short", "d", replace("actions", lambda a: a[:, :2]), ("actions",)),
+    ("actions-cont-2d", "c", replace("actions", lambda a: a[..., 0]), ("actions", "(2, 3, 2)")),
+    ("actions-cont-wrong-dim", "c", replace("actions", lambda a: np.zeros((2, 3, 3))), ("actions",)),
+    ("rewards-shape", "d", replace("rewards", lambda a: np.zeros((2, 4))), ("rewards",)),
+    ("rewards-1d", "d", replace("rewards", lambda a: a.ravel()), ("rewards",)),
+    ("terminals-shape", "d", replace("terminals", lambda a: np.zeros((3, 3), bool)), ("terminals",)),
+    ("terminals-3d", "d", replace("terminals", lambda a: a[..., None]), ("terminals",)),
+    ("mask-1d", "d", replace("mask", lambda a: a[0]), ("mask",)),
+    ("mask-3d", "d", replace("mask", lambda a: a[..., None]), ("mask",)),
+    ("mask-no-trajectory", "d", replace("mask", lambda a: np.zeros((0, 3), bool)), ("mask",)),
+    ("mask-no-step", "d", replace("mask", lambda a: np.zeros((2, 0), bool)), ("mask",)),
+    ("pscore-1d", "d", replace("behavior_pscore", lambda a: a[0]), ("behavior_pscore",)),
+    ("pscore-3d", "c", replace("behavior_pscore", lambda a: np.ones((2, 3, 2))), ("behavior_pscore",)),
+    ("probs-wrong-n-actions", "d", replace("behavior_action_probs", lambda a: np.concatenate([a, 0 * a[..., :1]], -1)),
+     ("behavior_action_probs", "(2, 3, 3)")),
+    ("probs-2d", "d", replace("behavior_action_probs", lambda a: a[..., 0]), ("behavior_action_probs",)),
+    ("probs-for-continuous", "c", replace("behavior_action_probs", lambda a: np.full((2, 3, 2), 0.5)),
+     ("behavior_action_probs",)),
+    # ---- dtypes
+    ("actions-float-for-discrete", "d", replace("actions", lambda a: a.astype(float)), ("actions", "integer")),
+    ("actions-bool-for-discrete", "d", replace("actions", lambda a: a.astype(bool)), ("actions",)),
+    ("actions-int-for-continuous", "c", replace("actions", lambda a: a.astype(np.int64)), ("actions", "float")),
+    ("mask-int", "d", replace("mask", lambda a: a.astype(np.int64)), ("mask", "bool")),
+    ("mask-float", "d", replace("mask", lambda a: a.astype(float)), ("mask", "bool")),
+    ("terminals-int", "d", replace("terminals", lambda a: a.astype(np.int64)), ("terminals", "bool")),
+    ("terminals-float", "d", replace("terminals", lambda a: a.astype(float)), ("terminals", "bool")),
+    ("obs-bool", "d", replace("observations", lambda a: a.astype(bool)), ("observations",)),
+    ("obs-str", "d", replace("observations", lambda a: a.astype(str)), ("observations",)),
+    ("actions-str", "d", replace("actions", lambda a: a.astype(str)), ("actions",)),
+    ("rewards-str", "d", replace("rewards", lambda a: a.astype(str)), ("rewards",)),
+    ("terminals-str", "d", replace("terminals", lambda a: a.astype(str)), ("terminals",)),
+    ("mask-str", "d", replace("mask", lambda a: a.astype(str)), ("mask",)),
+    ("pscore-str", "d", replace("behavior_pscore", lambda a: a.astype(str)), ("behavior_pscore",)),
+    ("probs-str", "d", replace("behavior_action_probs", lambda a: a.astype(str)), ("behavior_action_probs",)),
+    ("obs-object", "d", replace("observations", lambda a: a.astype(object)), ("observations",)),
+    # ---- NaN / inf
+    ("obs-nan", "d", put("observations", (1, 1), NAN, float), ("observations", "(1, 1)")),
+    ("obs-inf", "c", put("observations", (0, 1, 2), INF), ("observations", "(0, 1, 2)")),
+    ("obs-neg-inf-float32", "c", put("observations", (1, 0, 0), -INF, np.float32), ("observations", "(1, 0, 0)")),
+    ("actions-nan", "c", put("actions", (1, 1, 1), NAN), ("actions", "(1, 1, 1)")),
+    ("actions-inf", "c", put("actions", (0, 2, 0), INF), ("actions", "(0, 2, 0)")),
+    ("rewards-nan", "d", put("rewards", (1, 1), NAN), ("rewards", "(1, 1)")),
+    ("rewards-inf", "d", put("rewards", (0, 2), INF), ("rewards", "(0, 2)")),
+    ("rewards-neg-inf-float16", "d", put("rewards", (0, 0), -INF, np.float16), ("rewards", "(0, 0)")),
+    ("pscore-nan", "d", chain(no_probs, put("behavior_pscore", (0, 2), NAN)), ("behavior_pscore", "(0, 2)")),
+    ("pscore-inf-continuous", "c", put("behavior_pscore", (1, 0), INF), ("behavior_pscore", "(1, 0)")),
+    ("probs-nan", "d", put("behavior_action_probs", (1, 0, 2), NAN), ("behavior_action_probs", "(1, 0, 2)")),
+    ("probs-inf", "d", put("behavior_action_probs", (0, 1, 0), INF), ("behavior_action_probs", "(0, 1, 0)")),
+    # ---- pscore values
+    ("pscore-zero", "d", chain(no_probs, put("behavior_pscore", (1, 0), 0.0)), ("behavior_pscore", "(1, 0)")),
+    ("pscore-negative", "d", chain(no_probs, put("behavior_pscore", (0, 1), -0.3)), ("behavior_pscore", "(0, 1)")),
+    ("pscore-above-one", "d", chain(no_probs, put("behavior_pscore", (1, 1), 1.5)), ("behavior_pscore", "(1, 1)")),
+    ("pscore-int-dtype", "d", chain(no_probs, replace("behavior_pscore", lambda a: np.ones(a.shape, np.int64))),
+     ("behavior_pscore",)),
+    ("density-zero", "c", put("behavior_pscore", (0, 0), 0.0), ("behavior_pscore", "(0, 0)")),
+    ("density-negative", "c", put("behavior_pscore", (1, 1), -2.0), ("behavior_pscore", "(1, 1)")),
+    # ---- actions out of range
+    ("action-too-large", "d", chain(no_probs, put("actions", (0, 1), 3)), ("actions", "(0, 1)")),
+    ("action-negative", "d", chain(no_probs, put("actions", (1, 0), -1)), ("actions", "(1, 0)")),
+    ("action-too-large-uint8", "d", chain(no_probs, replace("actions", lambda a: a.astype(np.uint8)),
+                                           put("actions", (1, 1), 200)), ("actions", "(1, 1)")),
+    # ---- behavior_action_probs
+    ("probs-row-sum", "d", put("behavior_action_probs", (1, 1), [0.2, 0.3, 0.4]), ("behavior_action_probs", "(1, 1)")),
+    ("probs-negative", "d", put("behavior_action_probs", (0, 0), [-0.2, 0.7, 0.5]),
+     ("behavior_action_probs", "(0, 0, 0)")),
+    ("probs-disagree-pscore", "d", put("behavior_pscore", (0, 1), 0.31), ("behavior_pscore", "(0, 1)")),
+    ("probs-disagree-row", "d", put("behavior_action_probs", (1, 0), [0.5, 0.3, 0.2]),
+     ("behavior_pscore", "behavior_action_probs", "(1, 0)")),
+    # ---- mask structure
+    ("mask-hole", "d", put("mask", (1,), [True, False, True]), ("mask", "(1, 2)")),
+    ("mask-hole-first-row", "d", put("mask", (0,), [True, False, True]), ("mask", "(0, 2)")),
+    ("mask-empty-trajectory", "d", put("mask", (1,), [False, False, False]), ("mask", "index 1")),
+    ("mask-late-start", "d", put("mask", (1,), [False, True, True]), ("mask", "index 1")),
+    # ---- terminals
+    ("terminal-not-last", "d", put("terminals", (0, 1), True), ("terminals", "(0, 1)")),
+    ("terminal-on-padding", "d", chain(put("terminals", (1, 1), False), put("terminals", (1, 2), True)),
+     ("terminals", "(1, 2)")),
+    ("terminal-continuous", "c", put("terminals", (1, 0), True), ("terminals", "(1, 0)")),
+    # ---- padding must hold fill values
+    ("pad-observations", "d", put("observations", (1, 2), 5), ("observations", "(1, 2)")),
+    ("pad-actions", "d", put("actions", (1, 2), 1), ("actions", "(1, 2)")),
+    ("pad-rewards", "d", put("rewards", (1, 2), 0.5), ("rewards", "(1, 2)")),
+    ("pad-pscore", "d", put("behavior_pscore", (1, 2), 0.5), ("behavior_pscore", "(1, 2)")),
+    ("pad-probs", "d", put("behavior_action_probs", (1, 2), [1.0, 0.0, 0.0]), ("behavior_action_probs", "(1, 2)")),
+    ("pad-cont-observations", "c", put("observations", (1, 2, 1), 0.25), ("observations", "(1, 2)")),
+    ("pad-cont-actions", "c", put("actions", (1, 2, 0), -0.5), ("actions", "(1, 2)")),
+    ("pad-cont-density", "c", put("behavior_pscore", (1, 2), 2.0), ("behavior_pscore", "(1, 2)")),
+    # ---- info
+    ("info-not-datasetinfo", "d", replace("info", lambda i: dataclasses.asdict(i)), ("info",)),
+]
+
+
+@pytest.mark.parametrize(("base", "mutate", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_input_raises_dataset_error_naming_the_field(
+    base: str, mutate: Callable[[dict[str, Any]], None], expected: tuple[str, ...], make_discrete, make_continuous
+) -> None:
+    kw = make_discrete() if base == "d" else make_continuous()
+    LoggedDataset(**kw)  # the base is valid: the error below comes from the mutation alone
+    mutate(kw)
+    with pytest.raises(DatasetError) as excinfo:
+        LoggedDataset(**kw)
+    message = str(excinfo.value)
+    for fragment in expected:
+        assert fragment in message, f"{fragment!r} not in {message!r}"
+
+
+# ---------------------------------------------------------------------------------------------- valid inputs
+def test_valid_inputs_are_accepted_and_read_only(make_discrete, make_continuous) -> None:
+    for kw in (make_discrete(), make_continuous()):
+        ds = LoggedDataset(**kw)
+        for name in ("observations", "actions", "rewards", "terminals", "mask", "behavior_pscore"):
+            array = getattr(ds, name)
+            assert not array.flags.writeable, name
+            with pytest.raises(ValueError):
+                array[(0,) * array.ndim] = array[(0,) * array.ndim]
+        assert ds.lengths.tolist() == [3, 2]
+        assert ds.n_transitions == 5
+
+
+def test_continuous_densities_above_one_are_accepted(make_continuous) -> None:
+    kw = make_continuous()
+    kw["behavior_pscore"] = np.where(kw["mask"], np.array([[50.0, 1.0 + 1e-12, 3.0], [1e6, 2.0, 1.0]]), 1.0)
+    ds = LoggedDataset(**kw)
+    assert ds.behavior_pscore.max() == 1e6
+
+
+def test_discrete_pscore_of_exactly_one_is_accepted(make_discrete) -> None:
+    kw = make_discrete()
+    kw["behavior_action_probs"] = None
+    kw["behavior_pscore"] = np.ones((2, 3))
+    LoggedDataset(**kw)
+
+
+def test_narrow_dtypes_are_widened_to_float64(make_discrete) -> None:
+    kw = make_discrete()
+    kw["rewards"] = np.array([[1, 0, -1], [0, 2, 0]], dtype=np.int32)
+    kw["behavior_pscore"] = kw["behavior_pscore"].astype(np.float32)
+    kw["behavior_action_probs"] = None
+    ds = LoggedDataset(**kw)
+    assert ds.rewards.dtype == np.float64 and ds.behavior_pscore.dtype == np.float64
+    kw = make_discrete()
+    kw["observations"] = kw["observations"].astype(np.int32)
+    kw["actions"] = kw["actions"].astype(np.uint8)
+    ds = LoggedDataset(**kw)
+    assert ds.observations.dtype == np.int32 and ds.actions.dtype == np.uint8  # kept as given
+
+
+def test_probs_tolerate_rounding(make_discrete) -> None:
+    kw = make_discrete()
+    kw["behavior_action_probs"] = kw["behavior_action_probs"] * (1 + 1e-8)  # rows sum to 1 ± 1e-8 < 1e-6
+    kw["behavior_pscore"] = np.where(
+        kw["mask"], np.take_along_axis(kw["behavior_action_probs"], kw["actions"][..., None], -1)[..., 0], 1.0
+    )
+    LoggedDataset(**kw)
+
+
+# ---------------------------------------------------------------------------------------------- gamma & spaces
+@pytest.mark.parametrize("gamma", [-0.1, 1.5, NAN, INF, -INF, 1.0000001, -1])
+def test_gamma_outside_unit_interval(gamma: float) -> None:
+    with pytest.raises(DatasetError, match="gamma"):
+        DatasetInfo(task="t", gamma=gamma, action_space=ActionSpace.discrete(2))
+
+
+@pytest.mark.parametrize("gamma", ["0.9", None, True, False, [0.9], complex(0.5, 0)], ids=repr)
+def test_gamma_not_a_number(gamma: Any) -> None:
+    with pytest.raises(DatasetError, match="gamma"):
+        DatasetInfo(task="t", gamma=gamma, action_space=ActionSpace.discrete(2))
+
+
+@pytest.mark.parametrize("gamma", [0, 0.0, 1, 1.0, 0.5, np.float64(0.95), np.int64(1)], ids=repr)
+def test_gamma_accepted(gamma: Any) -> None:
+    DatasetInfo(task="t", gamma=gamma, action_space=ActionSpace.discrete(2))
+
+
+def test_other_info_fields() -> None:
+    space = ActionSpace.discrete(2)
+    with pytest.raises(DatasetError, match="task"):
+        DatasetInfo(task=3, gamma=0.5, action_space=space)
+    with pytest.raises(DatasetError, match="action_space"):
+        DatasetInfo(task="t", gamma=0.5, action_space="discrete")
+    with pytest.raises(DatasetError, match="seed"):
+        DatasetInfo(task="t", gamma=0.5, action_space=space, seed=1.5)
+    with pytest.raises(DatasetError, match="seed"):
+        DatasetInfo(task="t", gamma=0.5, action_space=space, seed=True)
+
+
+@pytest.mark.parametrize(
+    ("build", "field"),
+    [
+        (lambda: ActionSpace.discrete(0), "n_actions"),
+        (lambda: ActionSpace.discrete(-3), "n_actions"),
+        (lambda: ActionSpace("discrete"), "n_actions"),
+        (lambda: ActionSpace("discrete", n_actions=2.0), "n_actions"),
+        (lambda: ActionSpace("discrete", n_actions=2, action_dim=1), "action_space"),
+        (lambda: ActionSpace("discrete", n_actions=2, low=(0.0,)), "action_space"),
+        (lambda: ActionSpace("continuous"), "action_dim"),
+        (lambda: ActionSpace("continuous", n_actions=3), "action_dim"),
+        (lambda: ActionSpace.continuous(0), "action_dim"),
+        (lambda: ActionSpace("continuous", action_dim=2, n_actions=3), "n_actions"),
+        (lambda: ActionSpace.continuous(2, low=[0.0]), "low"),
+        (lambda: ActionSpace.continuous(2, low=[0.0, 0.0], high=[1.0, 1.0, 1.0]), "high"),
+        (lambda: ActionSpace("box", action_dim=2), "type"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else "",
+)
+def test_bad_action_space(build: Callable[[], ActionSpace], field: str) -> None:
+    with pytest.raises(DatasetError) as excinfo:
+        build()
+    assert field in str(excinfo.value)
+
+
+# ---------------------------------------------------------------------------------------------- known bugs
+@pytest.mark.xfail(
+    strict=True,
+    raises=TypeError,
+    reason="BUG dataset.py ActionSpace.__post_init__: a scalar bound (low=0.0) hits len() and raises TypeError, "
+    "not DatasetError",
+)
+def test_scalar_bound_is_a_dataset_error() -> None:
+    with pytest.raises(DatasetError, match="low"):
+        ActionSpace("continuous", action_dim=1, low=0.0)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG dataset.py ActionSpace.__post_init__: n_actions=True passes the isinstance(int) check "
+    "(bool is an int), unlike DatasetInfo which rejects bools for gamma and seed",
+)
+def test_bool_n_actions_is_rejected() -> None:
+    with pytest.raises(DatasetError, match="n_actions"):
+        ActionSpace("discrete", n_actions=True)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=RuntimeWarning,
+    reason="BUG dataset.py _validate_arrays: probs.sum(axis=-1) overflows for huge finite probabilities and "
+    "emits 'RuntimeWarning: overflow encountered in reduce' before the DatasetError (an error under "
+    "filterwarnings=error)",
+)
+def test_huge_probabilities_raise_dataset_error_without_warning(make_discrete) -> None:
+    kw = make_discrete()
+    kw["behavior_action_probs"] = np.where(kw["mask"][..., None], 1e308, 0.0)
+    with pytest.raises(DatasetError, match="behavior_action_probs"):
+        LoggedDataset(**kw)
