@@ -298,6 +298,6 @@ def test_bool_n_actions_is_rejected() -> None:
 )
 def test_huge_probabilities_raise_dataset_error_without_warning(make_discrete) -> None:
     kw = make_discrete()
-    kw["behavior_action_probs"] = np.where(kw["mask"][..., None], 1e308, 0.0)
+    kw["behavior_action_probs"] = np.where(kw["mask"][..., None], np.full((2, 3, 3), 1e308), 0.0)
     with pytest.raises(DatasetError, match="behavior_action_probs"):
         LoggedDataset(**kw)

@@ -19,11 +19,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
 from opelab.data import ActionSpace
-from opelab.policies import DiscretePolicy, GreedyPolicy, TabularQ, sample_categorical
+from opelab.policies import DiscretePolicy, GreedyPolicy, TabularQ, sample_categorical, sample_from_cdf
 
 
 @dataclass(frozen=True, eq=False)
@@ -145,6 +146,11 @@ class TabularMDP:
         return GreedyPolicy(TabularQ(self.optimal_q()), name="optimal")
 
     # ------------------------------------------------------------------ simulation (vectorized)
+    @cached_property
+    def _transition_cdf(self) -> np.ndarray:
+        """Σ_{s'' ≤ s'} P(s'' | s, a), shape (S, A, S): sampling next states needs no per-step cumsum."""
+        return np.cumsum(self.transitions, axis=-1)
+
     def reset(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """Initial states of ``n`` episodes, shape (n,) int64."""
         return sample_categorical(np.broadcast_to(self.initial, (n, self.n_states)), rng)
@@ -153,7 +159,7 @@ class TabularMDP:
         self, states: np.ndarray, actions: np.ndarray, rng: np.random.Generator
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Advance a batch: next states, rewards and whether each episode terminated."""
-        next_states = sample_categorical(self.transitions[states, actions], rng)
+        next_states = sample_from_cdf(self._transition_cdf[states, actions], rng)
         if self.rewards.ndim == 2:
             rewards = self.rewards[states, actions]
         else:

@@ -1,6 +1,13 @@
 """Policies: the protocol, tabular policies, heads and candidate families."""
 
-from opelab.policies.base import ActionValues, CategoricalPolicy, DiscretePolicy, Policy, sample_categorical
+from opelab.policies.base import (
+    ActionValues,
+    CategoricalPolicy,
+    DiscretePolicy,
+    Policy,
+    sample_categorical,
+    sample_from_cdf,
+)
 from opelab.policies.family import candidate_family
 from opelab.policies.heads import EpsilonGreedyPolicy, GreedyPolicy, SoftmaxPolicy, UniformPolicy
 from opelab.policies.tabular import TabularPolicy, TabularQ
@@ -18,4 +25,5 @@ __all__ = [
     "UniformPolicy",
     "candidate_family",
     "sample_categorical",
+    "sample_from_cdf",
 ]

@@ -70,8 +70,12 @@ class ActionValues(Protocol):
 
 def sample_categorical(probs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """One draw per row of ``probs`` (batch, K) by inverse CDF; returns int64 indices, shape (batch,)."""
-    cdf = np.cumsum(probs, axis=-1)
-    u = rng.random(probs.shape[0]) * cdf[:, -1]  # scale by the row total: rounding cannot push past the end
+    return sample_from_cdf(np.cumsum(probs, axis=-1), rng)
+
+
+def sample_from_cdf(cdf: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One draw per row of cumulative probabilities ``cdf`` (batch, K); int64 indices, shape (batch,)."""
+    u = rng.random(cdf.shape[0]) * cdf[:, -1]  # scale by the row total: rounding cannot push past the end
     return (u[:, None] >= cdf).sum(axis=-1).astype(np.int64)
 
 
