@@ -32,6 +32,10 @@ from opelab.data.validation import (
 ActionType = Literal["discrete", "continuous"]
 
 
+def _is_int(value: object) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
 @dataclass(frozen=True)
 class ActionSpace:
     """Discrete actions ``0..n_actions-1`` or continuous vectors of ``action_dim`` floats.
@@ -47,19 +51,21 @@ class ActionSpace:
 
     def __post_init__(self) -> None:
         if self.type == "discrete":
-            if not isinstance(self.n_actions, (int, np.integer)) or self.n_actions < 1:
+            if not _is_int(self.n_actions) or self.n_actions < 1:
                 raise DatasetError(f"action_space.n_actions: expected a positive int for discrete actions, found {self.n_actions!r}")
             if self.action_dim is not None or self.low is not None or self.high is not None:
                 raise DatasetError("action_space: discrete actions take n_actions only, found action_dim/low/high set")
         elif self.type == "continuous":
-            if not isinstance(self.action_dim, (int, np.integer)) or self.action_dim < 1:
+            if not _is_int(self.action_dim) or self.action_dim < 1:
                 raise DatasetError(f"action_space.action_dim: expected a positive int for continuous actions, found {self.action_dim!r}")
             if self.n_actions is not None:
                 raise DatasetError(f"action_space.n_actions: expected None for continuous actions, found {self.n_actions!r}")
             for name in ("low", "high"):
                 bound = getattr(self, name)
-                if bound is not None and len(bound) != self.action_dim:
-                    raise DatasetError(f"action_space.{name}: expected {self.action_dim} values, found {len(bound)}")
+                if bound is None:
+                    continue
+                if not isinstance(bound, tuple) or len(bound) != self.action_dim:
+                    raise DatasetError(f"action_space.{name}: expected a tuple of {self.action_dim} floats, found {bound!r}")
         else:
             raise DatasetError(f"action_space.type: expected 'discrete' or 'continuous', found {self.type!r}")
 
@@ -106,7 +112,7 @@ class DatasetInfo:
             raise DatasetError(f"info.gamma: expected a float in [0, 1], found {self.gamma!r}")
         if not isinstance(self.action_space, ActionSpace):
             raise DatasetError(f"info.action_space: expected an ActionSpace, found {type(self.action_space).__name__}")
-        if self.seed is not None and (not isinstance(self.seed, (int, np.integer)) or isinstance(self.seed, bool)):
+        if self.seed is not None and not _is_int(self.seed):
             raise DatasetError(f"info.seed: expected an int or None, found {self.seed!r}")
 
     def to_json(self) -> str:
@@ -464,9 +470,10 @@ def _validate_arrays(ds: LoggedDataset) -> dict[str, np.ndarray | None]:
             )
         probs = probs.astype(np.float64, copy=False)
         check_finite("behavior_action_probs", probs)
-        if (probs < 0).any():
-            idx = first_index(probs < 0)
-            raise DatasetError(f"behavior_action_probs: expected non-negative probabilities, found {probs[idx]!r} at index {format_index(idx)}")
+        bad = (probs < 0) | (probs > 1)
+        if bad.any():
+            idx = first_index(bad)
+            raise DatasetError(f"behavior_action_probs: expected probabilities in [0, 1], found {probs[idx]!r} at index {format_index(idx)}")
         sums = probs.sum(axis=-1)
         bad = mask & (np.abs(sums - 1.0) > 1e-6)
         if bad.any():

@@ -325,7 +325,7 @@ def sharpe_ratio_at_k(
     """
     c = _check(true_values, estimates, k=k, scalars={"behavior_value": behavior_value})
     assert c.true_values is not None and c.k is not None
-    top = c.true_values[_top_k(c.estimates, c.k)]
+    top = np.sort(c.true_values[_top_k(c.estimates, c.k)])  # order-free: same set, same bits
     return _sharpe(top, c.scalars["behavior_value"], bool(clip))
 
 
@@ -391,7 +391,7 @@ def topk_metrics(
     sharpe = np.empty(n_k)
     b = c.scalars["behavior_value"]
     for i, k in enumerate(c.ks):
-        top = c.true_values[order[: int(k)]]
+        top = np.sort(c.true_values[order[: int(k)]])  # sorted: the same set gives bit-identical statistics
         best[i] = np.max(top)
         worst[i] = np.min(top)
         mean[i] = np.mean(top)
