@@ -128,7 +128,7 @@ CASES: list[tuple[str, str, Callable[[dict[str, Any]], None], tuple[str, ...]]] 
     ("mask-hole", "d", put("mask", (1,), [True, False, True]), ("mask", "(1, 2)")),
     ("mask-hole-first-row", "d", put("mask", (0,), [True, False, True]), ("mask", "(0, 2)")),
     ("mask-empty-trajectory", "d", put("mask", (1,), [False, False, False]), ("mask", "index 1")),
-    ("mask-late-start", "d", put("mask", (1,), [False, True, True]), ("mask", "index 1")),
+    ("mask-late-start", "d", put("mask", (1,), [False, True, True]), ("mask", "holes", "(1, 1)")),
     # ---- terminals
     ("terminal-not-last", "d", put("terminals", (0, 1), True), ("terminals", "(0, 1)")),
     ("terminal-on-padding", "d", chain(put("terminals", (1, 1), False), put("terminals", (1, 2), True)),
@@ -267,37 +267,52 @@ def test_bad_action_space(build: Callable[[], ActionSpace], field: str) -> None:
     assert field in str(excinfo.value)
 
 
-# ---------------------------------------------------------------------------------------------- known bugs
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="BUG dataset.py ActionSpace.__post_init__: a scalar bound (low=0.0) hits len() and raises TypeError, "
-    "not DatasetError",
-)
-def test_scalar_bound_is_a_dataset_error() -> None:
+# ---------------------------------------------------------------------------------------------- regressions
+# (these three failed on the src first tested and were fixed in src while the tests were written)
+@pytest.mark.parametrize("bound", [0.0, [0.0], "a"], ids=repr)
+def test_bound_that_is_not_a_tuple_of_action_dim_floats(bound: Any) -> None:
     with pytest.raises(DatasetError, match="low"):
-        ActionSpace("continuous", action_dim=1, low=0.0)
+        ActionSpace("continuous", action_dim=1 if bound != [0.0] else 2, low=bound)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG dataset.py ActionSpace.__post_init__: n_actions=True passes the isinstance(int) check "
-    "(bool is an int), unlike DatasetInfo which rejects bools for gamma and seed",
-)
-def test_bool_n_actions_is_rejected() -> None:
+@pytest.mark.parametrize("value", [True, np.bool_(True)], ids=repr)
+def test_bool_sizes_are_rejected(value: Any) -> None:
     with pytest.raises(DatasetError, match="n_actions"):
-        ActionSpace("discrete", n_actions=True)
+        ActionSpace("discrete", n_actions=value)
+    with pytest.raises(DatasetError, match="action_dim"):
+        ActionSpace("continuous", action_dim=value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RuntimeWarning,
-    reason="BUG dataset.py _validate_arrays: probs.sum(axis=-1) overflows for huge finite probabilities and "
-    "emits 'RuntimeWarning: overflow encountered in reduce' before the DatasetError (an error under "
-    "filterwarnings=error)",
-)
 def test_huge_probabilities_raise_dataset_error_without_warning(make_discrete) -> None:
+    """Used to overflow in probs.sum() and emit a RuntimeWarning (an error under filterwarnings=error)."""
     kw = make_discrete()
     kw["behavior_action_probs"] = np.where(kw["mask"][..., None], np.full((2, 3, 3), 1e308), 0.0)
     with pytest.raises(DatasetError, match="behavior_action_probs"):
+        LoggedDataset(**kw)
+
+
+def test_caller_edits_after_construction_do_not_reach_the_dataset(make_continuous) -> None:
+    """Writable inputs are copied: validation cannot be bypassed by editing the caller's array afterwards."""
+    kw = make_continuous()
+    ds = LoggedDataset(**kw)
+    kw["observations"][0, 0, 0] = NAN
+    kw["behavior_pscore"][0, 0] = -1.0
+    kw["mask"][1, 2] = True
+    assert np.isfinite(ds.observations).all()
+    assert (ds.behavior_pscore > 0).all()
+    assert ds.lengths.tolist() == [3, 2]
+
+
+def test_continuous_actions_outside_the_bounds_are_named(make_continuous) -> None:
+    kw = make_continuous()
+    dim = kw["actions"].shape[-1]
+    space = ActionSpace.continuous(dim, low=[-1.0] * dim, high=[1.0] * dim)
+    kw["info"] = dataclasses.replace(kw["info"], action_space=space)
+    actions = np.clip(np.array(kw["actions"]), -1.0, 1.0)
+    kw["actions"] = actions
+    LoggedDataset(**kw)  # within the box: fine
+    actions = actions.copy()
+    actions[0, 1, dim - 1] = 1.5
+    kw["actions"] = actions
+    with pytest.raises(DatasetError, match=r"actions: expected values within the action space's bounds .* \(0, 1\)"):
         LoggedDataset(**kw)

@@ -100,7 +100,8 @@ def r_bar(mdp: TabularMDP) -> np.ndarray:
     return out
 
 
-def mc_check(value: float, returns: np.ndarray) -> tuple[float, float]:
+def mc_mean_se(returns: np.ndarray) -> tuple[float, float]:
+    """Sample mean and its standard error."""
     mean = float(returns.mean())
     se = float(returns.std(ddof=1) / np.sqrt(len(returns)))
     return mean, se
@@ -153,7 +154,7 @@ def test_policy_value_matches_monte_carlo(mdp_kind, policy_kind):
     seed = 100 + 10 * list(MDP_FACTORIES).index(mdp_kind) + list(POLICY_FACTORIES).index(policy_kind)
     policy = POLICY_FACTORIES[policy_kind](mdp, seed)
     exact = mdp.policy_value(policy)
-    mean, se = mc_check(exact, collect(mdp, policy, N_MC, seed=seed).returns)
+    mean, se = mc_mean_se(collect(mdp, policy, N_MC, seed=seed).returns)
     assert se > 0
     assert abs(mean - exact) < 4 * se, f"MC {mean:.5f} ± {se:.5f} vs exact {exact:.5f}"
 
@@ -164,7 +165,7 @@ def test_monte_carlo_check_has_power():
     # terminal handling: ignoring the terminal states gives a value the MC estimate rejects
     mdp = MDP_FACTORIES["random-terminal-noise"]()
     policy = stationary_policy(mdp, 1)
-    mean, se = mc_check(0.0, collect(mdp, policy, N_MC, seed=1).returns)
+    mean, se = mc_mean_se(collect(mdp, policy, N_MC, seed=1).returns)
     assert abs(mean - mdp.policy_value(policy)) < 4 * se
     ignoring = TabularMDP(initial=mdp.initial, transitions=mdp.transitions, rewards=mdp.rewards,
                           horizon=mdp.horizon, gamma=mdp.gamma)
@@ -173,7 +174,7 @@ def test_monte_carlo_check_has_power():
     # next-state rewards: averaging R(s, a, ·) uniformly instead of under P gives a rejected value
     mdp = MDP_FACTORIES["hand-sas"]()
     policy = stationary_policy(mdp, 2)
-    mean, se = mc_check(0.0, collect(mdp, policy, N_MC, seed=2).returns)
+    mean, se = mc_mean_se(collect(mdp, policy, N_MC, seed=2).returns)
     assert abs(mean - mdp.policy_value(policy)) < 4 * se
     wrong = TabularMDP(initial=mdp.initial, transitions=mdp.transitions, rewards=mdp.rewards.mean(axis=-1),
                        horizon=mdp.horizon, gamma=mdp.gamma, terminal_states=mdp.terminal_states)
@@ -434,3 +435,13 @@ def test_validation_names_the_field(changes, field):
 def test_random_rejects_too_many_terminals():
     with pytest.raises(ValueError, match="n_terminal"):
         TabularMDP.random(3, 2, 4, 0.9, seed=0, n_terminal=3)
+
+
+def test_mdp_does_not_alias_caller_arrays():
+    kwargs = {**_valid_kwargs(), "rewards": np.array([[1.0, 0.0], [0.0, 1.0], [5.0, 5.0]])}
+    P = kwargs["transitions"]
+    mdp = TabularMDP(**kwargs)
+    before = mdp.policy_value(UniformPolicy(2))
+    P[0, 0] = [1.5, -0.5, 0.0]  # would never pass validation
+    assert (mdp.transitions >= 0).all()
+    assert mdp.policy_value(UniformPolicy(2)) == before

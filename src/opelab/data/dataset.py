@@ -27,6 +27,8 @@ from opelab.data.validation import (
     check_ndim_prefix,
     first_index,
     format_index,
+    freeze,
+    owned_readonly,
 )
 
 ActionType = Literal["discrete", "continuous"]
@@ -53,11 +55,13 @@ class ActionSpace:
         if self.type == "discrete":
             if not _is_int(self.n_actions) or self.n_actions < 1:
                 raise DatasetError(f"action_space.n_actions: expected a positive int for discrete actions, found {self.n_actions!r}")
+            object.__setattr__(self, "n_actions", int(self.n_actions))
             if self.action_dim is not None or self.low is not None or self.high is not None:
                 raise DatasetError("action_space: discrete actions take n_actions only, found action_dim/low/high set")
         elif self.type == "continuous":
             if not _is_int(self.action_dim) or self.action_dim < 1:
                 raise DatasetError(f"action_space.action_dim: expected a positive int for continuous actions, found {self.action_dim!r}")
+            object.__setattr__(self, "action_dim", int(self.action_dim))
             if self.n_actions is not None:
                 raise DatasetError(f"action_space.n_actions: expected None for continuous actions, found {self.n_actions!r}")
             for name in ("low", "high"):
@@ -71,7 +75,7 @@ class ActionSpace:
 
     @classmethod
     def discrete(cls, n_actions: int) -> ActionSpace:
-        return cls("discrete", n_actions=int(n_actions))
+        return cls("discrete", n_actions=n_actions)
 
     @classmethod
     def continuous(
@@ -79,7 +83,7 @@ class ActionSpace:
     ) -> ActionSpace:
         return cls(
             "continuous",
-            action_dim=int(action_dim),
+            action_dim=action_dim,
             low=None if low is None else tuple(float(x) for x in low),
             high=None if high is None else tuple(float(x) for x in high),
         )
@@ -114,6 +118,10 @@ class DatasetInfo:
             raise DatasetError(f"info.action_space: expected an ActionSpace, found {type(self.action_space).__name__}")
         if self.seed is not None and not _is_int(self.seed):
             raise DatasetError(f"info.seed: expected an int or None, found {self.seed!r}")
+        # numpy scalars are accepted and stored as the Python numbers they equal (JSON needs those)
+        object.__setattr__(self, "gamma", float(self.gamma))
+        if self.seed is not None:
+            object.__setattr__(self, "seed", int(self.seed))
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -206,17 +214,17 @@ class LoggedDataset:
     def discounts(self) -> np.ndarray:
         """γ^t on steps that happened, 0 on padding, shape (n, H)."""
         steps = self.gamma ** np.arange(self.horizon, dtype=np.float64)
-        return _readonly(np.where(self.mask, steps, 0.0))
+        return freeze(np.where(self.mask, steps, 0.0))
 
     @cached_property
     def discounted_rewards(self) -> np.ndarray:
         """γ^t r_t, 0 on padding, shape (n, H)."""
-        return _readonly(self.discounts * self.rewards)
+        return freeze(self.discounts * self.rewards)
 
     @cached_property
     def returns(self) -> np.ndarray:
         """Discounted return G_i = Σ_t γ^t r_t of every trajectory, shape (n,)."""
-        return _readonly(self.discounted_rewards.sum(axis=1))
+        return freeze(self.discounted_rewards.sum(axis=1))
 
     def mean_return(self) -> float:
         """Mean discounted logged return: the default estimate of the behavior policy's value J(π_b)."""
@@ -238,28 +246,39 @@ class LoggedDataset:
         """
         if len(trajectories) == 0:
             raise DatasetError("trajectories: expected at least one trajectory, found 0")
+        keys = ["observations", "actions", "rewards", "behavior_pscore"]
+        if "behavior_action_probs" in trajectories[0]:
+            keys.append("behavior_action_probs")
+        columns: dict[str, list[np.ndarray]] = {key: [] for key in keys}
         lengths = []
         for i, traj in enumerate(trajectories):
-            for key in ("observations", "actions", "rewards", "behavior_pscore"):
-                if key not in traj:
-                    raise DatasetError(f"trajectories[{i}]: expected key {key!r}, found keys {sorted(traj)}")
-            lengths.append(len(traj["rewards"]))
+            missing = [key for key in keys if key not in traj]
+            if missing:
+                raise DatasetError(f"trajectories[{i}]: expected keys {keys} like trajectories[0], missing {missing}")
+            if "behavior_action_probs" in traj and "behavior_action_probs" not in keys:
+                raise DatasetError(
+                    f"trajectories[{i}]: has behavior_action_probs but trajectories[0] has none; give them for all or none"
+                )
+            for key in keys:
+                columns[key].append(np.asarray(traj[key]))
+            rewards = columns["rewards"][-1]
+            if rewards.ndim != 1:
+                raise DatasetError(f"trajectories[{i}].rewards: expected a 1-D array, found shape {rewards.shape}")
+            lengths.append(len(rewards))
         H = max(lengths) if horizon is None else int(horizon)
         if max(lengths) > H:
             raise DatasetError(f"horizon: expected >= the longest trajectory ({max(lengths)}), found {H}")
         n = len(trajectories)
-        first = trajectories[0]
-        has_probs = "behavior_action_probs" in first
 
-        def pad(key: str, dtype: Any = None) -> np.ndarray:
-            sample = np.asarray(first[key])
-            out = np.full((n, H, *sample.shape[1:]), FILL_VALUES[key], dtype=dtype or sample.dtype)
-            for i, traj in enumerate(trajectories):
-                values = np.asarray(traj[key])
-                if values.shape[1:] != sample.shape[1:] or len(values) != lengths[i]:
+        def pad(key: str) -> np.ndarray:
+            parts = columns[key]
+            trailing = parts[0].shape[1:]
+            dtype = np.result_type(*parts)  # promote across trajectories: never truncate a later one
+            out = np.full((n, H, *trailing), FILL_VALUES[key], dtype=dtype)
+            for i, values in enumerate(parts):
+                if values.shape != (lengths[i], *trailing):
                     raise DatasetError(
-                        f"trajectories[{i}].{key}: expected shape ({lengths[i]}, *{sample.shape[1:]}), "
-                        f"found {values.shape}"
+                        f"trajectories[{i}].{key}: expected shape {(lengths[i], *trailing)}, found {values.shape}"
                     )
                 out[i, : lengths[i]] = values
             return out
@@ -272,11 +291,11 @@ class LoggedDataset:
         return cls(
             observations=pad("observations"),
             actions=pad("actions"),
-            rewards=pad("rewards", np.float64),
+            rewards=pad("rewards"),
             terminals=terminals,
             mask=mask,
-            behavior_pscore=pad("behavior_pscore", np.float64),
-            behavior_action_probs=pad("behavior_action_probs", np.float64) if has_probs else None,
+            behavior_pscore=pad("behavior_pscore"),
+            behavior_action_probs=pad("behavior_action_probs") if "behavior_action_probs" in columns else None,
             info=info,
         )
 
@@ -295,7 +314,7 @@ class LoggedDataset:
 
     @classmethod
     def from_scope_rl(
-        cls, logged_dataset: Mapping[str, Any], *, gamma: float = 1.0, task: str | None = None
+        cls, logged_dataset: Mapping[str, Any], *, gamma: float | None = None, task: str | None = None
     ) -> LoggedDataset:
         """Convert SCOPE-RL's flat step-major ``logged_dataset`` dict (see ``opelab.data.scope_rl``)."""
         from opelab.data.scope_rl import dataset_from_scope_rl
@@ -343,12 +362,6 @@ ARRAY_FIELDS = (
 )
 
 
-def _readonly(array: np.ndarray) -> np.ndarray:
-    view = array.view()
-    view.flags.writeable = False
-    return view
-
-
 def _check_padding(name: str, array: np.ndarray, mask: np.ndarray) -> None:
     padded = ~mask
     if not padded.any():
@@ -380,9 +393,9 @@ def _validate_arrays(ds: LoggedDataset) -> dict[str, np.ndarray | None]:
     n, H = mask.shape
     if n == 0 or H == 0:
         raise DatasetError(f"mask: expected at least one trajectory and one step, found shape {mask.shape}")
-    if not mask[:, 0].all():
-        idx = first_index(~mask[:, 0])
-        raise DatasetError(f"mask: expected every trajectory to have at least one step, found an empty trajectory at index {idx[0]}")
+    empty = ~mask.any(axis=1)
+    if empty.any():
+        raise DatasetError(f"mask: expected every trajectory to have at least one step, found an empty trajectory at index {first_index(empty)[0]}")
     holes = mask[:, 1:] & ~mask[:, :-1]
     if holes.any():
         i, t = first_index(holes)
@@ -416,6 +429,16 @@ def _validate_arrays(ds: LoggedDataset) -> dict[str, np.ndarray | None]:
                 f"actions: expected shape {(n, H, space.action_dim)} for continuous actions, found {actions.shape}"
             )
         check_finite("actions", actions)
+        for bound, outside in ((space.low, np.less), (space.high, np.greater)):
+            if bound is None:
+                continue
+            bad = mask & outside(actions, np.asarray(bound)).any(axis=-1)
+            if bad.any():
+                idx = first_index(bad)
+                raise DatasetError(
+                    f"actions: expected values within the action space's bounds low={space.low}, high={space.high}, "
+                    f"found {actions[idx]!r} at index {format_index(idx)}"
+                )
     out["actions"] = actions
 
     rewards = np.asarray(ds.rewards)
@@ -495,4 +518,4 @@ def _validate_arrays(ds: LoggedDataset) -> dict[str, np.ndarray | None]:
         if out[name] is not None:
             _check_padding(name, out[name], mask)
 
-    return {name: (None if value is None else _readonly(value)) for name, value in out.items()}
+    return {name: (None if value is None else owned_readonly(value)) for name, value in out.items()}

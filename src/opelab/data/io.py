@@ -87,6 +87,8 @@ def read_parquet(path: str | Path) -> LoggedDataset:
     traj = _to_numpy(table["trajectory"], "trajectory", ())
     step = _to_numpy(table["step"], "step", ())
     for name, values, bound in (("trajectory", traj, n), ("step", step, H)):
+        if values.dtype.kind not in "iu":
+            raise DatasetError(f"{name}: expected an integer column, found dtype {values.dtype}")
         if values.size and (values.min() < 0 or values.max() >= bound):
             raise DatasetError(f"{name}: expected values in [0, {bound - 1}], found range [{values.min()}, {values.max()}]")
     mask = np.zeros((n, H), dtype=bool)

@@ -13,13 +13,17 @@ exactly that padding; data that continues after ``done`` (an environment reset i
 refused with a ``DatasetError`` rather than silently glued into one trajectory.
 
 Fields without a SCOPE-RL key travel as follows: ``dataset_id`` carries the seed (0 when there is none),
-``behavior_action_probs`` (when present) rides along under that extra key, ``gamma`` and ``task`` are
-arguments of ``from_scope_rl``.
+``behavior_action_probs`` (when present) rides along under that extra key, and the whole ``DatasetInfo``
+(task, gamma, action bounds, ``pscore_estimated``) under the extra key ``opelab_info`` as JSON; SCOPE-RL
+ignores keys it does not know. For a dict without ``opelab_info`` (one SCOPE-RL made), ``gamma`` (default
+1.0, SCOPE-RL's own default) and ``task`` (default ``"scope-rl"``) are arguments of ``from_scope_rl``;
+given explicitly they also override what ``opelab_info`` says.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -27,6 +31,7 @@ import numpy as np
 from opelab.data.dataset import FILL_VALUES, ActionSpace, DatasetInfo, LoggedDataset
 from opelab.data.validation import DatasetError, first_index
 
+OPELAB_INFO_KEY = "opelab_info"
 REQUIRED_KEYS = (
     "size",
     "n_trajectories",
@@ -68,6 +73,7 @@ def dataset_to_scope_rl(dataset: LoggedDataset) -> dict[str, Any]:
         "behavior_policy": dataset.info.behavior_policy,
         "dataset_id": dataset.info.seed if dataset.info.seed is not None else 0,
     }
+    out[OPELAB_INFO_KEY] = dataset.info.to_json()
     if dataset.behavior_action_probs is not None:
         out["behavior_action_probs"] = np.array(dataset.behavior_action_probs).reshape(size, space.n_actions)
     return out
@@ -85,7 +91,7 @@ def _flag(name: str, values: Any, size: int) -> np.ndarray:
 
 
 def dataset_from_scope_rl(
-    logged_dataset: Mapping[str, Any], *, gamma: float = 1.0, task: str | None = None
+    logged_dataset: Mapping[str, Any], *, gamma: float | None = None, task: str | None = None
 ) -> LoggedDataset:
     missing = [k for k in REQUIRED_KEYS if k not in logged_dataset]
     if missing:
@@ -98,9 +104,9 @@ def dataset_from_scope_rl(
         )
     action_type = d["action_type"]
     if action_type == "discrete":
-        space = ActionSpace.discrete(d["n_actions"])
+        space = ActionSpace("discrete", n_actions=d["n_actions"])
     elif action_type == "continuous":
-        space = ActionSpace.continuous(d["action_dim"])
+        space = ActionSpace("continuous", action_dim=d["action_dim"])
     else:
         raise DatasetError(f"action_type: expected 'discrete' or 'continuous', found {action_type!r}")
 
@@ -114,6 +120,13 @@ def dataset_from_scope_rl(
     action = steps("action")
     reward = steps("reward")
     pscore = steps("pscore")
+    if reward.ndim != 1:
+        raise DatasetError(f"reward: expected shape ({size},), found {reward.shape}")
+    if reward.dtype.kind not in "iuf":
+        raise DatasetError(f"reward: expected a numeric dtype, found {reward.dtype}")
+    action_shape = (size,) if space.is_discrete else (size, space.action_dim)
+    if action.shape != action_shape:
+        raise DatasetError(f"action: expected shape {action_shape} for {space.type} actions, found {action.shape}")
     if pscore.dtype.kind not in "iuf":
         raise DatasetError(f"pscore: expected a float dtype, found {pscore.dtype}")
     if pscore.ndim == 2:
@@ -156,9 +169,22 @@ def dataset_from_scope_rl(
             )
     info = DatasetInfo(
         task=task if task is not None else "scope-rl",
-        gamma=gamma,
+        gamma=1.0 if gamma is None else gamma,
         action_space=space,
         behavior_policy=str(d["behavior_policy"]),
         seed=int(d["dataset_id"]),
     )
+    if OPELAB_INFO_KEY in d:  # written by to_scope_rl: restores what SCOPE-RL's keys cannot hold
+        saved = DatasetInfo.from_json(d[OPELAB_INFO_KEY])
+        if saved.action_space.type != space.type or saved.action_space.n_actions != space.n_actions or saved.action_space.action_dim != space.action_dim:
+            raise DatasetError(f"{OPELAB_INFO_KEY}: its action space {saved.action_space} disagrees with the dict's keys")
+        # dataset_id 0 is what a seedless dataset writes; any other id is the dict's own word
+        seed = saved.seed if saved.seed is None and info.seed == 0 else info.seed
+        info = replace(
+            saved,
+            task=saved.task if task is None else task,
+            gamma=saved.gamma if gamma is None else gamma,
+            behavior_policy=info.behavior_policy,
+            seed=seed,
+        )
     return LoggedDataset(terminals=terminal & mask, mask=mask, info=info, **arrays)

@@ -5,6 +5,18 @@ from __future__ import annotations
 import numpy as np
 
 
+def freeze(array: np.ndarray) -> np.ndarray:
+    """Mark an array this code just created read-only, in place, and return it."""
+    array.flags.writeable = False
+    return array
+
+
+def owned_readonly(array: np.ndarray) -> np.ndarray:
+    """A read-only array for a container to hold: writable inputs are copied, so the caller's later edits
+    cannot bypass validation; arrays that are already read-only (another container's) are shared."""
+    return freeze(array.copy() if array.flags.writeable else array.view())
+
+
 class DatasetError(ValueError):
     """Logged data that breaks the ``LoggedDataset`` contract."""
 

@@ -7,6 +7,7 @@ from typing import Protocol
 import numpy as np
 
 from opelab.data import ActionSpace, DatasetInfo, LoggedDataset
+from opelab.data.validation import freeze
 from opelab.policies import DiscretePolicy, Policy, sample_categorical
 
 
@@ -38,7 +39,7 @@ def collect(
     Records the behavior pscore of every logged action and, for discrete policies that expose
     ``action_probs``, the whole behavior distribution. The same seed gives the same dataset.
     """
-    if not isinstance(n_trajectories, (int, np.integer)) or n_trajectories < 1:
+    if isinstance(n_trajectories, bool) or not isinstance(n_trajectories, (int, np.integer)) or n_trajectories < 1:
         raise ValueError(f"n_trajectories: expected a positive int, found {n_trajectories!r}")
     rng = np.random.default_rng(seed)
     space = task.action_space
@@ -88,13 +89,13 @@ def collect(
         behavior_policy=behavior_policy.name,
         seed=int(seed),
     )
-    return LoggedDataset(
-        observations=observations,
-        actions=actions,
-        rewards=rewards,
-        terminals=terminals,
-        mask=mask,
-        behavior_pscore=pscore,
-        behavior_action_probs=action_probs,
+    return LoggedDataset(  # arrays made here are frozen, so the dataset holds them without copying
+        observations=freeze(observations),
+        actions=freeze(actions),
+        rewards=freeze(rewards),
+        terminals=freeze(terminals),
+        mask=freeze(mask),
+        behavior_pscore=freeze(pscore),
+        behavior_action_probs=None if action_probs is None else freeze(action_probs),
         info=info,
     )

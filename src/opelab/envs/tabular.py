@@ -57,7 +57,7 @@ class TabularMDP:
             raise ValueError(f"terminal_states: expected a bool array of shape ({S},), found {term.dtype} {term.shape}")
         if (mu[term] > 0).any():
             raise ValueError("initial: expected no initial probability on terminal states")
-        if not (isinstance(self.horizon, (int, np.integer)) and self.horizon >= 1):
+        if isinstance(self.horizon, bool) or not (isinstance(self.horizon, (int, np.integer)) and self.horizon >= 1):
             raise ValueError(f"horizon: expected a positive int, found {self.horizon!r}")
         if not 0.0 <= self.gamma <= 1.0:
             raise ValueError(f"gamma: expected a float in [0, 1], found {self.gamma!r}")
@@ -66,7 +66,7 @@ class TabularMDP:
         if self.state_names is not None and len(self.state_names) != S:
             raise ValueError(f"state_names: expected {S} names, found {len(self.state_names)}")
         for name, value in (("transitions", P), ("initial", mu), ("rewards", R), ("terminal_states", term)):
-            value = value.view()
+            value = np.array(value, copy=True)  # own the arrays: later edits by the caller cannot reach them
             value.flags.writeable = False
             object.__setattr__(self, name, value)
 
@@ -186,8 +186,8 @@ class TabularMDP:
 
         With ``n_terminal > 0`` the last ``n_terminal`` states are terminal (episodes of varying length).
         """
-        if n_terminal >= n_states:
-            raise ValueError(f"n_terminal: expected fewer terminal states than n_states ({n_states}), found {n_terminal}")
+        if not 0 <= n_terminal < n_states:
+            raise ValueError(f"n_terminal: expected 0 <= n_terminal < n_states ({n_states}), found {n_terminal}")
         rng = np.random.default_rng(seed)
         transitions = rng.dirichlet(np.full(n_states, concentration), size=(n_states, n_actions))
         rewards = rng.uniform(0.0, 1.0, size=(n_states, n_actions))

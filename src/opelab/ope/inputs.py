@@ -18,18 +18,12 @@ from typing import Any
 import numpy as np
 
 from opelab.data import LoggedDataset
-from opelab.data.validation import first_index, format_index
+from opelab.data.validation import first_index, format_index, freeze, owned_readonly
 from opelab.policies import DiscretePolicy
 
 
 class OPEInputError(ValueError):
     """An ``OPEInput`` that is inconsistent in itself or with its dataset."""
-
-
-def _readonly(array: np.ndarray) -> np.ndarray:
-    view = array.view()
-    view.flags.writeable = False
-    return view
 
 
 @dataclass(frozen=True, eq=False)
@@ -69,7 +63,7 @@ class OPEInput:
             if value.shape != expected[name]:
                 raise OPEInputError(f"{name}: expected shape {expected[name]}, found {value.shape}")
             _check_finite(name, value)
-            object.__setattr__(self, name, _readonly(value))
+            object.__setattr__(self, name, owned_readonly(value))
         if (self.eval_pscore < 0).any():
             idx = first_index(self.eval_pscore < 0)
             raise OPEInputError(f"eval_pscore: expected non-negative values, found {self.eval_pscore[idx]!r} at index {format_index(idx)}")
@@ -81,7 +75,7 @@ class OPEInput:
             if probs.ndim != 4 or probs.shape[:3] != shape:
                 raise OPEInputError(f"eval_action_probs: expected shape {shape + ('n_actions',)}, found {probs.shape}")
             _check_finite("eval_action_probs", probs)
-            object.__setattr__(self, "eval_action_probs", _readonly(probs))
+            object.__setattr__(self, "eval_action_probs", owned_readonly(probs))
 
     @property
     def n_policies(self) -> int:
@@ -192,12 +186,12 @@ def build_inputs(
         v_hat = (probs * q_full).sum(axis=-1)
     if ground_truth_se is not None and ground_truth is None:
         raise OPEInputError("ground_truth_se: given without ground_truth")
-    return OPEInput(
+    return OPEInput(  # arrays made here are frozen, so the container holds them without copying
         policy_names=tuple(p.name for p in policies),
-        eval_pscore=pscore,
-        eval_action_probs=probs,
-        q_hat=q_hat,
-        v_hat=v_hat,
+        eval_pscore=freeze(pscore),
+        eval_action_probs=freeze(probs),
+        q_hat=freeze(q_hat),
+        v_hat=freeze(v_hat),
         initial_v_hat=v_hat[:, :, 0],
         ground_truth=None if ground_truth is None else np.asarray(ground_truth, dtype=np.float64),
         ground_truth_se=(

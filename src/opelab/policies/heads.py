@@ -35,9 +35,9 @@ class SoftmaxPolicy(CategoricalPolicy):
         self.temperature = float(temperature)
 
     def action_probs(self, observations: np.ndarray, steps: np.ndarray | None = None) -> np.ndarray:
-        logits = self.values.action_values(observations, steps) / self.temperature
-        logits = logits - logits.max(axis=-1, keepdims=True)
-        weights = np.exp(logits)
+        q = self.values.action_values(observations, steps)
+        with np.errstate(over="ignore"):  # shift first; a tiny τ may still send gaps to −inf, and exp(−inf) = 0
+            weights = np.exp((q - q.max(axis=-1, keepdims=True)) / self.temperature)
         return weights / weights.sum(axis=-1, keepdims=True)
 
 

@@ -29,7 +29,8 @@ def _lookup(table: np.ndarray, observations: np.ndarray, steps: np.ndarray | Non
 
 
 def _check_table(table: np.ndarray, name: str) -> np.ndarray:
-    table = np.asarray(table, dtype=np.float64)
+    table = np.array(table, dtype=np.float64, copy=True)  # owned: later edits by the caller cannot reach it
+    table.flags.writeable = False
     if table.ndim not in (2, 3):
         raise ValueError(f"{name}: expected shape (n_states, n_actions) or (horizon, n_states, n_actions), found {table.shape}")
     if not np.isfinite(table).all():
