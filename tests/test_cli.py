@@ -19,7 +19,7 @@ def test_demo_runs_end_to_end_and_writes_its_files(tmp_path):
     out = tmp_path / "run"
     result = runner.invoke(app, ["demo", "-n", "200", "--seed", "3", "--out", str(out)])
     assert result.exit_code == 0, result.output
-    for text in ("Estimates vs exact value", "Assessment of each estimator", "SharpeRatio@2", "Picks:"):
+    for text in ("Estimates vs exact value", "Assessment of each estimator", "SharpeRatio@2", "each metric picks"):
         assert text in result.output
     assert {p.name for p in out.iterdir()} == {"dataset.parquet", "estimates.csv", "assessment.csv", "topk.csv", "picks.csv"}
     ds = LoggedDataset.read_parquet(out / "dataset.parquet")

@@ -182,9 +182,21 @@ def _print_assessment(result: Any) -> None:
         table.add_row(_metric_label(metric), *cells)
     console.print(table)
 
-    counts = picks.dropna().value_counts()
-    verdict = ", ".join(f"{name} ({count} of {len(picks.dropna())})" for name, count in counts.items())
-    console.print(f"Each metric's pick is in green. Picks: {verdict}.")
+    console.print(f"Which estimator each metric picks (green above): {_picks_sentence(picks)}.")
+
+
+def _picks_sentence(picks: Any) -> str:
+    """'nMSE: dm · rank corr: sndr · ... · SharpeRatio@2..10: dm ×8, tis ×1' from metric → estimator."""
+    parts = []
+    for metric, name in picks.items():
+        if not metric.startswith("sharpe_ratio@"):
+            parts.append(f"{_metric_label(metric).rstrip(' ↑↓')}: {name if isinstance(name, str) else 'none'}")
+    sharpe = picks[[m for m in picks.index if m.startswith("sharpe_ratio@")]].dropna()
+    if len(sharpe):
+        ks = [m.split("@")[1] for m in sharpe.index]
+        counts = ", ".join(f"{name} ×{count}" for name, count in sharpe.value_counts().items())
+        parts.append(f"SharpeRatio@{ks[0]}..{ks[-1]}: {counts}")
+    return " · ".join(parts)
 
 
 def main() -> None:
