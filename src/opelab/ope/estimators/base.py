@@ -116,6 +116,28 @@ class PointEstimator(ABC):
         ctx.require(self.name, *self.requires)
         return self.trajectory_values(ctx).mean(axis=-1)
 
+    def resampled_estimates(self, ctx: EstimationContext, counts: np.ndarray) -> np.ndarray:
+        """Estimates on B resamples of the trajectories, shape (P, B).
+
+        ``counts[b, i]`` is how often trajectory i appears in resample b (a bootstrap draws them from a
+        multinomial). A plain average reweights the trajectory values; a self-normalised estimator must
+        override this and renormalise inside each resample.
+        """
+        ctx.require(self.name, *self.requires)
+        if self.self_normalized:
+            raise NotImplementedError(f"{self.name}: a self-normalised estimator must implement resampled_estimates")
+        return self.trajectory_values(ctx) @ counts.T / counts.sum(axis=1)
+
+
+def resampled_sums(counts: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Σ_i counts[b, i] · values[p, i, ...] for every resample: (B, n), (P, n, H) -> (P, B, H)."""
+    return np.matmul(counts, values)  # broadcasts over the policy axis
+
+
+def safe_ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """numerator / denominator, and 0 where the denominator is 0 (no support: see ``self_normalize``)."""
+    return np.divide(numerator, denominator, out=np.zeros_like(numerator), where=denominator > 0)
+
 
 ESTIMATORS: dict[str, type[PointEstimator]] = {}
 

@@ -10,7 +10,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from opelab.ope.estimators.base import EstimationContext, PointEstimator, register_estimator, self_normalize
+from opelab.ope.estimators.base import (
+    EstimationContext,
+    PointEstimator,
+    register_estimator,
+    resampled_sums,
+    safe_ratio,
+    self_normalize,
+)
 
 
 @register_estimator
@@ -80,6 +87,10 @@ class SelfNormalizedTrajectoryIS(PointEstimator):
     def trajectory_values(self, ctx: EstimationContext) -> np.ndarray:
         return self_normalize(ctx.trajectory_ratio) * ctx.returns
 
+    def resampled_estimates(self, ctx: EstimationContext, counts: np.ndarray) -> np.ndarray:
+        W = ctx.trajectory_ratio  # (P, n)
+        return safe_ratio((W * ctx.returns) @ counts.T, W @ counts.T)
+
 
 @register_estimator
 @dataclass(frozen=True)
@@ -91,6 +102,11 @@ class SelfNormalizedPerDecisionIS(PointEstimator):
 
     def trajectory_values(self, ctx: EstimationContext) -> np.ndarray:
         return np.einsum("pnh,nh->pn", ctx.normalized_cumulative_ratio, ctx.discounted_rewards)
+
+    def resampled_estimates(self, ctx: EstimationContext, counts: np.ndarray) -> np.ndarray:
+        W = ctx.cumulative_ratio
+        per_step = safe_ratio(resampled_sums(counts, W * ctx.discounted_rewards), resampled_sums(counts, W))
+        return per_step.sum(axis=-1)
 
 
 @register_estimator
@@ -104,3 +120,12 @@ class SelfNormalizedDoublyRobust(PointEstimator):
 
     def trajectory_values(self, ctx: EstimationContext) -> np.ndarray:
         return _doubly_robust(ctx, ctx.normalized_cumulative_ratio, ctx.normalized_previous_cumulative_ratio)
+
+    def resampled_estimates(self, ctx: EstimationContext, counts: np.ndarray) -> np.ndarray:
+        ctx.require(self.name, *self.requires)
+        W, W_prev, inputs = ctx.cumulative_ratio, ctx.previous_cumulative_ratio, ctx.inputs
+        residual = W * (ctx.discounted_rewards - inputs.q_hat * ctx.discounts)
+        baseline = W_prev * inputs.v_hat * ctx.discounts
+        per_step = safe_ratio(resampled_sums(counts, residual), resampled_sums(counts, W))
+        per_step += safe_ratio(resampled_sums(counts, baseline), resampled_sums(counts, W_prev))
+        return per_step.sum(axis=-1)

@@ -1,0 +1,132 @@
+"""Confidence intervals for the point estimators, at level 1 − α.
+
+Each point estimate is a mean of per-trajectory values X_i (``PointEstimator.trajectory_values``). With
+n trajectories, sample mean X̄, sample standard deviation s (ddof = 1), sample variance V_n and range
+R = b − a of the values:
+
+- ``t`` (Student): X̄ ± t_{1−α/2, n−1} s / √n. Asymptotically exact.
+- ``bootstrap`` (percentile; Efron & Tibshirani, 1993): resample whole trajectories B times, recompute the
+  estimate on each resample (self-normalised estimators renormalise inside every resample), and take the
+  α/2 and 1 − α/2 quantiles of the B estimates.
+- ``hoeffding`` (Hoeffding, 1963): X̄ ± R √(log(2/α) / (2n)). A finite-sample guarantee for values in
+  [a, b]; the width shrinks as 1/√n.
+- ``bernstein`` (empirical Bernstein; Maurer & Pontil, 2009, Thm. 4, with α/2 per side):
+  X̄ ± ( √(2 V_n log(4/α) / n) + 7 R log(4/α) / (3 (n − 1)) ).
+
+The two concentration bounds are guarantees only for a range [a, b] known before seeing the data (for
+importance sampling: the largest possible weight times the return bounds); pass it as ``value_range``.
+Without it, the observed range of the X_i stands in, which makes the intervals heuristic; the values must
+lie within a given range, or the call fails. For self-normalised estimators the ``t``, Hoeffding and
+Bernstein intervals treat their per-trajectory values as i.i.d., which holds only asymptotically.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+from opelab.ope.estimators.base import EstimationContext, PointEstimator
+
+INTERVAL_METHODS = ("bootstrap", "t", "hoeffding", "bernstein")
+_BOOTSTRAP_CHUNK_ELEMENTS = 4_000_000  # counts held at once: B_chunk · n
+
+
+@dataclass(frozen=True)
+class IntervalSpec:
+    """How to compute intervals: the method, α, and the method's options."""
+
+    method: str
+    alpha: float = 0.05
+    n_bootstrap: int = 1000
+    seed: int = 0
+    value_range: tuple[float, float] | None = None
+
+    def __post_init__(self) -> None:
+        if self.method not in INTERVAL_METHODS:
+            raise ValueError(f"interval: expected one of {list(INTERVAL_METHODS)}, found {self.method!r}")
+        if not 0.0 < self.alpha < 1.0:
+            raise ValueError(f"alpha: expected a float in (0, 1), found {self.alpha!r}")
+        if self.n_bootstrap < 2:
+            raise ValueError(f"n_bootstrap: expected at least 2 resamples, found {self.n_bootstrap}")
+        if self.value_range is not None:
+            low, high = self.value_range
+            if not (np.isfinite(low) and np.isfinite(high) and low <= high):
+                raise ValueError(f"value_range: expected finite (low, high) with low <= high, found {self.value_range!r}")
+
+
+def bootstrap_counts(n: int, n_bootstrap: int, seed: int) -> Iterator[np.ndarray]:
+    """Multinomial resampling counts (B_chunk, n), in chunks that together make ``n_bootstrap`` resamples.
+
+    The same seed gives the same resamples, so every estimator sees the same bootstrap draws.
+    """
+    rng = np.random.default_rng(seed)
+    chunk = max(1, _BOOTSTRAP_CHUNK_ELEMENTS // n)
+    done = 0
+    while done < n_bootstrap:
+        size = min(chunk, n_bootstrap - done)
+        picks = rng.integers(0, n, size=(size, n)) + n * np.arange(size)[:, None]  # n draws per resample
+        yield np.bincount(picks.ravel(), minlength=size * n).reshape(size, n).astype(np.float64)
+        done += size
+
+
+def confidence_intervals(
+    estimators: Sequence[PointEstimator], ctx: EstimationContext, spec: IntervalSpec
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Lower and upper bounds of each estimator for every policy: a (P,), (P,) pair per estimator.
+
+    The bootstrap draws its resamples once and hands the same ones to every estimator.
+    """
+    if spec.method != "bootstrap":
+        out = []
+        for estimator in estimators:
+            ctx.require(estimator.name, *estimator.requires)
+            values = estimator.trajectory_values(ctx)  # (P, n)
+            out.append(mean_interval(values, spec.method, spec.alpha, spec.value_range, name=estimator.name))
+        return out
+    draws: list[list[np.ndarray]] = [[] for _ in estimators]
+    for counts in bootstrap_counts(ctx.dataset.n_trajectories, spec.n_bootstrap, spec.seed):
+        for estimator, chunks in zip(estimators, draws):
+            chunks.append(estimator.resampled_estimates(ctx, counts))
+    out = []
+    for chunks in draws:
+        lower, upper = np.quantile(np.concatenate(chunks, axis=1), [spec.alpha / 2, 1 - spec.alpha / 2], axis=1)
+        out.append((lower, upper))
+    return out
+
+
+def mean_interval(
+    values: np.ndarray,
+    method: str,
+    alpha: float,
+    value_range: tuple[float, float] | None = None,
+    name: str = "values",
+) -> tuple[np.ndarray, np.ndarray]:
+    """``t``, ``hoeffding`` or ``bernstein`` interval for the mean of each row of ``values`` (P, n)."""
+    P, n = values.shape
+    if n < 2:
+        raise ValueError(f"{name}: an interval needs at least 2 trajectories, found {n}")
+    mean = values.mean(axis=1)
+    if method == "t":
+        half = stats.t.ppf(1 - alpha / 2, n - 1) * values.std(axis=1, ddof=1) / np.sqrt(n)
+        return mean - half, mean + half
+    if value_range is None:
+        width = values.max(axis=1) - values.min(axis=1)
+    else:
+        low, high = value_range
+        if values.min() < low or values.max() > high:
+            raise ValueError(
+                f"value_range: expected every per-trajectory value of {name} in [{low}, {high}], "
+                f"found [{values.min():.6g}, {values.max():.6g}]"
+            )
+        width = np.full(P, high - low)
+    if method == "hoeffding":
+        half = width * np.sqrt(np.log(2 / alpha) / (2 * n))
+    elif method == "bernstein":
+        log_term = np.log(4 / alpha)
+        half = np.sqrt(2 * values.var(axis=1, ddof=1) * log_term / n) + 7 * width * log_term / (3 * (n - 1))
+    else:
+        raise ValueError(f"interval: expected one of {list(INTERVAL_METHODS)}, found {method!r}")
+    return mean - half, mean + half
