@@ -161,10 +161,14 @@ def _scope_rl_input_dict(ds: LoggedDataset, task, evals) -> dict:
 
 def test_from_scope_rl_matches_build_inputs(variable_length_case):
     task, _, evals, ds = variable_length_case
-    converted = OPEInput.from_scope_rl(_scope_rl_input_dict(ds, task, evals), ds)
     native = build_inputs(ds, evals, q_tables=[task.q_values(p) for p in evals])
+    input_dict = _scope_rl_input_dict(ds, task, evals)
+    for p, policy in enumerate(evals):
+        input_dict[policy.name]["state_marginal_importance_weight"] = native.state_marginal_weights[p].reshape(-1)
+        input_dict[policy.name]["state_action_marginal_importance_weight"] = native.marginal_weights[p].reshape(-1)
+    converted = OPEInput.from_scope_rl(input_dict, ds)
     assert converted.policy_names == native.policy_names
-    for name in ("eval_pscore", "eval_action_probs", "q_hat", "v_hat", "initial_v_hat"):
+    for name in ("eval_pscore", "eval_action_probs", "q_hat", "v_hat", "initial_v_hat", "state_marginal_weights", "marginal_weights"):
         np.testing.assert_allclose(getattr(converted, name), getattr(native, name), rtol=1e-12, atol=1e-14, err_msg=name)
     np.testing.assert_allclose(converted.ground_truth, 7.0 / 3.0)
     np.testing.assert_allclose(converted.ground_truth_se, np.std([1.0, 2.0, 4.0], ddof=1) / np.sqrt(3))

@@ -36,6 +36,8 @@ def _resample(ds: LoggedDataset, inputs: OPEInput, idx: np.ndarray) -> tuple[Log
         q_hat=pick_p(inputs.q_hat),
         v_hat=pick_p(inputs.v_hat),
         initial_v_hat=pick_p(inputs.initial_v_hat),
+        state_marginal_weights=pick_p(inputs.state_marginal_weights),
+        marginal_weights=pick_p(inputs.marginal_weights),
     )
     return sub, sub_inputs
 

@@ -145,6 +145,29 @@ class TabularMDP:
         """The optimal (time-dependent, deterministic) policy: greedy on Q*_t, ties to the lowest action."""
         return GreedyPolicy(TabularQ(self.optimal_q()), name="optimal")
 
+    # ------------------------------------------------------------------ occupancies
+    def expected_transition_counts(self, policy: DiscretePolicy) -> np.ndarray:
+        """E[N_t(s, a, s')] per trajectory under ``policy``, shape (H, S+1, A, S+1).
+
+        The layout of ``opelab.ope.weights.transition_counts``: state S is the absorbing end state, entered
+        after a transition into a terminal state and kept (with action 0) until the horizon. Summing over
+        (a, s') gives d_t(s), the probability of being at s at step t.
+        """
+        pi = self.policy_table(policy)
+        S, A, H = self.n_states, self.n_actions, self.horizon
+        P_cont = self._continuing_transitions  # (S, A, S)
+        p_end = self.transitions[:, :, self.terminal_states].sum(axis=-1)  # (S, A)
+        counts = np.zeros((H, S + 1, A, S + 1))
+        d, d_end = self.initial.copy(), 0.0
+        for t in range(H):
+            pair = d[:, None] * pi[t]  # (S, A)
+            counts[t, :S, :, :S] = pair[:, :, None] * P_cont
+            counts[t, :S, :, S] = pair * p_end
+            counts[t, S, 0, S] = d_end
+            d_end += float((pair * p_end).sum())
+            d = np.einsum("sa,sat->t", pair, P_cont)
+        return counts
+
     # ------------------------------------------------------------------ simulation (vectorized)
     @cached_property
     def _transition_cdf(self) -> np.ndarray:

@@ -83,7 +83,10 @@ def evaluate(
     seed: int = 0,
     value_range: tuple[float, float] | None = None,
 ) -> EstimateTable:
-    """Estimate every policy's value with each estimator (all registered ones by default).
+    """Estimate every policy's value with each estimator.
+
+    By default every registered estimator runs whose inputs are present (e.g. the marginal estimators only
+    when ``inputs`` carry marginal weights); named estimators whose inputs are missing are an error.
 
     Estimators share one ``EstimationContext``, so ratios and their cumulative products are computed once.
     ``interval`` (``"bootstrap"``, ``"t"``, ``"hoeffding"`` or ``"bernstein"``; see ``opelab.ope.intervals``)
@@ -93,7 +96,10 @@ def evaluate(
     """
     spec = None if interval is None else IntervalSpec(interval, alpha, n_bootstrap, seed, value_range)
     inputs.check_dataset(dataset)
-    chosen = [get_estimator(e) for e in (ESTIMATORS if estimators is None else estimators)]
+    if estimators is None:  # every registered estimator whose inputs are present
+        chosen = [e for e in map(get_estimator, ESTIMATORS) if all(getattr(inputs, r) is not None for r in e.requires)]
+    else:
+        chosen = [get_estimator(e) for e in estimators]
     names = tuple(e.name for e in chosen)
     if len(set(names)) != len(names):
         raise ValueError(f"estimators: expected distinct names, found {list(names)}")

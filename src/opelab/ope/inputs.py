@@ -6,6 +6,9 @@ Arrays (P policies, n trajectories, H horizon, A actions), aligned with a ``Logg
     q_hat              (P, n, H)     Q̂(s_t, a_t) for the logged action (0 on padded steps) or None
     v_hat              (P, n, H)     V̂(s_t) = Σ_a π_e(a | s_t) Q̂(s_t, a) (0 on padded steps) or None
     initial_v_hat      (P, n)        V̂(s_0) or None
+    state_marginal_weights  (P, n, H)  w_t(s_t) = d_t^π(s_t) / d_t^D(s_t) or None (see ``opelab.ope.weights``;
+                                       padded steps hold the absorbing state's weight)
+    marginal_weights        (P, n, H)  w_t(s_t, a_t) = d_t^π(s_t, a_t) / d_t^D(s_t, a_t) or None
     ground_truth       (P,)          true policy values, when known, with their standard error (0 if exact)
 """
 
@@ -13,13 +16,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from opelab.data import LoggedDataset
 from opelab.data.validation import first_index, format_index, freeze, owned_readonly
 from opelab.policies import DiscretePolicy
+
+if TYPE_CHECKING:
+    from opelab.ope.weights import FlowWeights
 
 
 class OPEInputError(ValueError):
@@ -34,6 +40,8 @@ class OPEInput:
     v_hat: np.ndarray | None = None
     initial_v_hat: np.ndarray | None = None
     eval_action_probs: np.ndarray | None = None
+    state_marginal_weights: np.ndarray | None = None
+    marginal_weights: np.ndarray | None = None
     ground_truth: np.ndarray | None = None
     ground_truth_se: np.ndarray | None = None
 
@@ -52,10 +60,12 @@ class OPEInput:
             "q_hat": shape,
             "v_hat": shape,
             "initial_v_hat": shape[:2],
+            "state_marginal_weights": shape,
+            "marginal_weights": shape,
             "ground_truth": (P,),
             "ground_truth_se": (P,),
         }
-        for name in ("eval_pscore", "q_hat", "v_hat", "initial_v_hat", "ground_truth", "ground_truth_se"):
+        for name in expected:
             value = getattr(self, name)
             if value is None:
                 continue
@@ -64,9 +74,11 @@ class OPEInput:
                 raise OPEInputError(f"{name}: expected shape {expected[name]}, found {value.shape}")
             _check_finite(name, value)
             object.__setattr__(self, name, owned_readonly(value))
-        if (self.eval_pscore < 0).any():
-            idx = first_index(self.eval_pscore < 0)
-            raise OPEInputError(f"eval_pscore: expected non-negative values, found {self.eval_pscore[idx]!r} at index {format_index(idx)}")
+        for name in ("eval_pscore", "state_marginal_weights", "marginal_weights"):
+            value = getattr(self, name)
+            if value is not None and (value < 0).any():
+                idx = first_index(value < 0)
+                raise OPEInputError(f"{name}: expected non-negative values, found {value[idx]!r} at index {format_index(idx)}")
         if self.ground_truth_se is not None and self.ground_truth is None:
             raise OPEInputError("ground_truth_se: given without ground_truth")
         probs = self.eval_action_probs
@@ -114,7 +126,8 @@ class OPEInput:
         ``evaluation_policy_action_dist`` (size, n_actions), ``state_action_value_prediction``
         (size, n_actions) or None, ``initial_state_value_prediction`` (n,) or None,
         ``on_policy_policy_value`` (on-policy returns; their mean and standard error become the ground truth)
-        or None, and ``gamma``, which must equal the dataset's.
+        or None, optional ``state_marginal_importance_weight`` and ``state_action_marginal_importance_weight``
+        (size,), and ``gamma``, which must equal the dataset's.
         """
         return _from_scope_rl(cls, input_dict, dataset)
 
@@ -160,6 +173,7 @@ def build_inputs(
     policies: Sequence[DiscretePolicy],
     *,
     q_tables: Sequence[np.ndarray] | None = None,
+    weights: str | FlowWeights | None = "tabular",
     ground_truth: Sequence[float] | np.ndarray | None = None,
     ground_truth_se: Sequence[float] | np.ndarray | None = None,
 ) -> OPEInput:
@@ -168,8 +182,12 @@ def build_inputs(
     Q̂ comes from tabular fitted Q evaluation on the logged data (``opelab.ope.qfunction``) unless
     ``q_tables`` gives one Q table per policy, indexed ``[t, s, a]`` (shape (H, S, A)) or ``[s, a]``
     (shape (S, A)), e.g. the exact Q-function of a tabular task.
+
+    Marginal weights: ``"tabular"`` estimates them from the data (``opelab.ope.weights``); a
+    ``FlowWeights`` gives per-step tables (e.g. the exact ones of a known model); ``None`` leaves them out.
     """
     from opelab.ope.qfunction import tabular_fqe
+    from opelab.ope.weights import FlowWeights, on_logged_steps, tabular_marginal_weights
 
     if len(policies) == 0:
         raise OPEInputError("policies: expected at least one policy, found 0")
@@ -186,6 +204,14 @@ def build_inputs(
         v_hat = (probs * q_full).sum(axis=-1)
     if ground_truth_se is not None and ground_truth is None:
         raise OPEInputError("ground_truth_se: given without ground_truth")
+    if weights is None:
+        w_state = w_pair = None
+    elif isinstance(weights, FlowWeights):
+        w_state, w_pair = on_logged_steps(dataset, weights)
+    elif weights == "tabular":
+        w_state, w_pair = tabular_marginal_weights(dataset, policy_tables(dataset, policies))
+    else:
+        raise OPEInputError(f"weights: expected 'tabular', a FlowWeights or None, found {weights!r}")
     return OPEInput(  # arrays made here are frozen, so the container holds them without copying
         policy_names=tuple(p.name for p in policies),
         eval_pscore=freeze(pscore),
@@ -193,6 +219,8 @@ def build_inputs(
         q_hat=freeze(q_hat),
         v_hat=freeze(v_hat),
         initial_v_hat=v_hat[:, :, 0],
+        state_marginal_weights=None if w_state is None else freeze(w_state),
+        marginal_weights=None if w_pair is None else freeze(w_pair),
         ground_truth=None if ground_truth is None else np.asarray(ground_truth, dtype=np.float64),
         ground_truth_se=(
             None
@@ -200,6 +228,17 @@ def build_inputs(
             else np.zeros(len(policies)) if ground_truth_se is None else np.asarray(ground_truth_se, dtype=np.float64)
         ),
     )
+
+
+def policy_tables(dataset: LoggedDataset, policies: Sequence[DiscretePolicy]) -> np.ndarray:
+    """π_t(a | s) of each policy on every step and every state id up to the largest logged one,
+    shape (P, H, S, A), for tabular methods that need the policies beyond the logged pairs."""
+    states = np.asarray(dataset.observations)
+    if states.dtype.kind not in "iu" or states.ndim != 2:
+        raise OPEInputError("policies: tabular policy tables need integer state observations of shape (n, H)")
+    S, H = int(states.max()) + 1, dataset.horizon
+    grid_states, grid_steps = np.tile(np.arange(S), H), np.repeat(np.arange(H), S)
+    return np.stack([np.asarray(p.action_probs(grid_states, grid_steps), dtype=np.float64).reshape(H, S, -1) for p in policies])
 
 
 def _q_on_logged_states(dataset: LoggedDataset, table: np.ndarray, i: int) -> np.ndarray:
@@ -231,6 +270,8 @@ def _from_scope_rl(
     actions = np.asarray(dataset.actions)
     mask = dataset.mask
     names, pscores, probs_all, q_all, v_all, init_all, truth, truth_se = [], [], [], [], [], [], [], []
+    sm_all: list[np.ndarray] = []
+    sam_all: list[np.ndarray] = []
     for name, entry in input_dict.items():
         where = f"input_dict[{name!r}]"
         if "gamma" in entry and not np.isclose(float(entry["gamma"]), dataset.gamma):
@@ -250,6 +291,13 @@ def _from_scope_rl(
             sav = np.where(mask[..., None], sav.reshape(n, H, A), 0.0)
             q_all.append(np.where(mask, _gather(sav, actions), 0.0))
             v_all.append((dist * sav).sum(axis=-1))
+        for key, parts in (("state_marginal_importance_weight", sm_all), ("state_action_marginal_importance_weight", sam_all)):
+            weights = entry.get(key)
+            if weights is not None:
+                weights = np.asarray(weights, dtype=np.float64)
+                if weights.shape != (size,):
+                    raise OPEInputError(f"{where}.{key}: expected shape ({size},), found {weights.shape}")
+                parts.append(weights.reshape(n, H))
         init = entry.get("initial_state_value_prediction")
         if init is not None:
             init = np.asarray(init, dtype=np.float64)
@@ -276,6 +324,8 @@ def _from_scope_rl(
         q_hat=stacked(q_all, "state_action_value_prediction"),
         v_hat=stacked(v_all, "state_action_value_prediction"),
         initial_v_hat=stacked(init_all, "initial_state_value_prediction"),
+        state_marginal_weights=stacked(sm_all, "state_marginal_importance_weight"),
+        marginal_weights=stacked(sam_all, "state_action_marginal_importance_weight"),
         ground_truth=stacked([np.asarray(t) for t in truth], "on_policy_policy_value"),
         ground_truth_se=stacked([np.asarray(t) for t in truth_se], "on_policy_policy_value"),
     )

@@ -8,6 +8,18 @@ from opelab.ope.estimators.base import (
     register_estimator,
     self_normalize,
 )
+from opelab.ope.estimators.marginal import (
+    StateActionMarginalDR,
+    StateActionMarginalIS,
+    StateActionMarginalSNDR,
+    StateActionMarginalSNIS,
+    StateMarginalDR,
+    StateMarginalIS,
+    StateMarginalSNDR,
+    StateMarginalSNIS,
+    spectrum,
+    spectrum_weights,
+)
 from opelab.ope.estimators.point import (
     DirectMethod,
     DoublyRobust,
@@ -28,8 +40,18 @@ __all__ = [
     "SelfNormalizedDoublyRobust",
     "SelfNormalizedPerDecisionIS",
     "SelfNormalizedTrajectoryIS",
+    "StateActionMarginalDR",
+    "StateActionMarginalIS",
+    "StateActionMarginalSNDR",
+    "StateActionMarginalSNIS",
+    "StateMarginalDR",
+    "StateMarginalIS",
+    "StateMarginalSNDR",
+    "StateMarginalSNIS",
     "TrajectoryIS",
     "get_estimator",
     "register_estimator",
     "self_normalize",
+    "spectrum",
+    "spectrum_weights",
 ]

@@ -13,6 +13,7 @@ trajectories still alive at t would estimate E_π_e[r_t | alive at t] instead of
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from functools import cached_property
 from typing import ClassVar
@@ -29,6 +30,7 @@ class EstimationContext:
     def __init__(self, dataset: LoggedDataset, inputs: OPEInput) -> None:
         self.dataset = dataset
         self.inputs = inputs
+        self._memo: dict[Hashable, np.ndarray] = {}
 
     @property
     def discounts(self) -> np.ndarray:
@@ -55,34 +57,30 @@ class EstimationContext:
         """W_t = Π_{t' ≤ t} w_t', (P, n, H)."""
         return np.cumprod(self.step_ratio, axis=-1)
 
-    @cached_property
-    def previous_cumulative_ratio(self) -> np.ndarray:
-        """W_{t−1} with W_{−1} = 1, (P, n, H)."""
-        W = self.cumulative_ratio
-        out = np.empty_like(W)
-        out[..., 0] = 1.0
-        out[..., 1:] = W[..., :-1]
-        return out
 
     @cached_property
     def trajectory_ratio(self) -> np.ndarray:
         """W_{H−1}, the whole-trajectory ratio (absorbed steps contribute 1), (P, n)."""
         return self.cumulative_ratio[..., -1]
 
-    @cached_property
-    def normalized_cumulative_ratio(self) -> np.ndarray:
-        """W_t / ((1/n) Σ_j W_{j,t}), (P, n, H)."""
-        return self_normalize(self.cumulative_ratio)
-
-    @cached_property
-    def normalized_previous_cumulative_ratio(self) -> np.ndarray:
-        """W_{t−1} / ((1/n) Σ_j W_{j,t−1}), (P, n, H)."""
-        return self_normalize(self.previous_cumulative_ratio)
+    def memo(self, key: Hashable, compute: Callable[[], np.ndarray]) -> np.ndarray:
+        """``compute()`` once per context and key: estimators sharing a weight scheme share its arrays."""
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]
 
     def require(self, estimator: str, *names: str) -> None:
         missing = [name for name in names if getattr(self.inputs, name) is None]
         if missing:
             raise OPEInputError(f"{estimator}: needs {', '.join(missing)} in the OPEInput, found None")
+
+
+def previous_step(weights: np.ndarray) -> np.ndarray:
+    """W_{t−1} along the last axis, with W_{−1} = 1."""
+    out = np.empty_like(weights)
+    out[..., 0] = 1.0
+    out[..., 1:] = weights[..., :-1]
+    return out
 
 
 def self_normalize(weights: np.ndarray, axis: int = 1) -> np.ndarray:

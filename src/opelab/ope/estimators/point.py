@@ -2,17 +2,29 @@
 
 Each is a few lines over the shared quantities of ``EstimationContext`` (see ``base`` for the notation
 and for how variable-length trajectories are handled). Their mean over trajectories is the estimate.
+
+The per-decision family shares one skeleton: for a weight W_t on each step (and W_{t−1}, with W_{−1} = 1),
+
+    IS form:  Σ_t γ^t W_t r_t
+    DR form:  Σ_t γ^t [W_t (r_t − Q̂(s_t, a_t)) + W_{t−1} V̂(s_t)]    (Jiang & Li, 2016; Thomas & Brunskill, 2016)
+
+and the self-normalised versions divide W_t (and W_{t−1}) by their mean over trajectories at each step.
+PDIS, DR, SNPDIS and SNDR take W_t = Π_{t' ≤ t} w_t'; the marginal estimators (``marginal.py``) plug in
+marginal importance weights.
 """
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
 from opelab.ope.estimators.base import (
     EstimationContext,
     PointEstimator,
+    previous_step,
     register_estimator,
     resampled_sums,
     safe_ratio,
@@ -45,39 +57,6 @@ class TrajectoryIS(PointEstimator):
 
 @register_estimator
 @dataclass(frozen=True)
-class PerDecisionIS(PointEstimator):
-    """Per-decision importance sampling (Precup et al., 2000): V̂ = (1/n) Σ_i Σ_t γ^t W_{i,t} r_{i,t}."""
-
-    name = "pdis"
-
-    def trajectory_values(self, ctx: EstimationContext) -> np.ndarray:
-        return np.einsum("pnh,nh->pn", ctx.cumulative_ratio, ctx.discounted_rewards)
-
-
-def _doubly_robust(ctx: EstimationContext, W: np.ndarray, W_prev: np.ndarray) -> np.ndarray:
-    """Σ_t γ^t [W_t (r_t − Q̂(s_t, a_t)) + W_{t−1} V̂(s_t)], (P, n)."""
-    inputs = ctx.inputs
-    correction = np.einsum("pnh,nh->pn", W, ctx.discounted_rewards)
-    correction -= np.einsum("pnh,pnh,nh->pn", W, inputs.q_hat, ctx.discounts)
-    baseline = np.einsum("pnh,pnh,nh->pn", W_prev, inputs.v_hat, ctx.discounts)
-    return correction + baseline
-
-
-@register_estimator
-@dataclass(frozen=True)
-class DoublyRobust(PointEstimator):
-    """Doubly robust (Jiang & Li, 2016; Thomas & Brunskill, 2016):
-    V̂ = (1/n) Σ_i Σ_t γ^t [W_{i,t} (r_{i,t} − Q̂(s_{i,t}, a_{i,t})) + W_{i,t−1} V̂(s_{i,t})]."""
-
-    name = "dr"
-    requires = ("q_hat", "v_hat")
-
-    def trajectory_values(self, ctx: EstimationContext) -> np.ndarray:
-        return _doubly_robust(ctx, ctx.cumulative_ratio, ctx.previous_cumulative_ratio)
-
-
-@register_estimator
-@dataclass(frozen=True)
 class SelfNormalizedTrajectoryIS(PointEstimator):
     """Self-normalised TIS: W_{i,H−1} replaced by W_{i,H−1} / ((1/n) Σ_j W_{j,H−1})."""
 
@@ -92,40 +71,101 @@ class SelfNormalizedTrajectoryIS(PointEstimator):
         return safe_ratio((W * ctx.returns) @ counts.T, W @ counts.T)
 
 
-@register_estimator
 @dataclass(frozen=True)
-class SelfNormalizedPerDecisionIS(PointEstimator):
-    """Self-normalised PDIS: W_{i,t} replaced by W_{i,t} / ((1/n) Σ_j W_{j,t}) at every step."""
+class PerDecisionFamily(PointEstimator):
+    """The IS or DR form over a per-step weight scheme; subclasses choose ``weights`` and the flags."""
 
-    name = "snpdis"
-    self_normalized = True
+    form: ClassVar[str] = "is"  # "is" or "dr"
+
+    def weight_key(self) -> Hashable:
+        """Identifies the weight scheme, so estimators that share it share its arrays in a context."""
+        raise NotImplementedError
+
+    def weights(self, ctx: EstimationContext) -> np.ndarray:
+        """W_t, shape (P, n, H)."""
+        raise NotImplementedError
+
+    def _weights(self, ctx: EstimationContext, previous: bool, normalized: bool) -> np.ndarray:
+        key = self.weight_key()
+        if not previous and not normalized:
+            return ctx.memo(key, lambda: self.weights(ctx))
+        base = self._weights(ctx, previous=False, normalized=False)
+        if previous and not normalized:
+            return ctx.memo((key, "previous"), lambda: previous_step(base))
+        raw = self._weights(ctx, previous=previous, normalized=False)
+        return ctx.memo((key, "previous" if previous else "current", "normalized"), lambda: self_normalize(raw))
 
     def trajectory_values(self, ctx: EstimationContext) -> np.ndarray:
-        return np.einsum("pnh,nh->pn", ctx.normalized_cumulative_ratio, ctx.discounted_rewards)
+        W = self._weights(ctx, previous=False, normalized=self.self_normalized)
+        if self.form == "is":
+            return np.einsum("pnh,nh->pn", W, ctx.discounted_rewards)
+        W_prev = self._weights(ctx, previous=True, normalized=self.self_normalized)
+        inputs = ctx.inputs
+        correction = np.einsum("pnh,nh->pn", W, ctx.discounted_rewards)
+        correction -= np.einsum("pnh,pnh,nh->pn", W, inputs.q_hat, ctx.discounts)
+        return correction + np.einsum("pnh,pnh,nh->pn", W_prev, inputs.v_hat, ctx.discounts)
 
     def resampled_estimates(self, ctx: EstimationContext, counts: np.ndarray) -> np.ndarray:
-        W = ctx.cumulative_ratio
-        per_step = safe_ratio(resampled_sums(counts, W * ctx.discounted_rewards), resampled_sums(counts, W))
-        return per_step.sum(axis=-1)
-
-
-@register_estimator
-@dataclass(frozen=True)
-class SelfNormalizedDoublyRobust(PointEstimator):
-    """Self-normalised DR: both W_t and W_{t−1} divided by their mean over trajectories at each step."""
-
-    name = "sndr"
-    self_normalized = True
-    requires = ("q_hat", "v_hat")
-
-    def trajectory_values(self, ctx: EstimationContext) -> np.ndarray:
-        return _doubly_robust(ctx, ctx.normalized_cumulative_ratio, ctx.normalized_previous_cumulative_ratio)
-
-    def resampled_estimates(self, ctx: EstimationContext, counts: np.ndarray) -> np.ndarray:
+        if not self.self_normalized:
+            return super().resampled_estimates(ctx, counts)
         ctx.require(self.name, *self.requires)
-        W, W_prev, inputs = ctx.cumulative_ratio, ctx.previous_cumulative_ratio, ctx.inputs
+        W = self._weights(ctx, previous=False, normalized=False)
+        if self.form == "is":
+            return safe_ratio(resampled_sums(counts, W * ctx.discounted_rewards), resampled_sums(counts, W)).sum(axis=-1)
+        W_prev = self._weights(ctx, previous=True, normalized=False)
+        inputs = ctx.inputs
         residual = W * (ctx.discounted_rewards - inputs.q_hat * ctx.discounts)
         baseline = W_prev * inputs.v_hat * ctx.discounts
         per_step = safe_ratio(resampled_sums(counts, residual), resampled_sums(counts, W))
         per_step += safe_ratio(resampled_sums(counts, baseline), resampled_sums(counts, W_prev))
         return per_step.sum(axis=-1)
+
+
+@dataclass(frozen=True)
+class _CumulativeRatio(PerDecisionFamily):
+    """W_t = Π_{t' ≤ t} π_e(a_t' | s_t') / π_b(a_t' | s_t')."""
+
+    def weight_key(self) -> Hashable:
+        return "cumulative_ratio"
+
+    def weights(self, ctx: EstimationContext) -> np.ndarray:
+        return ctx.cumulative_ratio
+
+
+@register_estimator
+@dataclass(frozen=True)
+class PerDecisionIS(_CumulativeRatio):
+    """Per-decision importance sampling (Precup et al., 2000): V̂ = (1/n) Σ_i Σ_t γ^t W_{i,t} r_{i,t}."""
+
+    name = "pdis"
+
+
+@register_estimator
+@dataclass(frozen=True)
+class DoublyRobust(_CumulativeRatio):
+    """Doubly robust (Jiang & Li, 2016; Thomas & Brunskill, 2016):
+    V̂ = (1/n) Σ_i Σ_t γ^t [W_{i,t} (r_{i,t} − Q̂(s_{i,t}, a_{i,t})) + W_{i,t−1} V̂(s_{i,t})]."""
+
+    name = "dr"
+    form = "dr"
+    requires = ("q_hat", "v_hat")
+
+
+@register_estimator
+@dataclass(frozen=True)
+class SelfNormalizedPerDecisionIS(_CumulativeRatio):
+    """Self-normalised PDIS: W_{i,t} replaced by W_{i,t} / ((1/n) Σ_j W_{j,t}) at every step."""
+
+    name = "snpdis"
+    self_normalized = True
+
+
+@register_estimator
+@dataclass(frozen=True)
+class SelfNormalizedDoublyRobust(_CumulativeRatio):
+    """Self-normalised DR: both W_t and W_{t−1} divided by their mean over trajectories at each step."""
+
+    name = "sndr"
+    form = "dr"
+    self_normalized = True
+    requires = ("q_hat", "v_hat")
