@@ -8,7 +8,7 @@ from ope_cases import policies_for, small_task
 
 from opelab.data import ActionSpace, DatasetInfo, LoggedDataset
 from opelab.envs import collect
-from opelab.ope import OPEInput, OPEInputError, build_inputs, evaluate, tabular_fqe
+from opelab.ope import OPEInput, OPEInputError, build_inputs, evaluate, fit_tabular_fqe
 from opelab.policies import TabularPolicy, UniformPolicy
 
 
@@ -195,4 +195,4 @@ def test_tabular_fqe_rejects_non_tabular_observations():
         [{"observations": np.zeros((2, 3)), "actions": [0, 1], "rewards": [0.0, 1.0], "behavior_pscore": [0.5, 0.5]}], info
     )
     with pytest.raises(ValueError, match="tabular FQE needs integer state ids"):
-        tabular_fqe(ds, np.full((1, 1, 2, 2), 0.5))
+        fit_tabular_fqe(ds, np.full((1, 2, 1, 2), 0.5))

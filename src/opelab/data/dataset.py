@@ -339,6 +339,16 @@ class LoggedDataset:
                 return False
         return True
 
+    def subset(self, indices: Sequence[int] | np.ndarray) -> LoggedDataset:
+        """The trajectories at ``indices`` (repeats allowed), same horizon and info."""
+        idx = np.asarray(indices)
+        if idx.ndim != 1 or idx.dtype.kind not in "iu" or len(idx) == 0:
+            raise DatasetError(f"indices: expected a non-empty 1-D array of trajectory indices, found {idx.dtype} {idx.shape}")
+        if idx.min() < -self.n_trajectories or idx.max() >= self.n_trajectories:
+            raise DatasetError(f"indices: expected values in [0, {self.n_trajectories - 1}], found range [{idx.min()}, {idx.max()}]")
+        arrays = {name: (None if getattr(self, name) is None else getattr(self, name)[idx]) for name in ARRAY_FIELDS}
+        return LoggedDataset(info=self.info, **arrays)
+
     def with_info(self, **changes: Any) -> LoggedDataset:
         """A copy with some ``DatasetInfo`` fields replaced (arrays shared, not copied)."""
         return replace(self, info=replace(self.info, **changes))

@@ -3,7 +3,7 @@
 from opelab.ope.estimators import ESTIMATORS, EstimationContext, PointEstimator, get_estimator, register_estimator
 from opelab.ope.evaluate import EstimateTable, evaluate
 from opelab.ope.inputs import OPEInput, OPEInputError, build_inputs, evaluation_action_probs
-from opelab.ope.qfunction import tabular_fqe
+from opelab.ope.qfunction import fit_tabular_fqe, q_on_logged_steps
 
 __all__ = [
     "ESTIMATORS",
@@ -17,5 +17,6 @@ __all__ = [
     "evaluation_action_probs",
     "get_estimator",
     "register_estimator",
-    "tabular_fqe",
+    "fit_tabular_fqe",
+    "q_on_logged_steps",
 ]

@@ -10,6 +10,7 @@ Arrays (P policies, n trajectories, H horizon, A actions), aligned with a ``Logg
                                        padded steps hold the absorbing state's weight)
     marginal_weights        (P, n, H)  w_t(s_t, a_t) = d_t^π(s_t, a_t) / d_t^D(s_t, a_t) or None
     ground_truth       (P,)          true policy values, when known, with their standard error (0 if exact)
+    cross_fit_folds    K when Q̂ and the marginal weights were cross-fitted (``build_inputs(n_folds=K)``)
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class OPEInput:
     marginal_weights: np.ndarray | None = None
     ground_truth: np.ndarray | None = None
     ground_truth_se: np.ndarray | None = None
+    cross_fit_folds: int | None = None  # K when Q̂ and the weights were cross-fitted over K folds
 
     def __post_init__(self) -> None:
         names = tuple(self.policy_names)
@@ -174,6 +176,8 @@ def build_inputs(
     *,
     q_tables: Sequence[np.ndarray] | None = None,
     weights: str | FlowWeights | None = "tabular",
+    n_folds: int = 1,
+    fold_seed: int = 0,
     ground_truth: Sequence[float] | np.ndarray | None = None,
     ground_truth_se: Sequence[float] | np.ndarray | None = None,
 ) -> OPEInput:
@@ -185,33 +189,55 @@ def build_inputs(
 
     Marginal weights: ``"tabular"`` estimates them from the data (``opelab.ope.weights``); a
     ``FlowWeights`` gives per-step tables (e.g. the exact ones of a known model); ``None`` leaves them out.
+
+    ``n_folds = K > 1`` cross-fits what is estimated from the data (Q̂ and tabular weights): the
+    trajectories are split into K random folds (``fold_seed``) and each fold's values come from models fit
+    on the other K − 1 folds, as double reinforcement learning requires (Kallus & Uehara, 2020).
     """
-    from opelab.ope.qfunction import tabular_fqe
-    from opelab.ope.weights import FlowWeights, on_logged_steps, tabular_marginal_weights
+    from opelab.ope.qfunction import fit_tabular_fqe, q_on_logged_steps
+    from opelab.ope.weights import FlowWeights, on_logged_steps, solve_flow_weights, transition_counts
 
     if len(policies) == 0:
         raise OPEInputError("policies: expected at least one policy, found 0")
+    if isinstance(n_folds, bool) or not isinstance(n_folds, int) or not 1 <= n_folds <= dataset.n_trajectories:
+        raise OPEInputError(f"n_folds: expected an int in [1, n_trajectories = {dataset.n_trajectories}], found {n_folds!r}")
+    if weights is not None and not isinstance(weights, FlowWeights) and weights != "tabular":
+        raise OPEInputError(f"weights: expected 'tabular', a FlowWeights or None, found {weights!r}")
+    if ground_truth_se is not None and ground_truth is None:
+        raise OPEInputError("ground_truth_se: given without ground_truth")
     probs = evaluation_action_probs(dataset, policies)
     actions = np.asarray(dataset.actions)
     pscore = np.where(dataset.mask, _gather(probs, actions), 1.0)
-    if q_tables is None:
-        q_hat, v_hat = tabular_fqe(dataset, probs)
-    else:
+    fit_q, fit_w = q_tables is None, weights == "tabular"
+    tables = policy_tables(dataset, policies) if fit_q or fit_w else None
+
+    if q_tables is not None:
         if len(q_tables) != len(policies):
             raise OPEInputError(f"q_tables: expected one table per policy ({len(policies)}), found {len(q_tables)}")
         q_full = np.stack([_q_on_logged_states(dataset, np.asarray(q, dtype=np.float64), i) for i, q in enumerate(q_tables)])
-        q_hat = np.where(dataset.mask, _gather(q_full, actions), 0.0)
-        v_hat = (probs * q_full).sum(axis=-1)
-    if ground_truth_se is not None and ground_truth is None:
-        raise OPEInputError("ground_truth_se: given without ground_truth")
-    if weights is None:
-        w_state = w_pair = None
-    elif isinstance(weights, FlowWeights):
+    w_state = w_pair = None
+    if isinstance(weights, FlowWeights):
         w_state, w_pair = on_logged_steps(dataset, weights)
-    elif weights == "tabular":
-        w_state, w_pair = tabular_marginal_weights(dataset, policy_tables(dataset, policies))
-    else:
-        raise OPEInputError(f"weights: expected 'tabular', a FlowWeights or None, found {weights!r}")
+
+    if fit_q or fit_w:
+        assert tables is not None
+        S = tables.shape[2]
+        absorbing = np.concatenate([tables, np.zeros((len(policies), dataset.horizon, 1, tables.shape[3]))], axis=2)
+        if fit_q:
+            q_full = np.zeros_like(probs)
+        if fit_w:
+            w_state, w_pair = np.zeros(pscore.shape), np.zeros(pscore.shape)
+        for train, test in _folds(dataset.n_trajectories, n_folds, fold_seed):
+            train_ds = dataset if n_folds == 1 else dataset.subset(train)
+            test_ds = dataset if n_folds == 1 else dataset.subset(test)
+            if fit_q:
+                q_full[:, test] = q_on_logged_steps(test_ds, fit_tabular_fqe(train_ds, tables))
+            if fit_w:
+                fitted = solve_flow_weights(transition_counts(train_ds, n_states=S), absorbing)
+                w_state[:, test], w_pair[:, test] = on_logged_steps(test_ds, fitted)
+
+    q_hat = np.where(dataset.mask, _gather(q_full, actions), 0.0)
+    v_hat = (probs * q_full).sum(axis=-1)
     return OPEInput(  # arrays made here are frozen, so the container holds them without copying
         policy_names=tuple(p.name for p in policies),
         eval_pscore=freeze(pscore),
@@ -227,7 +253,17 @@ def build_inputs(
             if ground_truth is None
             else np.zeros(len(policies)) if ground_truth_se is None else np.asarray(ground_truth_se, dtype=np.float64)
         ),
+        cross_fit_folds=n_folds if n_folds > 1 and (fit_q or fit_w) else None,
     )
+
+
+def _folds(n: int, n_folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(train, test) trajectory indices of each fold; one fold means "fit and predict on everything"."""
+    everything = np.arange(n)
+    if n_folds == 1:
+        return [(everything, everything)]
+    parts = np.array_split(np.random.default_rng(seed).permutation(n), n_folds)
+    return [(np.sort(np.concatenate(parts[:k] + parts[k + 1 :])), np.sort(part)) for k, part in enumerate(parts)]
 
 
 def policy_tables(dataset: LoggedDataset, policies: Sequence[DiscretePolicy]) -> np.ndarray:

@@ -47,14 +47,17 @@ class FlowWeights:
     state_action: np.ndarray
 
 
-def transition_counts(dataset: LoggedDataset) -> np.ndarray:
+def transition_counts(dataset: LoggedDataset, n_states: int | None = None) -> np.ndarray:
     """N_t(s, a, s') of the logged data, shape (H, S+1, A, S+1); state S is the absorbing end state.
 
     A trajectory that ended at step t moves to the absorbing state at t + 1 and stays there with action 0.
+    ``n_states`` defaults to the largest logged state id + 1.
     """
     states, actions, mask = _tabular(dataset)
     n, H = mask.shape
-    S, A = int(states.max()) + 1, dataset.action_space.n_actions
+    S, A = (int(states.max()) + 1 if n_states is None else n_states), dataset.action_space.n_actions
+    if states.max() >= S:
+        raise ValueError(f"n_states: expected more than the largest logged state id {states.max()}, found {S}")
     s = np.where(mask, states, S)
     a = np.where(mask, actions, 0)
     s_next = np.concatenate([s[:, 1:], np.full((n, 1), S)], axis=1)

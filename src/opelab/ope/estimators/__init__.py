@@ -9,6 +9,7 @@ from opelab.ope.estimators.base import (
     self_normalize,
 )
 from opelab.ope.estimators.marginal import (
+    DoubleRL,
     StateActionMarginalDR,
     StateActionMarginalIS,
     StateActionMarginalSNDR,
@@ -33,6 +34,7 @@ from opelab.ope.estimators.point import (
 __all__ = [
     "ESTIMATORS",
     "DirectMethod",
+    "DoubleRL",
     "DoublyRobust",
     "EstimationContext",
     "PerDecisionIS",

@@ -75,7 +75,7 @@ def weighted_step_sums(values: np.ndarray, weights: np.ndarray, grid: np.ndarray
     P, n = weights.shape
     G = len(grid)
     values = np.broadcast_to(np.asarray(values, dtype=np.float64), (P, n))
-    bins = np.searchsorted(grid, values, side="right")  # first k with grid[k] ≥ value; G when above the grid
+    bins = np.searchsorted(grid, values, side="left")  # first k with grid[k] ≥ value; G when above the grid
     flat = (np.arange(P)[:, None] * (G + 1) + bins).reshape(-1)
     totals = np.bincount(flat, weights=weights.reshape(-1), minlength=P * (G + 1)).reshape(P, G + 1)
     return np.cumsum(totals[:, :G], axis=-1)

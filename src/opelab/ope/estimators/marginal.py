@@ -149,6 +149,23 @@ class StateMarginalSNDR(_Marginal):
     self_normalized = True
 
 
+@register_estimator
+@dataclass(frozen=True)
+class DoubleRL(_Marginal):
+    """Double reinforcement learning (Kallus & Uehara, 2020): the SAM-DR form
+
+        V̂ = (1/n) Σ_i Σ_t γ^t [w_t(s_t, a_t)(r_t − Q̂_t(s_t, a_t)) + w_{t−1}(s_{t−1}, a_{t−1}) V̂_t(s_t)],
+
+    with Q̂ and the marginal weights cross-fitted: each fold's values come from models fit on the other
+    folds (``build_inputs(..., n_folds=K)``). It is efficient and √n-consistent when either nuisance
+    converges fast enough, without Donsker conditions on the models.
+    """
+
+    name = "drl"
+    form = "dr"
+    requires = _SAM + _QV + ("cross_fit_folds",)
+
+
 def spectrum(estimator: str, k: int) -> _Marginal:
     """A marginal estimator with the SOPE spectrum option, e.g. ``spectrum("sam_dr", 2)``.
 
