@@ -26,7 +26,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 from opelab.ope.estimators.base import EstimationContext, PointEstimator
 
@@ -110,6 +109,8 @@ def mean_interval(
         raise ValueError(f"{name}: an interval needs at least 2 trajectories, found {n}")
     mean = values.mean(axis=1)
     if method == "t":
+        from scipy import stats  # imported here: scipy.stats takes over a second to import
+
         half = stats.t.ppf(1 - alpha / 2, n - 1) * values.std(axis=1, ddof=1) / np.sqrt(n)
         return mean - half, mean + half
     if value_range is None:

@@ -1,6 +1,20 @@
 """Off-policy selection and the assessment of estimators (SharpeRatio@k and friends)."""
 
 from opelab.select.assess import Assessment, assess, default_ks
+from opelab.select.risk import (
+    Criterion,
+    assess_criteria,
+    lower_bound_criterion,
+    safety_violation_rate_at_k,
+    value_criterion,
+)
+from opelab.select.uncertainty import (
+    Comparison,
+    assessment_frame,
+    best_estimator_table,
+    compare_estimators,
+    summarize_across_datasets,
+)
 from opelab.select.metrics import (
     TopKMetrics,
     TypeErrors,
@@ -16,6 +30,16 @@ from opelab.select.metrics import (
 
 __all__ = [
     "Assessment",
+    "Comparison",
+    "Criterion",
+    "assess_criteria",
+    "assessment_frame",
+    "best_estimator_table",
+    "compare_estimators",
+    "lower_bound_criterion",
+    "safety_violation_rate_at_k",
+    "summarize_across_datasets",
+    "value_criterion",
     "TopKMetrics",
     "TypeErrors",
     "assess",

@@ -1,0 +1,113 @@
+"""Risk-aware selection: rank candidates by something other than the point estimate, and judge the
+resulting top-k portfolios with the matching *true* measure (Kiyohara et al., ICLR 2024, Sec. 4).
+
+A ``Criterion`` holds, for E estimators and P policies, the scores a selection ranks by (estimated value,
+interval lower bound, estimated CVaR_α, estimated lower quantile, ...), the true value of the same measure
+for every policy, and the behavior policy's own value of it (the baseline of SharpeRatio@k). Then:
+
+    best@k, worst@k, mean@k, std@k   over the true measure of the top-k by score,
+    SharpeRatio@k = max(best@k − baseline, 0) / std@k,
+    safety violation rate@k = share of the top-k whose true value falls below a threshold.
+
+The threshold is checked on the true *value* J (a deployment constraint on expected return), whatever
+measure the criterion ranks by.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from opelab.ope.evaluate import EstimateTable
+from opelab.select.metrics import top_k_indices, topk_metrics
+
+
+@dataclass(frozen=True, eq=False)
+class Criterion:
+    """What a selection ranks by, per estimator, and the truth it is judged against.
+
+    ``scores`` (E, P): the ranking scores; ``true_measure`` (P,): the same measure's true value;
+    ``behavior_measure``: the behavior policy's value of it.
+    """
+
+    name: str
+    estimator_names: tuple[str, ...]
+    policy_names: tuple[str, ...]
+    scores: np.ndarray
+    true_measure: np.ndarray
+    behavior_measure: float
+
+    def __post_init__(self) -> None:
+        E, P = len(self.estimator_names), len(self.policy_names)
+        scores = np.asarray(self.scores, dtype=np.float64)
+        truth = np.asarray(self.true_measure, dtype=np.float64)
+        if scores.shape != (E, P):
+            raise ValueError(f"{self.name}.scores: expected shape {(E, P)}, found {scores.shape}")
+        if truth.shape != (P,):
+            raise ValueError(f"{self.name}.true_measure: expected shape ({P},), found {truth.shape}")
+        if not np.isfinite(self.behavior_measure):
+            raise ValueError(f"{self.name}.behavior_measure: expected a finite float, found {self.behavior_measure!r}")
+        object.__setattr__(self, "scores", scores)
+        object.__setattr__(self, "true_measure", truth)
+
+
+def value_criterion(table: EstimateTable, true_values: Iterable[float], behavior_value: float | None = None) -> Criterion:
+    """Rank by the point estimate; judge by the true value (the plain SharpeRatio@k)."""
+    return Criterion(
+        name="value",
+        estimator_names=table.estimator_names,
+        policy_names=table.policy_names,
+        scores=table.estimates,
+        true_measure=np.asarray(list(true_values), dtype=np.float64),
+        behavior_measure=table.behavior_value if behavior_value is None else float(behavior_value),
+    )
+
+
+def lower_bound_criterion(table: EstimateTable, true_values: Iterable[float], behavior_value: float | None = None) -> Criterion:
+    """Rank by the lower end of each estimate's confidence interval (pessimistic selection)."""
+    if table.lower is None:
+        raise ValueError("table: ranking by the lower bound needs intervals; pass interval=... to evaluate")
+    return Criterion(
+        name=f"lower_bound({table.interval}, alpha={table.alpha:g})",
+        estimator_names=table.estimator_names,
+        policy_names=table.policy_names,
+        scores=table.lower,
+        true_measure=np.asarray(list(true_values), dtype=np.float64),
+        behavior_measure=table.behavior_value if behavior_value is None else float(behavior_value),
+    )
+
+
+def safety_violation_rate_at_k(true_values: np.ndarray, scores: np.ndarray, threshold: float, k: int) -> float:
+    """Share of the top-k policies by ``scores`` whose true value is below ``threshold``."""
+    chosen = top_k_indices(scores, k)
+    return float(np.mean(np.asarray(true_values, dtype=np.float64)[chosen] < threshold))
+
+
+def assess_criteria(
+    criteria: Sequence[Criterion],
+    ks: Iterable[int],
+    *,
+    true_values: Iterable[float] | None = None,
+    safety_threshold: float | None = None,
+) -> pd.DataFrame:
+    """Top-k metrics of every criterion and estimator: one row per (criterion, estimator, k) with
+    ``best, worst, mean, std, sharpe_ratio`` of the true measure and, with ``safety_threshold`` and
+    ``true_values`` (J, judged whatever the criterion), ``safety_violation_rate``."""
+    ks = tuple(int(k) for k in ks)
+    values = None if true_values is None else np.asarray(list(true_values), dtype=np.float64)
+    if safety_threshold is not None and values is None:
+        raise ValueError("true_values: needed to check the safety threshold, found None")
+    frames = []
+    for criterion in criteria:
+        for e, name in enumerate(criterion.estimator_names):
+            scores = criterion.scores[e]
+            metrics = topk_metrics(criterion.true_measure, scores, criterion.behavior_measure, ks).to_pandas()
+            metrics.insert(0, "estimator", name)
+            metrics.insert(0, "criterion", criterion.name)
+            if safety_threshold is not None and values is not None:
+                metrics["safety_violation_rate"] = [safety_violation_rate_at_k(values, scores, safety_threshold, k) for k in ks]
+            frames.append(metrics)
+    return pd.concat(frames, ignore_index=True)
