@@ -1,10 +1,12 @@
-"""Speed and memory of the point estimators on 10 policies × 10^6 logged transitions.
+"""Speed and memory of the estimators on 10 policies × 10^6 logged transitions.
 
 Synthetic inputs with the shapes of a real run (the estimators' cost does not depend on where the numbers
 came from): ``n`` trajectories × horizon ``H`` with n·H = 10^6, P = 10 policies, 4 actions, ~10% of
 trajectories ending early (padding). Reports, per layout, the time of each estimator alone (fresh shared
 context, best of ``--repeats``), the time of all seven together through ``opelab.ope.evaluate`` (the
-goal: ≤ 1 s), and the peak memory that ``evaluate`` allocates on top of its inputs (goal ≤ 3× the inputs).
+goal: ≤ 1 s), the time of every registered point estimator together (marginal ones included), the peak
+memory that ``evaluate`` allocates on top of its inputs (goal ≤ 3× the inputs), and, separately, the cost
+of adding each interval method to the seven estimators (bootstrap with ``--n-bootstrap`` resamples).
 
     python benchmarks/estimators.py            # prints a table, writes benchmarks/results/estimators.md
 """
@@ -24,6 +26,7 @@ from opelab.ope import ESTIMATORS, OPEInput, evaluate
 from opelab.ope.estimators import EstimationContext, get_estimator
 
 BACKBONE = ("dm", "tis", "pdis", "dr", "sntis", "snpdis", "sndr")
+INTERVALS = ("t", "hoeffding", "bernstein", "bootstrap")
 
 
 def synthetic_case(n: int, H: int, P: int = 10, A: int = 4, seed: int = 0) -> tuple[LoggedDataset, OPEInput]:
@@ -52,6 +55,9 @@ def synthetic_case(n: int, H: int, P: int = 10, A: int = 4, seed: int = 0) -> tu
         q_hat=q_hat,
         v_hat=v_hat,
         initial_v_hat=v_hat[:, :, 0].copy(),
+        state_marginal_weights=rng.uniform(0.5, 1.5, (P, n, H)),
+        marginal_weights=rng.uniform(0.5, 1.5, (P, n, H)),
+        cross_fit_folds=2,
     )
     return ds, inputs
 
@@ -59,6 +65,7 @@ def synthetic_case(n: int, H: int, P: int = 10, A: int = 4, seed: int = 0) -> tu
 def input_bytes(ds: LoggedDataset, inputs: OPEInput) -> int:
     arrays = [ds.observations, ds.actions, ds.rewards, ds.terminals, ds.mask, ds.behavior_pscore]
     arrays += [inputs.eval_pscore, inputs.q_hat, inputs.v_hat, inputs.initial_v_hat]
+    arrays += [inputs.state_marginal_weights, inputs.marginal_weights]
     return sum(a.nbytes for a in arrays)
 
 
@@ -71,7 +78,7 @@ def best_of(repeats: int, fn) -> float:
     return min(times)
 
 
-def run(n: int, H: int, repeats: int) -> dict[str, float]:
+def run(n: int, H: int, repeats: int, n_bootstrap: int) -> dict[str, float]:
     ds, inputs = synthetic_case(n, H)
     _ = ds.discounted_rewards, ds.returns  # dataset-level caches, built once per dataset in real use
     row: dict[str, float] = {"n": n, "H": H}
@@ -79,6 +86,9 @@ def run(n: int, H: int, repeats: int) -> dict[str, float]:
         est = get_estimator(name)
         row[name] = best_of(repeats, lambda: est.estimate(EstimationContext(ds, inputs)))
     row["all7"] = best_of(repeats, lambda: evaluate(ds, inputs, BACKBONE))
+    row["all_point"] = best_of(repeats, lambda: evaluate(ds, inputs, list(ESTIMATORS)))
+    for method in INTERVALS:
+        row[method] = best_of(1, lambda: evaluate(ds, inputs, BACKBONE, interval=method, n_bootstrap=n_bootstrap)) - row["all7"]
     tracemalloc.start()
     evaluate(ds, inputs, BACKBONE)
     _, peak = tracemalloc.get_traced_memory()
@@ -91,10 +101,11 @@ def run(n: int, H: int, repeats: int) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--n-bootstrap", type=int, default=100)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "estimators.md")
     args = parser.parse_args()
     layouts = [(100_000, 10), (10_000, 100)]
-    rows = [run(n, H, args.repeats) for n, H in layouts]
+    rows = [run(n, H, args.repeats, args.n_bootstrap) for n, H in layouts]
     header = ["n × H", *BACKBONE, "all 7 (evaluate)", "inputs MB", "evaluate peak extra MB", "extra / inputs"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
@@ -102,13 +113,20 @@ def main() -> None:
         cells += [f"{r[name] * 1000:.0f} ms" for name in BACKBONE]
         cells += [f"**{r['all7'] * 1000:.0f} ms**", f"{r['input_mb']:.0f}", f"{r['peak_extra_mb']:.0f}", f"{r['peak_extra_mb'] / r['input_mb']:.2f}×"]
         lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", f"| n × H | all {len(ESTIMATORS)} point estimators | " + " | ".join(f"+ {m} intervals (7 est.)" for m in INTERVALS) + " |"]
+    lines.append("|" + "---|" * (2 + len(INTERVALS)))
+    for r in rows:
+        cells = [f"{int(r['n']):,} × {int(r['H'])}", f"{r['all_point'] * 1000:.0f} ms"]
+        cells += [f"{r[m] * 1000:.0f} ms" for m in INTERVALS]
+        lines.append("| " + " | ".join(cells) + " |")
     table = "\n".join(lines)
     print(table)
     machine = f"{platform.machine()}, {platform.python_implementation()} {platform.python_version()}, numpy {np.__version__}"
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
         "# Point estimators: 10 policies × 10^6 logged transitions\n\n"
-        f"Command: `python benchmarks/estimators.py --repeats {args.repeats}` ({machine}; best of {args.repeats}).\n"
+        f"Command: `python benchmarks/estimators.py --repeats {args.repeats} --n-bootstrap {args.n_bootstrap}` "
+        f"({machine}; best of {args.repeats}; interval columns: one run, minus the plain 7-estimator time).\n"
         "Per-estimator columns: one estimator with a fresh shared context. `all 7`: `opelab.ope.evaluate` with the\n"
         "seven estimators sharing one context, input checks included. Goal: all 7 ≤ 1 s; peak extra memory of\n"
         "`evaluate` (tracemalloc, numpy allocations) ≤ 3× the input arrays.\n\n" + table + "\n"

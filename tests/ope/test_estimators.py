@@ -23,7 +23,7 @@ def test_registry_has_the_backbone_estimators():
 @pytest.mark.parametrize("name", ALL)
 def test_shape_determinism_and_finiteness(name, variable_length_case):
     task, _, evals, ds = variable_length_case
-    inputs = build_inputs(ds, evals)
+    inputs = build_inputs(ds, evals, n_folds=2)  # cross-fitted, so that drl runs too
     ctx = EstimationContext(ds, inputs)
     est = get_estimator(name)
     first = est.estimate(ctx)

@@ -38,6 +38,7 @@ def _resample(ds: LoggedDataset, inputs: OPEInput, idx: np.ndarray) -> tuple[Log
         initial_v_hat=pick_p(inputs.initial_v_hat),
         state_marginal_weights=pick_p(inputs.state_marginal_weights),
         marginal_weights=pick_p(inputs.marginal_weights),
+        cross_fit_folds=inputs.cross_fit_folds,
     )
     return sub, sub_inputs
 
@@ -46,7 +47,7 @@ def _resample(ds: LoggedDataset, inputs: OPEInput, idx: np.ndarray) -> tuple[Log
 def test_resampled_estimates_equal_estimates_on_explicit_resamples(name, variable_length_case):
     """The count-weighted bootstrap shortcut (incl. renormalisation for SN estimators) is exact."""
     task, _, evals, ds = variable_length_case
-    inputs = build_inputs(ds, evals)
+    inputs = build_inputs(ds, evals, n_folds=2)  # cross-fitted, so that drl runs too
     est = get_estimator(name)
     ctx = EstimationContext(ds, inputs)
     n = ds.n_trajectories

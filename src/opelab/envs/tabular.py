@@ -61,7 +61,7 @@ class TabularMDP:
             raise ValueError(f"horizon: expected a positive int, found {self.horizon!r}")
         if not 0.0 <= self.gamma <= 1.0:
             raise ValueError(f"gamma: expected a float in [0, 1], found {self.gamma!r}")
-        if not self.reward_noise >= 0:
+        if not (np.isfinite(self.reward_noise) and self.reward_noise >= 0):
             raise ValueError(f"reward_noise: expected a non-negative float, found {self.reward_noise!r}")
         if self.state_names is not None and len(self.state_names) != S:
             raise ValueError(f"state_names: expected {S} names, found {len(self.state_names)}")

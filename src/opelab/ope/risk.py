@@ -71,7 +71,9 @@ def _check(grid: np.ndarray, cdf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"cdf: expected values in [0, 1] (see project_cdf), found range [{low!r}, {high!r}]")
     drop = float((-np.diff(cdf, axis=-1)).max(initial=0.0))
     if drop > _CDF_SLACK:
-        raise ValueError(f"cdf: expected non-decreasing values along the grid (see project_cdf), found a drop of {drop!r}")
+        raise ValueError(
+            f"cdf: expected non-decreasing values along the grid (see project_cdf), found a drop of {drop!r}"
+        )
     return grid, np.clip(cdf, 0.0, 1.0)
 
 

@@ -63,6 +63,16 @@ class EstimationContext:
         """W_{H−1}, the whole-trajectory ratio (absorbed steps contribute 1), (P, n)."""
         return self.cumulative_ratio[..., -1]
 
+    @cached_property
+    def discounted_residual(self) -> np.ndarray:
+        """γ^t (r_t − Q̂(s_t, a_t)), (P, n, H): the DR forms' correction term, shared by all of them."""
+        return self.discounted_rewards - self.inputs.q_hat * self.discounts
+
+    @cached_property
+    def discounted_v_hat(self) -> np.ndarray:
+        """γ^t V̂(s_t), (P, n, H): the DR forms' baseline term."""
+        return self.inputs.v_hat * self.discounts
+
     def memo(self, key: Hashable, compute: Callable[[], np.ndarray]) -> np.ndarray:
         """``compute()`` once per context and key: estimators sharing a weight scheme share its arrays."""
         if key not in self._memo:
@@ -89,8 +99,12 @@ def self_normalize(weights: np.ndarray, axis: int = 1) -> np.ndarray:
     A zero mean means π_e gives probability 0 to every logged action at that step: no logged trajectory
     carries information there and the self-normalised term is reported as 0.
     """
-    mean = weights.mean(axis=axis, keepdims=True)
-    return np.divide(weights, mean, out=np.zeros_like(weights), where=mean > 0)
+    if weights.ndim == 3 and axis == 1:  # (P, n, H): einsum reduces the middle axis much faster than mean()
+        mean = np.einsum("pnh->ph", weights)[:, None, :] / weights.shape[1]
+    else:
+        mean = weights.mean(axis=axis, keepdims=True)
+    inverse = np.divide(1.0, mean, out=np.zeros_like(mean), where=mean > 0)  # small: one value per step
+    return weights * inverse
 
 
 @dataclass(frozen=True)

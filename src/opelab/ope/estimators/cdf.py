@@ -59,7 +59,8 @@ def check_grid(grid: np.ndarray) -> np.ndarray:
     if (np.diff(values) <= 0).any():
         k = int(np.flatnonzero(np.diff(values) <= 0)[0])
         raise ValueError(
-            f"grid: expected strictly increasing values, found grid[{k}] = {values[k]!r} >= grid[{k + 1}] = {values[k + 1]!r}"
+            f"grid: expected strictly increasing values, found grid[{k}] = {values[k]!r} >= "
+            f"grid[{k + 1}] = {values[k + 1]!r}"
         )
     return values
 
@@ -203,7 +204,10 @@ class CDFSelfNormalizedTrajectoryIS(CDFEstimator):
 
 
 def _point_mass_model(ctx: EstimationContext, grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The crude default model F̄(y | s_i0) = 1{V̂(s_i0) ≤ y}: its (1/n) Σ_i and a function for Σ_i c_i F̄_i."""
+    """The crude default model F̄(y | s_i0) = 1{V̂(s_i0) ≤ y}.
+
+    Returns the point locations V̂ (P, n) and the DM average (1/n) Σ_i F̄_i on the grid (P, G).
+    """
     v0 = ctx.inputs.initial_v_hat  # (P, n)
     n = v0.shape[-1]
     return v0, weighted_step_sums(v0, np.ones_like(v0), grid) / n
@@ -307,6 +311,8 @@ class CDFTable:
     def __post_init__(self) -> None:
         grid = check_grid(self.grid)
         cdf = np.asarray(self.cdf, dtype=np.float64)
+        object.__setattr__(self, "policy_names", tuple(self.policy_names))
+        object.__setattr__(self, "estimator_names", tuple(self.estimator_names))
         shape = (len(self.estimator_names), len(self.policy_names), len(grid))
         if cdf.shape != shape:
             raise ValueError(f"cdf: expected shape (E, P, G) = {shape}, found {cdf.shape}")
@@ -376,5 +382,8 @@ def evaluate_cdf(
         grid = return_grid(dataset, bounds, extra_values=inputs.initial_v_hat)
     grid = check_grid(grid)
     ctx = EstimationContext(dataset, inputs)
-    cdf = np.stack([e.estimate_cdf(ctx, grid) for e in chosen]) if chosen else np.empty((0, inputs.n_policies, len(grid)))
+    if chosen:
+        cdf = np.stack([e.estimate_cdf(ctx, grid) for e in chosen])
+    else:
+        cdf = np.empty((0, inputs.n_policies, len(grid)))
     return CDFTable(policy_names=inputs.policy_names, estimator_names=names, grid=grid, cdf=cdf)

@@ -85,39 +85,32 @@ class PerDecisionFamily(PointEstimator):
         """W_t, shape (P, n, H)."""
         raise NotImplementedError
 
-    def _weights(self, ctx: EstimationContext, previous: bool, normalized: bool) -> np.ndarray:
+    def _weights(self, ctx: EstimationContext, normalized: bool) -> np.ndarray:
         key = self.weight_key()
-        if not previous and not normalized:
-            return ctx.memo(key, lambda: self.weights(ctx))
-        base = self._weights(ctx, previous=False, normalized=False)
-        if previous and not normalized:
-            return ctx.memo((key, "previous"), lambda: previous_step(base))
-        raw = self._weights(ctx, previous=previous, normalized=False)
-        return ctx.memo((key, "previous" if previous else "current", "normalized"), lambda: self_normalize(raw))
+        raw = ctx.memo(key, lambda: self.weights(ctx))
+        return ctx.memo((key, "normalized"), lambda: self_normalize(raw)) if normalized else raw
 
     def trajectory_values(self, ctx: EstimationContext) -> np.ndarray:
-        W = self._weights(ctx, previous=False, normalized=self.self_normalized)
+        W = self._weights(ctx, normalized=self.self_normalized)
         if self.form == "is":
             return np.einsum("pnh,nh->pn", W, ctx.discounted_rewards)
-        W_prev = self._weights(ctx, previous=True, normalized=self.self_normalized)
-        inputs = ctx.inputs
-        correction = np.einsum("pnh,nh->pn", W, ctx.discounted_rewards)
-        correction -= np.einsum("pnh,pnh,nh->pn", W, inputs.q_hat, ctx.discounts)
-        return correction + np.einsum("pnh,pnh,nh->pn", W_prev, inputs.v_hat, ctx.discounts)
+        # W_{t−1} is W shifted by one step with W_{−1} = 1 (also after normalising: the mean of W_{−1} is 1),
+        # so the baseline term reads W through a shifted view instead of a copy.
+        baseline = ctx.discounted_v_hat
+        values = np.einsum("pnh,pnh->pn", W, ctx.discounted_residual)
+        values += np.einsum("pnh,pnh->pn", W[..., :-1], baseline[..., 1:])
+        return values + baseline[..., 0]
 
     def resampled_estimates(self, ctx: EstimationContext, counts: np.ndarray) -> np.ndarray:
         if not self.self_normalized:
             return super().resampled_estimates(ctx, counts)
         ctx.require(self.name, *self.requires)
-        W = self._weights(ctx, previous=False, normalized=False)
+        W = self._weights(ctx, normalized=False)
         if self.form == "is":
             return safe_ratio(resampled_sums(counts, W * ctx.discounted_rewards), resampled_sums(counts, W)).sum(axis=-1)
-        W_prev = self._weights(ctx, previous=True, normalized=False)
-        inputs = ctx.inputs
-        residual = W * (ctx.discounted_rewards - inputs.q_hat * ctx.discounts)
-        baseline = W_prev * inputs.v_hat * ctx.discounts
-        per_step = safe_ratio(resampled_sums(counts, residual), resampled_sums(counts, W))
-        per_step += safe_ratio(resampled_sums(counts, baseline), resampled_sums(counts, W_prev))
+        W_prev = previous_step(W)
+        per_step = safe_ratio(resampled_sums(counts, W * ctx.discounted_residual), resampled_sums(counts, W))
+        per_step += safe_ratio(resampled_sums(counts, W_prev * ctx.discounted_v_hat), resampled_sums(counts, W_prev))
         return per_step.sum(axis=-1)
 
 
