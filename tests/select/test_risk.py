@@ -80,3 +80,41 @@ def test_errors():
         Criterion("c", ("x",), ("a", "b", "c", "d"), np.zeros((2, 4)), TRUE_J, 0.0)
     with pytest.raises(ValueError, match="true_values: needed"):
         assess_criteria([value_criterion(_table(), TRUE_J)], ks=[2], safety_threshold=1.0)
+
+
+def test_empirical_risk_measures_by_hand():
+    from opelab.select import empirical_risk_measure
+
+    values = [4.0, 1.0, 3.0, 2.0]  # uniform on {1, 2, 3, 4}
+    assert empirical_risk_measure(values, "cvar", 0.25) == pytest.approx(1.0)
+    assert empirical_risk_measure(values, "cvar", 0.5) == pytest.approx(1.5)
+    assert empirical_risk_measure(values, "cvar", 0.375) == pytest.approx((1.0 + 0.5 * 2.0) / 1.5)  # partial atom
+    assert empirical_risk_measure(values, "quantile", 0.5) == 2.0
+    with pytest.raises(ValueError, match="measure: expected one of"):
+        empirical_risk_measure(values, "var", 0.5)
+
+
+def test_cvar_criterion_end_to_end_against_exact_return_distributions():
+    """Select by estimated CVaR on the gridworld: with many trajectories the SN CDF estimator's CVaR of
+    every candidate is close to the exact one, so its top-k matches the exact CVaR ranking's top-k."""
+    from opelab.envs import collect, gridworld
+    from opelab.envs.returns import exact_return_distribution
+    from opelab.ope import build_inputs
+    from opelab.ope.estimators.cdf import evaluate_cdf
+    from opelab.policies import SoftmaxPolicy, TabularQ
+    from opelab.select import risk_criterion
+
+    task = gridworld(reward_noise=0.0, horizon=8)
+    q = TabularQ(task.optimal_q())
+    behavior = SoftmaxPolicy(q, 0.5, name="behavior")
+    candidates = [SoftmaxPolicy(q, tau, name=f"tau{tau:g}") for tau in (0.1, 0.3, 0.6, 1.0, 2.0)]
+    true_cvar = np.array([exact_return_distribution(task, p).cvar(0.2) for p in candidates])
+    ds = collect(task, behavior, 20_000, seed=0)
+    table = evaluate_cdf(ds, build_inputs(ds, candidates, weights=None), ["cdf_sntis"])
+    criterion = risk_criterion(table, "cvar", 0.2, true_cvar, ds.returns)
+    # The empirical CVaR@0.2 of 20,000 returns (sd < 1) has a standard error below 1/sqrt(0.2 · 20,000) ≈ 0.016:
+    # 0.05 is over 3 standard errors.
+    assert criterion.behavior_measure == pytest.approx(exact_return_distribution(task, behavior).cvar(0.2), abs=0.05)
+    frame = assess_criteria([criterion], ks=[2, 3]).set_index("k")
+    exact_order = np.sort(true_cvar)[::-1]
+    assert frame.loc[2, "best"] == exact_order[0] and frame.loc[3, "worst"] == exact_order[2]

@@ -4,7 +4,10 @@ from opelab.select.assess import Assessment, assess, default_ks
 from opelab.select.risk import (
     Criterion,
     assess_criteria,
+    empirical_risk_measure,
     lower_bound_criterion,
+    risk_criterion,
+    risk_measure,
     safety_violation_rate_at_k,
     value_criterion,
 )
@@ -33,6 +36,9 @@ __all__ = [
     "Comparison",
     "Criterion",
     "assess_criteria",
+    "empirical_risk_measure",
+    "risk_criterion",
+    "risk_measure",
     "assessment_frame",
     "best_estimator_table",
     "compare_estimators",

@@ -21,7 +21,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from opelab.ope.estimators.cdf import CDFTable
 from opelab.ope.evaluate import EstimateTable
+from opelab.ope.risk import cdf_cvar, cdf_quantile
+
+RISK_MEASURES = ("cvar", "quantile")
 from opelab.select.metrics import top_k_indices, topk_metrics
 
 
@@ -77,6 +81,45 @@ def lower_bound_criterion(table: EstimateTable, true_values: Iterable[float], be
         scores=table.lower,
         true_measure=np.asarray(list(true_values), dtype=np.float64),
         behavior_measure=table.behavior_value if behavior_value is None else float(behavior_value),
+    )
+
+
+def risk_measure(grid: np.ndarray, cdf: np.ndarray, measure: str, alpha: float) -> np.ndarray:
+    """CVaR_α (mean of the lowest α-fraction) or the lower α-quantile of CDFs on a grid, shape cdf.shape[:-1]."""
+    if measure == "cvar":
+        return cdf_cvar(grid, cdf, np.array([alpha]))[..., 0]
+    if measure == "quantile":
+        return cdf_quantile(grid, cdf, np.array([alpha]))[..., 0]
+    raise ValueError(f"measure: expected one of {list(RISK_MEASURES)}, found {measure!r}")
+
+
+def empirical_risk_measure(values: Iterable[float], measure: str, alpha: float) -> float:
+    """The same measure of the empirical distribution of ``values`` (e.g. the logged returns)."""
+    sample = np.sort(np.asarray(list(values), dtype=np.float64))
+    if sample.size == 0 or not np.isfinite(sample).all():
+        raise ValueError(f"values: expected a non-empty finite sample, found {sample.size} values")
+    grid, counts = np.unique(sample, return_counts=True)
+    return float(risk_measure(grid, np.cumsum(counts) / sample.size, measure, alpha))
+
+
+def risk_criterion(
+    cdf_table: CDFTable,
+    measure: str,
+    alpha: float,
+    true_measure: Iterable[float],
+    behavior_returns: Iterable[float],
+) -> Criterion:
+    """Rank by an estimated risk measure of the return distribution (CVaR_α or the α-quantile), judge by
+    the true measure of each policy, against the behavior policy's measure on its logged returns."""
+    if not 0.0 < alpha <= 1.0:
+        raise ValueError(f"alpha: expected a level in (0, 1], found {alpha!r}")
+    return Criterion(
+        name=f"{measure}@{alpha:g}",
+        estimator_names=cdf_table.estimator_names,
+        policy_names=cdf_table.policy_names,
+        scores=risk_measure(cdf_table.grid, cdf_table.cdf, measure, alpha),
+        true_measure=np.asarray(list(true_measure), dtype=np.float64),
+        behavior_measure=empirical_risk_measure(behavior_returns, measure, alpha),
     )
 
 
