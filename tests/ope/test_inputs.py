@@ -194,5 +194,5 @@ def test_tabular_fqe_rejects_non_tabular_observations():
     ds = LoggedDataset.from_trajectories(
         [{"observations": np.zeros((2, 3)), "actions": [0, 1], "rewards": [0.0, 1.0], "behavior_pscore": [0.5, 0.5]}], info
     )
-    with pytest.raises(ValueError, match="tabular FQE needs integer state ids"):
+    with pytest.raises(ValueError, match="tabular FQE needs non-negative integer state ids"):
         fit_tabular_fqe(ds, np.full((1, 2, 1, 2), 0.5))

@@ -158,3 +158,70 @@ def test_coverage_over_1000_datasets():
         assert ((0.93 <= rates[method]) & (rates[method] <= 0.97)).all(), f"{method}: {rates[method]}"
     for method in ("hoeffding", "bernstein"):
         assert (rates[method] >= 0.95).all(), f"{method}: {rates[method]}"
+
+
+def _one_state_case(n: int, seed: int):
+    """One state, one step, rewards (0, 1) for actions (0, 1); π_b = (0.1, 0.9), π_e = (0.9, 0.1): J = 0.1."""
+    from opelab.data import ActionSpace, DatasetInfo
+
+    rng = np.random.default_rng(seed)
+    actions = (rng.random((n, 1)) < 0.9).astype(np.int64)
+    ds = LoggedDataset(
+        observations=np.zeros((n, 1), dtype=np.int64),
+        actions=actions,
+        rewards=actions.astype(np.float64),
+        terminals=np.zeros((n, 1), dtype=bool),
+        mask=np.ones((n, 1), dtype=bool),
+        behavior_pscore=np.where(actions == 1, 0.9, 0.1),
+        info=DatasetInfo(task="one-state", gamma=1.0, action_space=ActionSpace.discrete(2)),
+    )
+    pscore = np.where(actions == 1, 0.1, 0.9)[None]
+    inputs = OPEInput(policy_names=("e",), eval_pscore=pscore, q_hat=np.zeros_like(pscore), v_hat=np.zeros_like(pscore), initial_v_hat=np.zeros((1, n)))
+    return ds, inputs
+
+
+@pytest.mark.statistical
+def test_t_intervals_of_self_normalized_estimators_cover():
+    """The t interval of a ratio estimator needs the linearised values W̃(Y − μ) + μ: on this case the
+    naive W̃·Y values cover the truth 0.1 in about 6% of datasets. Over 1000 datasets the coverage of
+    SNTIS, SNPDIS and SNDR is in [93%, 97%] (±2.9 binomial SE)."""
+    names = ["sntis", "snpdis", "sndr"]
+    covered = np.zeros(len(names))
+    for d in range(1000):
+        ds, inputs = _one_state_case(200, seed=d)
+        table = evaluate(ds, inputs, names, interval="t")
+        covered += ((table.lower <= 0.1) & (0.1 <= table.upper))[:, 0]
+    rates = covered / 1000
+    assert ((0.93 <= rates) & (rates <= 0.97)).all(), rates
+
+
+def test_interval_values_average_to_the_estimate(variable_length_case):
+    task, _, evals, ds = variable_length_case
+    inputs = build_inputs(ds, evals, n_folds=2)
+    ctx = EstimationContext(ds, inputs)
+    for name in sorted(ESTIMATORS):
+        est = get_estimator(name)
+        np.testing.assert_allclose(est.interval_values(ctx).mean(axis=1), est.estimate(ctx), rtol=1e-10, atol=1e-12, err_msg=name)
+
+
+def test_self_normalization_survives_underflowing_weights():
+    """Over 2000 steps the cumulative weights underflow toward subnormal numbers; the self-normalised
+    estimators must stay finite (the weights' mean must not be inverted into inf)."""
+    from opelab.data import ActionSpace, DatasetInfo
+
+    n, H = 300, 2000
+    rng = np.random.default_rng(0)
+    actions = (rng.random((n, H)) < 0.5).astype(np.int64)
+    ds = LoggedDataset(
+        observations=np.zeros((n, H), dtype=np.int64),
+        actions=actions,
+        rewards=(actions == 0).astype(np.float64),
+        terminals=np.zeros((n, H), dtype=bool),
+        mask=np.ones((n, H), dtype=bool),
+        behavior_pscore=np.full((n, H), 0.5),
+        info=DatasetInfo(task="long", gamma=1.0, action_space=ActionSpace.discrete(2)),
+    )
+    pscore = np.where(actions == 0, 0.9, 0.1)[None]
+    inputs = OPEInput(policy_names=("e",), eval_pscore=pscore)
+    table = evaluate(ds, inputs, ["sntis", "snpdis"])
+    assert np.isfinite(table.estimates).all(), table.estimates

@@ -316,13 +316,13 @@ class LoggedDataset:
     def from_scope_rl(
         cls, logged_dataset: Mapping[str, Any], *, gamma: float | None = None, task: str | None = None
     ) -> LoggedDataset:
-        """Convert SCOPE-RL's flat step-major ``logged_dataset`` dict (see ``opelab.data.scope_rl``)."""
+        """Convert SCOPE-RL's flat ``logged_dataset`` dict (index ``i * H + t``) (see ``opelab.data.scope_rl``)."""
         from opelab.data.scope_rl import dataset_from_scope_rl
 
         return dataset_from_scope_rl(logged_dataset, gamma=gamma, task=task)
 
     def to_scope_rl(self) -> dict[str, Any]:
-        """SCOPE-RL's flat step-major dict (see ``opelab.data.scope_rl``)."""
+        """SCOPE-RL's flat dict (index ``i * H + t``) (see ``opelab.data.scope_rl``)."""
         from opelab.data.scope_rl import dataset_to_scope_rl
 
         return dataset_to_scope_rl(self)

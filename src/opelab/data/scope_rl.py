@@ -1,6 +1,6 @@
 """Conversion to and from SCOPE-RL's ``logged_dataset`` dict.
 
-SCOPE-RL (Kiyohara et al., 2023) stores a dataset as flat, step-major arrays of length
+SCOPE-RL (Kiyohara et al., 2023) stores a dataset as flat arrays (trajectory by trajectory) of length
 ``size = n_trajectories * step_per_trajectory`` (index ``i * step_per_trajectory + t``) with the keys
 ``size, n_trajectories, step_per_trajectory, action_type, n_actions, action_dim, state, action, reward, done,
 terminal, pscore, behavior_policy, dataset_id``. Its continuous ``pscore`` may be per action dimension,

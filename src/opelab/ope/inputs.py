@@ -124,7 +124,7 @@ class OPEInput:
     def from_scope_rl(cls, input_dict: Mapping[str, Mapping[str, Any]], dataset: LoggedDataset) -> OPEInput:
         """Convert SCOPE-RL's per-policy input dict (discrete actions).
 
-        Each policy's entry holds step-major arrays over the dataset's ``n * H`` steps:
+        Each policy's entry holds flat arrays over the dataset's ``n * H`` steps (index ``i * H + t``):
         ``evaluation_policy_action_dist`` (size, n_actions), ``state_action_value_prediction``
         (size, n_actions) or None, ``initial_state_value_prediction`` (n,) or None,
         ``on_policy_policy_value`` (on-policy returns; their mean and standard error become the ground truth)
@@ -253,7 +253,7 @@ def build_inputs(
             if ground_truth is None
             else np.zeros(len(policies)) if ground_truth_se is None else np.asarray(ground_truth_se, dtype=np.float64)
         ),
-        cross_fit_folds=n_folds if n_folds > 1 and (fit_q or fit_w) else None,
+        cross_fit_folds=n_folds if n_folds > 1 and fit_q and fit_w else None,  # only when every nuisance was
     )
 
 

@@ -7,7 +7,8 @@ R = b − a of the values:
 - ``t`` (Student): X̄ ± t_{1−α/2, n−1} s / √n. Asymptotically exact.
 - ``bootstrap`` (percentile; Efron & Tibshirani, 1993): resample whole trajectories B times, recompute the
   estimate on each resample (self-normalised estimators renormalise inside every resample), and take the
-  α/2 and 1 − α/2 quantiles of the B estimates.
+  α/2 and 1 − α/2 quantiles of the B estimates. The fitted models (Q̂, marginal weights) are not refit per
+  resample, so for DM, DR, the marginal estimators and DRL the interval leaves out their fitting error.
 - ``hoeffding`` (Hoeffding, 1963): X̄ ± R √(log(2/α) / (2n)). A finite-sample guarantee for values in
   [a, b]; the width shrinks as 1/√n.
 - ``bernstein`` (empirical Bernstein; Maurer & Pontil, 2009, Thm. 4, with α/2 per side):
@@ -16,8 +17,10 @@ R = b − a of the values:
 The two concentration bounds are guarantees only for a range [a, b] known before seeing the data (for
 importance sampling: the largest possible weight times the return bounds); pass it as ``value_range``.
 Without it, the observed range of the X_i stands in, which makes the intervals heuristic; the values must
-lie within a given range, or the call fails. For self-normalised estimators the ``t``, Hoeffding and
-Bernstein intervals treat their per-trajectory values as i.i.d., which holds only asymptotically.
+lie within a given range, or the call fails. Self-normalised estimators are ratios of means: the ``t``,
+Hoeffding and Bernstein intervals use their linearised per-trajectory values (delta method,
+``PointEstimator.interval_values``), so they are asymptotic for them even with a range; the ``t``
+interval ignores ``value_range``.
 """
 
 from __future__ import annotations
@@ -81,8 +84,7 @@ def confidence_intervals(
     if spec.method != "bootstrap":
         out = []
         for estimator in estimators:
-            ctx.require(estimator.name, *estimator.requires)
-            values = estimator.trajectory_values(ctx)  # (P, n)
+            values = estimator.interval_values(ctx)  # (P, n)
             out.append(mean_interval(values, spec.method, spec.alpha, spec.value_range, name=estimator.name))
         return out
     draws: list[list[np.ndarray]] = [[] for _ in estimators]

@@ -28,9 +28,9 @@ def fit_tabular_fqe(dataset: LoggedDataset, policy_tables: np.ndarray) -> np.nda
     ``policy_tables`` (P, H, S, A) holds π_t(a | s) on every state id (S must exceed every logged id).
     """
     states = np.asarray(dataset.observations)
-    if states.dtype.kind not in "iu" or states.ndim != 2:
+    if states.dtype.kind not in "iu" or states.ndim != 2 or states.min() < 0:
         raise ValueError(
-            "observations: tabular FQE needs integer state ids of shape (n, H), "
+            "observations: tabular FQE needs non-negative integer state ids of shape (n, H), "
             f"found dtype {states.dtype} and shape {states.shape}; pass q_tables or use a neural Q-function"
         )
     P, H, S, A = policy_tables.shape

@@ -131,9 +131,9 @@ def on_logged_steps(dataset: LoggedDataset, weights: FlowWeights) -> tuple[np.nd
 
 def _tabular(dataset: LoggedDataset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     states = np.asarray(dataset.observations)
-    if states.dtype.kind not in "iu" or states.ndim != 2 or not dataset.action_space.is_discrete:
+    if states.dtype.kind not in "iu" or states.ndim != 2 or not dataset.action_space.is_discrete or states.min() < 0:
         raise ValueError(
-            "observations: tabular marginal weights need integer state ids of shape (n, H) and discrete actions, "
+            "observations: tabular marginal weights need non-negative integer state ids of shape (n, H) and discrete actions, "
             f"found dtype {states.dtype}, shape {states.shape}, {dataset.action_space.type} actions"
         )
     return states, np.asarray(dataset.actions), dataset.mask

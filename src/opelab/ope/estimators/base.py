@@ -7,7 +7,7 @@ Variable-length trajectories are treated as *absorbed* after their last step: re
 dataset's padding makes this hold without masking). A finished trajectory thus keeps its final weight
 W_{T_i − 1} at every later step and stays in the self-normalising mean. That is the consistent choice:
 E_b[W_t] = 1 for every t only when all n trajectories are counted, so dividing by the mean over the
-trajectories still alive at t would estimate E_π_e[r_t | alive at t] instead of E_π_e[r_t 1{alive at t}].
+trajectories still alive at t estimates E_π_e[r_t | alive at t] instead of E_π_e[r_t 1{alive at t}].
 """
 
 from __future__ import annotations
@@ -96,15 +96,17 @@ def previous_step(weights: np.ndarray) -> np.ndarray:
 def self_normalize(weights: np.ndarray, axis: int = 1) -> np.ndarray:
     """Divide weights by their mean over trajectories (``axis``); where that mean is 0, the result is 0.
 
-    A zero mean means π_e gives probability 0 to every logged action at that step: no logged trajectory
-    carries information there and the self-normalised term is reported as 0.
+    A zero mean means no logged trajectory carries weight at that step: π_e gave probability 0 to a logged
+    action at this or an earlier step of every trajectory (or the cumulative products underflowed). Those
+    steps contribute 0 to the self-normalised estimate.
     """
     if weights.ndim == 3 and axis == 1:  # (P, n, H): einsum reduces the middle axis much faster than mean()
         mean = np.einsum("pnh->ph", weights)[:, None, :] / weights.shape[1]
     else:
         mean = weights.mean(axis=axis, keepdims=True)
-    inverse = np.divide(1.0, mean, out=np.zeros_like(mean), where=mean > 0)  # small: one value per step
-    return weights * inverse
+    # Divide, not multiply by 1/mean: a subnormal mean (weights that underflowed over a long horizon) would
+    # make 1/mean overflow to inf and 0 · inf = nan, while W / mean stays bounded by n.
+    return np.divide(weights, mean, out=np.zeros_like(weights), where=mean > 0)
 
 
 @dataclass(frozen=True)
@@ -128,6 +130,19 @@ class PointEstimator(ABC):
         ctx.require(self.name, *self.requires)
         return self.trajectory_values(ctx).mean(axis=-1)
 
+    def interval_values(self, ctx: EstimationContext) -> np.ndarray:
+        """Per-trajectory values whose sample mean is the estimate and whose sample variance estimates its
+        variance (× n), shape (P, n): what the t, Hoeffding and Bernstein intervals average.
+
+        For a plain average these are the trajectory values. A self-normalised estimator must override it
+        with its linearisation (delta method): for a ratio μ = Σ_i W_i Y_i / Σ_i W_i the influence of
+        trajectory i is W̃_i (Y_i − μ) + μ, with W̃ = W / mean(W), not W̃_i Y_i.
+        """
+        if self.self_normalized:
+            raise NotImplementedError(f"{self.name}: a self-normalised estimator must implement interval_values")
+        ctx.require(self.name, *self.requires)
+        return self.trajectory_values(ctx)
+
     def resampled_estimates(self, ctx: EstimationContext, counts: np.ndarray) -> np.ndarray:
         """Estimates on B resamples of the trajectories, shape (P, B).
 
@@ -144,6 +159,14 @@ class PointEstimator(ABC):
 def resampled_sums(counts: np.ndarray, values: np.ndarray) -> np.ndarray:
     """Σ_i counts[b, i] · values[p, i, ...] for every resample: (B, n), (P, n, H) -> (P, B, H)."""
     return np.matmul(counts, values)  # broadcasts over the policy axis
+
+
+def linearized_ratio(weights: np.ndarray, values: np.ndarray, axis: int = 1) -> np.ndarray:
+    """Influence values of the ratio estimators μ = Σ_i W_i Y_i / Σ_i W_i along ``axis`` (trajectories):
+    W̃_i (Y_i − μ) + μ, W̃ = W / mean(W). Their mean is μ; their variance / n is the delta-method variance."""
+    normalized = self_normalize(weights, axis=axis)
+    mu = np.mean(normalized * values, axis=axis, keepdims=True)
+    return normalized * (values - mu) + mu
 
 
 def safe_ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:

@@ -46,7 +46,7 @@ class _Marginal(PerDecisionFamily):
     kind: ClassVar[str] = "sam"  # "sam": w_t(s, a); "sm": w_t(s) · w_t
 
     def __post_init__(self) -> None:
-        if not isinstance(self.k, int) or isinstance(self.k, bool) or self.k < 0:
+        if not isinstance(self.k, (int, np.integer)) or isinstance(self.k, bool) or self.k < 0:
             raise ValueError(f"k: expected a non-negative int (per-decision steps of the spectrum), found {self.k!r}")
 
     def weight_key(self) -> Hashable:
@@ -157,8 +157,9 @@ class DoubleRL(_Marginal):
         V̂ = (1/n) Σ_i Σ_t γ^t [w_t(s_t, a_t)(r_t − Q̂_t(s_t, a_t)) + w_{t−1}(s_{t−1}, a_{t−1}) V̂_t(s_t)],
 
     with Q̂ and the marginal weights cross-fitted: each fold's values come from models fit on the other
-    folds (``build_inputs(..., n_folds=K)``). It is efficient and √n-consistent when either nuisance
-    converges fast enough, without Donsker conditions on the models.
+    folds (``build_inputs(..., n_folds=K)``). It is consistent when either nuisance is, and √n-consistent
+    and efficient when both converge with the product of their error rates o(n^{-1/2}), without Donsker
+    conditions on the models.
     """
 
     name = "drl"

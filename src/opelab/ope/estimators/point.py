@@ -24,6 +24,7 @@ import numpy as np
 from opelab.ope.estimators.base import (
     EstimationContext,
     PointEstimator,
+    linearized_ratio,
     previous_step,
     register_estimator,
     resampled_sums,
@@ -70,6 +71,9 @@ class SelfNormalizedTrajectoryIS(PointEstimator):
         W = ctx.trajectory_ratio  # (P, n)
         return safe_ratio((W * ctx.returns) @ counts.T, W @ counts.T)
 
+    def interval_values(self, ctx: EstimationContext) -> np.ndarray:
+        return linearized_ratio(ctx.trajectory_ratio, np.broadcast_to(ctx.returns, ctx.trajectory_ratio.shape))
+
 
 @dataclass(frozen=True)
 class PerDecisionFamily(PointEstimator):
@@ -100,6 +104,16 @@ class PerDecisionFamily(PointEstimator):
         values = np.einsum("pnh,pnh->pn", W, ctx.discounted_residual)
         values += np.einsum("pnh,pnh->pn", W[..., :-1], baseline[..., 1:])
         return values + baseline[..., 0]
+
+    def interval_values(self, ctx: EstimationContext) -> np.ndarray:
+        if not self.self_normalized:
+            return super().interval_values(ctx)
+        ctx.require(self.name, *self.requires)
+        W = self._weights(ctx, normalized=False)
+        if self.form == "is":
+            return linearized_ratio(W, np.broadcast_to(ctx.discounted_rewards, W.shape)).sum(axis=-1)
+        values = linearized_ratio(W, ctx.discounted_residual).sum(axis=-1)
+        return values + linearized_ratio(previous_step(W), ctx.discounted_v_hat).sum(axis=-1)
 
     def resampled_estimates(self, ctx: EstimationContext, counts: np.ndarray) -> np.ndarray:
         if not self.self_normalized:
