@@ -1,0 +1,172 @@
+"""From pipeline results to report tables, and the folder of files that ``opelab demo`` writes and
+``opelab report`` reads back.
+
+Folder layout (CSV for tables people open, JSON for the rest):
+    report.json      task, behavior value, safety threshold, dataset summary rows, notes
+    candidates.csv   policy, true_value (+ exact CVaR@α, quantiles when known)
+    estimates.csv    policy, estimator, estimate (+ lower, upper), true_value
+    assessment.csv   estimator, metric columns
+    topk.csv         estimator, k, best, worst, mean, std, sharpe_ratio
+    picks.csv        metric, estimator, value
+    cdfs.csv, true_cdfs.csv, risk.csv, true_risk.csv   (when return distributions were estimated)
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from opelab.data.describe import describe
+from opelab.ope.risk import cdf_cvar, cdf_quantile
+from opelab.pipeline import PipelineResult
+from opelab.report.html import TaskReport
+
+CVAR_LEVELS = tuple(np.round(np.linspace(0.05, 0.95, 19), 2))  # α = 1 (the mean) is left to the value
+PLOT_POINTS = 200
+
+
+def task_report(result: PipelineResult, safety_threshold: float | None = None) -> TaskReport:
+    """The report tables of one pipeline run."""
+    names = list(result.table.policy_names)
+    candidates = pd.DataFrame({"policy": names, "true_value": result.true_values})
+    estimates = result.table.to_pandas()
+    estimates["true_value"] = np.tile(result.true_values, len(result.table.estimator_names))
+    notes = [
+        f"Behavior policy {result.dataset.info.behavior_policy}: exact value {result.behavior_true_value:.4g}; "
+        f"SharpeRatio@k uses the logged mean return {result.table.behavior_value:.4g} as J(π_b)."
+    ]
+    if result.table.interval is not None:
+        notes.append(f"Intervals: {result.table.interval}, level {1 - (result.table.alpha or 0):.0%}.")
+    cdfs = true_cdfs = risk = true_risk = None
+    if result.cdf_table is not None:
+        cdfs, risk, plot_grid = _estimated_distribution_tables(result)
+        if result.true_distributions is not None:
+            true_cdfs, true_risk = _true_distribution_tables(result, plot_grid)
+            candidates["true_cvar@0.1"] = [d.cvar(0.1) for d in result.true_distributions]
+            candidates["true_iqr"] = [d.interquartile_range() for d in result.true_distributions]
+        else:
+            notes.append("The exact return distributions have too many atoms to enumerate here: only estimates are shown.")
+    return TaskReport(
+        task=result.task.name,
+        dataset_summary=describe(result.dataset).to_table(),
+        candidates=candidates,
+        estimates=estimates,
+        assessment=result.assessment.summary,
+        topk=result.assessment.topk,
+        picks=result.assessment.picks(),
+        behavior_value=result.assessment.behavior_value,
+        safety_threshold=safety_threshold,
+        cdfs=cdfs,
+        true_cdfs=true_cdfs,
+        risk=risk,
+        true_risk=true_risk,
+        notes=notes,
+    )
+
+
+def _estimated_distribution_tables(result: PipelineResult) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
+    table = result.cdf_table
+    assert table is not None
+    grid, cdf = table.grid, table.cdf  # (G,), (E, P, G)
+    plot_grid = np.linspace(grid[0], grid[-1], PLOT_POINTS)
+    position = np.searchsorted(grid, plot_grid, side="right") - 1  # step function: F(y) = cdf[k], grid[k] ≤ y
+    E, P, _ = cdf.shape
+    sampled = np.where(position >= 0, cdf[..., np.clip(position, 0, None)], 0.0)  # (E, P, PLOT_POINTS)
+    cdfs = pd.DataFrame(
+        {
+            "estimator": np.repeat(table.estimator_names, P * PLOT_POINTS),
+            "policy": np.tile(np.repeat(table.policy_names, PLOT_POINTS), E),
+            "y": np.tile(plot_grid, E * P),
+            "cdf": sampled.reshape(-1),
+        }
+    )
+    levels = np.array(CVAR_LEVELS)
+    cvar = cdf_cvar(grid, cdf, levels)  # (E, P, L)
+    quartiles = cdf_quantile(grid, cdf, np.array([0.25, 0.5, 0.75]))  # (E, P, 3)
+    rows = []
+    for e, estimator in enumerate(table.estimator_names):
+        for p, policy in enumerate(table.policy_names):
+            for j, alpha in enumerate(levels):
+                rows.append((estimator, policy, alpha, cvar[e, p, j], *quartiles[e, p]))
+    risk = pd.DataFrame(rows, columns=["estimator", "policy", "alpha", "cvar", "q25", "q50", "q75"])
+    return cdfs, risk, plot_grid
+
+
+def _true_distribution_tables(result: PipelineResult, plot_grid: np.ndarray) -> tuple[pd.DataFrame, pd.DataFrame]:
+    assert result.true_distributions is not None
+    names = result.table.policy_names
+    true_cdfs = pd.DataFrame(
+        {
+            "policy": np.repeat(names, len(plot_grid)),
+            "y": np.tile(plot_grid, len(names)),
+            "cdf": np.concatenate([np.asarray(d.cdf(plot_grid), dtype=np.float64) for d in result.true_distributions]),
+        }
+    )
+    rows = []
+    for policy, dist in zip(names, result.true_distributions):
+        quartiles = [float(dist.quantile(q)) for q in (0.25, 0.5, 0.75)]
+        for alpha in CVAR_LEVELS:
+            rows.append((policy, alpha, float(dist.cvar(alpha)), *quartiles))
+    return true_cdfs, pd.DataFrame(rows, columns=["policy", "alpha", "cvar", "q25", "q50", "q75"])
+
+
+_TABLES = ("candidates", "estimates", "topk", "picks", "cdfs", "true_cdfs", "risk", "true_risk")
+
+
+def save_task_report(report: TaskReport, folder: str | Path) -> None:
+    """Write the report's tables to ``folder`` (see the module docstring for the layout)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "format_version": 1,
+        "task": report.task,
+        "behavior_value": report.behavior_value,
+        "safety_threshold": report.safety_threshold,
+        "dataset_summary": [list(pair) for pair in report.dataset_summary],
+        "notes": list(report.notes),
+    }
+    (folder / "report.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    report.assessment.to_csv(folder / "assessment.csv", index_label="estimator")
+    for name in _TABLES:
+        frame = getattr(report, name)
+        if frame is not None:
+            frame.to_csv(folder / f"{name}.csv", index=False)
+
+
+def load_task_report(folder: str | Path) -> TaskReport:
+    """Read a folder written by ``save_task_report`` (``opelab demo`` writes one)."""
+    folder = Path(folder)
+    meta_path = folder / "report.json"
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"{folder}: expected a results folder with report.json (written by `opelab demo`), found none")
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    if meta.get("format_version") != 1:
+        raise ValueError(f"{meta_path}: expected format_version 1, found {meta.get('format_version')!r}")
+    frames = {}
+    for name in _TABLES:
+        path = folder / f"{name}.csv"
+        frames[name] = pd.read_csv(path) if path.is_file() else None
+    for required in ("candidates", "estimates", "topk", "picks"):
+        if frames[required] is None:
+            raise FileNotFoundError(f"{folder}: expected {required}.csv, found none")
+    picks = frames["picks"]
+    picks["estimator"] = picks["estimator"].astype(object).where(picks["estimator"].notna(), None)
+    return TaskReport(
+        task=meta["task"],
+        dataset_summary=[tuple(pair) for pair in meta["dataset_summary"]],
+        candidates=frames["candidates"],
+        estimates=frames["estimates"],
+        assessment=pd.read_csv(folder / "assessment.csv", index_col="estimator"),
+        topk=frames["topk"],
+        picks=picks,
+        behavior_value=float(meta["behavior_value"]),
+        safety_threshold=meta.get("safety_threshold"),
+        cdfs=frames["cdfs"],
+        true_cdfs=frames["true_cdfs"],
+        risk=frames["risk"],
+        true_risk=frames["true_risk"],
+        notes=list(meta.get("notes", [])),
+    )
