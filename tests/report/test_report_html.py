@@ -47,7 +47,7 @@ def test_report_round_trips_through_its_folder(report_folder):
     best, sentence = recommendation(loaded)
     assert best in loaded.assessment.index and sentence.startswith(f"On gridworld, trust {best}")
     assert "Deploying its top-3 gives true values from" in sentence
-    assert render_report([loaded]).count("<figure") == 7
+    assert render_report([loaded]).count("<figure") == 8  # 7 per task + the agreement matrix
 
 
 def test_report_is_self_contained(report_folder):
@@ -56,7 +56,7 @@ def test_report_is_self_contained(report_folder):
     # No network fetches: no external src/href, no CSS imports or url() pointing outside the file.
     assert not re.search(r"""(src|href)\s*=\s*["'](https?:)?//""", page)
     assert "@import" not in page and not re.search(r"url\(\s*['\"]?https?:", page)
-    assert page.count("<svg") == 7 and "<script src" not in page
+    assert page.count("<svg") == 8 and "<script src" not in page
 
 
 def test_missing_results_folder_is_a_clear_error(tmp_path):
@@ -101,7 +101,7 @@ def test_report_renders_in_headless_chromium(report_folder, tmp_path):
     assert body, f"no <body> in the dumped DOM; stderr: {dom.stderr[-500:]}"
     attributes = dict(re.findall(r'data-([\w-]+)="([^"]*)"', body.group(1)))
     assert attributes.get("errors") == "", f"script errors: {attributes.get('errors')}"
-    assert int(attributes["figures"]) == 7
+    assert int(attributes["figures"]) == 8
     assert attributes["sized-figures"] == attributes["figures"], "a figure was laid out with zero size"
 
     shot = tmp_path / "report.png"

@@ -110,10 +110,18 @@ def render_report(tasks: Sequence[TaskReport], title: str = "opelab report") -> 
         best, sentence = recommendation(task)
         summary_items.append(f'<li><a href="#task-{index}">{html.escape(task.task)}</a>: {html.escape(sentence)}</li>')
         sections.append(_task_section(task, index, best, plots))
+    agreement = pd.concat(
+        [task.picks.assign(task=task.task, dataset=str(i)) for i, task in enumerate(tasks)], ignore_index=True
+    )
+    agreement["estimator"] = agreement["estimator"].astype(object).where(agreement["estimator"].notna(), None)
+    agreement_svg = _inline_svg(plots.figure_to_svg(plots.plot_agreement_matrix(agreement[["task", "dataset", "metric", "estimator"]])))
     body = "\n".join(
         [
             f"<h1>{html.escape(title)}</h1>",
             '<section class="summary"><h2>Summary</h2><ul>' + "".join(summary_items) + "</ul>",
+            '<figure class="opelab-figure agreement"><figcaption>Which estimator each metric would pick</figcaption>'
+            + agreement_svg
+            + "</figure>",
             "<p class=\"hint\">SharpeRatio@k = (best@k − J(π<sub>b</sub>)) / std@k of the true values of the k candidates an "
             "estimator ranks highest (Kiyohara et al., ICLR 2024): high when the portfolio beats the behavior policy "
             "without much spread. Tables sort when you click a header.</p></section>",
@@ -268,7 +276,8 @@ table.sortable thead th { cursor: pointer; }
 td.pick { font-weight: 700; background: #e8f3ea; }
 th.recommended { background: #dbeafe; }
 .figures { display: grid; grid-template-columns: repeat(auto-fit, minmax(520px, 1fr)); gap: 1rem; }
-figure { margin: 0; border: 1px solid #e1e4e8; padding: .4rem; }
+figure { margin: 0; border: 1px solid #e1e4e8; padding: .4rem; background: #fff; }
+figure.agreement { max-width: 900px; margin: .8rem 0; }
 figure svg { width: 100%; height: auto; display: block; }
 figcaption { font-weight: 600; margin-bottom: .3rem; }
 details { margin: .6rem 0; } summary { cursor: pointer; font-weight: 600; }
