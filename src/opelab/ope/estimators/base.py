@@ -106,7 +106,11 @@ def self_normalize(weights: np.ndarray, axis: int = 1) -> np.ndarray:
         mean = weights.mean(axis=axis, keepdims=True)
     # Divide, not multiply by 1/mean: a subnormal mean (weights that underflowed over a long horizon) would
     # make 1/mean overflow to inf and 0 · inf = nan, while W / mean stays bounded by n.
-    return np.divide(weights, mean, out=np.zeros_like(weights), where=mean > 0)
+    supported = mean > 0
+    normalized = weights / np.where(supported, mean, 1.0)  # a plain broadcast division: fast
+    if not supported.all():
+        normalized *= supported
+    return normalized
 
 
 @dataclass(frozen=True)
