@@ -178,23 +178,44 @@ def safe_ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
     return np.divide(numerator, denominator, out=np.zeros_like(numerator), where=denominator > 0)
 
 
-ESTIMATORS: dict[str, type[PointEstimator]] = {}
+class Registry(dict):  # type: ignore[type-arg]
+    """Estimator classes by short name; ``register`` is a class decorator, ``create`` gives an instance.
+
+    One registry per estimator kind (point, CDF), so later estimators plug in by name.
+    """
+
+    def __init__(self, kind: str, base: type) -> None:
+        super().__init__()
+        self.kind = kind
+        self.base = base
+
+    def register(self, cls: type) -> type:
+        name = cls.name
+        if name in self and self[name] is not cls:
+            raise ValueError(f"{self.kind} name {name!r} is already registered by {self[name].__name__}")
+        self[name] = cls
+        return cls
+
+    def create(self, name_or_instance: object) -> object:
+        """An instance from a short name (default options), or the instance itself."""
+        if isinstance(name_or_instance, self.base):
+            return name_or_instance
+        try:
+            return self[name_or_instance]()
+        except (KeyError, TypeError):
+            raise ValueError(
+                f"estimator: expected one of {sorted(self)} or a {self.base.__name__}, found {name_or_instance!r}"
+            ) from None
+
+
+ESTIMATORS = Registry("estimator", PointEstimator)
 
 
 def register_estimator(cls: type[PointEstimator]) -> type[PointEstimator]:
     """Class decorator: make an estimator available by its short ``name``."""
-    name = cls.name
-    if name in ESTIMATORS and ESTIMATORS[name] is not cls:
-        raise ValueError(f"estimator name {name!r} is already registered by {ESTIMATORS[name].__name__}")
-    ESTIMATORS[name] = cls
-    return cls
+    return ESTIMATORS.register(cls)
 
 
 def get_estimator(name_or_estimator: str | PointEstimator) -> PointEstimator:
     """An estimator instance from its short name (default options), or the instance itself."""
-    if isinstance(name_or_estimator, PointEstimator):
-        return name_or_estimator
-    try:
-        return ESTIMATORS[name_or_estimator]()
-    except KeyError:
-        raise ValueError(f"estimator: expected one of {sorted(ESTIMATORS)}, found {name_or_estimator!r}") from None
+    return ESTIMATORS.create(name_or_estimator)  # type: ignore[return-value]

@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from opelab.data import LoggedDataset
-from opelab.ope.estimators.base import EstimationContext, self_normalize
+from opelab.ope.estimators.base import EstimationContext, Registry, self_normalize
 from opelab.ope.inputs import OPEInput
 from opelab.ope.risk import (
     cdf_cvar,
@@ -146,28 +146,17 @@ class CDFEstimator(ABC):
         return project_cdf(raw)
 
 
-CDF_ESTIMATORS: dict[str, type[CDFEstimator]] = {}
+CDF_ESTIMATORS = Registry("CDF estimator", CDFEstimator)
 
 
 def register_cdf_estimator(cls: type[CDFEstimator]) -> type[CDFEstimator]:
     """Class decorator: make a CDF estimator available by its short ``name``."""
-    name = cls.name
-    if name in CDF_ESTIMATORS and CDF_ESTIMATORS[name] is not cls:
-        raise ValueError(f"CDF estimator name {name!r} is already registered by {CDF_ESTIMATORS[name].__name__}")
-    CDF_ESTIMATORS[name] = cls
-    return cls
+    return CDF_ESTIMATORS.register(cls)
 
 
 def get_cdf_estimator(name_or_estimator: str | CDFEstimator) -> CDFEstimator:
     """A CDF estimator instance from its short name (default options), or the instance itself."""
-    if isinstance(name_or_estimator, CDFEstimator):
-        return name_or_estimator
-    try:
-        return CDF_ESTIMATORS[name_or_estimator]()
-    except (KeyError, TypeError):
-        raise ValueError(
-            f"estimator: expected one of {sorted(CDF_ESTIMATORS)} or a CDFEstimator, found {name_or_estimator!r}"
-        ) from None
+    return CDF_ESTIMATORS.create(name_or_estimator)  # type: ignore[return-value]
 
 
 # ---------------------------------------------------------------------------------------------- estimators
