@@ -45,10 +45,11 @@ def check_ndim_prefix(name: str, array: np.ndarray, prefix: tuple[int, ...], exp
         raise DatasetError(f"{name}: expected shape {expected} starting with {prefix}, found {array.shape}")
 
 
-def check_finite(name: str, array: np.ndarray) -> None:
+def check_finite(name: str, array: np.ndarray, error: type[ValueError] = DatasetError) -> None:
+    """Raise ``error`` naming the first NaN/inf entry of a float array (other dtypes are always finite)."""
     if array.dtype.kind != "f":
         return
     bad = ~np.isfinite(array)
     if bad.any():
         idx = first_index(bad)
-        raise DatasetError(f"{name}: expected finite values, found {array[idx]!r} at index {format_index(idx)}")
+        raise error(f"{name}: expected finite values, found {array[idx]!r} at index {format_index(idx)}")

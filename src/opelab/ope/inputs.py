@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from opelab.data import LoggedDataset
-from opelab.data.validation import first_index, format_index, freeze, owned_readonly
+from opelab.data.validation import check_finite, first_index, format_index, freeze, owned_readonly
 from opelab.policies import DiscretePolicy
 
 if TYPE_CHECKING:
@@ -74,7 +74,7 @@ class OPEInput:
             value = np.asarray(value, dtype=np.float64)
             if value.shape != expected[name]:
                 raise OPEInputError(f"{name}: expected shape {expected[name]}, found {value.shape}")
-            _check_finite(name, value)
+            check_finite(name, value, OPEInputError)
             object.__setattr__(self, name, owned_readonly(value))
         for name in ("eval_pscore", "state_marginal_weights", "marginal_weights"):
             value = getattr(self, name)
@@ -88,7 +88,7 @@ class OPEInput:
             probs = np.asarray(probs, dtype=np.float64)
             if probs.ndim != 4 or probs.shape[:3] != shape:
                 raise OPEInputError(f"eval_action_probs: expected shape {shape + ('n_actions',)}, found {probs.shape}")
-            _check_finite("eval_action_probs", probs)
+            check_finite("eval_action_probs", probs, OPEInputError)
             object.__setattr__(self, "eval_action_probs", owned_readonly(probs))
 
     @property
@@ -132,13 +132,6 @@ class OPEInput:
         (size,), and ``gamma``, which must equal the dataset's.
         """
         return _from_scope_rl(cls, input_dict, dataset)
-
-
-def _check_finite(name: str, value: np.ndarray) -> None:
-    bad = ~np.isfinite(value)
-    if bad.any():
-        idx = first_index(bad)
-        raise OPEInputError(f"{name}: expected finite values, found {value[idx]!r} at index {format_index(idx)}")
 
 
 def _gather(probs_or_values: np.ndarray, actions: np.ndarray) -> np.ndarray:
@@ -214,7 +207,7 @@ def build_inputs(
     if q_tables is not None:
         if len(q_tables) != len(policies):
             raise OPEInputError(f"q_tables: expected one table per policy ({len(policies)}), found {len(q_tables)}")
-        q_full = np.stack([_q_on_logged_states(dataset, np.asarray(q, dtype=np.float64), i) for i, q in enumerate(q_tables)])
+        q_full = q_on_logged_steps(dataset, _stack_q_tables(dataset, q_tables))
     w_state = w_pair = None
     if isinstance(weights, FlowWeights):
         w_state, w_pair = on_logged_steps(dataset, weights)
@@ -277,21 +270,25 @@ def policy_tables(dataset: LoggedDataset, policies: Sequence[DiscretePolicy]) ->
     return np.stack([np.asarray(p.action_probs(grid_states, grid_steps), dtype=np.float64).reshape(H, S, -1) for p in policies])
 
 
-def _q_on_logged_states(dataset: LoggedDataset, table: np.ndarray, i: int) -> np.ndarray:
-    """Q(s_t, ·) on every logged step from a (H, S, A) or (S, A) table, shape (n, H, A); 0 on padding."""
+def _stack_q_tables(dataset: LoggedDataset, q_tables: Sequence[np.ndarray]) -> np.ndarray:
+    """Given Q tables, each (H, S, A) or stationary (S, A), checked and stacked as (P, H, S, A)."""
     states = np.asarray(dataset.observations)
     if states.dtype.kind not in "iu" or states.ndim != 2:
         raise OPEInputError("q_tables: tables need integer state observations of shape (n, H)")
-    A = dataset.action_space.n_actions
-    if table.ndim == 2:
-        table = table[None]
-    if table.ndim != 3 or table.shape[-1] != A or table.shape[0] not in (1, dataset.horizon):
-        raise OPEInputError(f"q_tables[{i}]: expected shape (H={dataset.horizon}, S, {A}) or (S, {A}), found {table.shape}")
-    if states.max() >= table.shape[1]:
-        raise OPEInputError(f"q_tables[{i}]: has {table.shape[1]} states, but the data holds state {states.max()}")
-    steps = np.arange(dataset.horizon)[None, :] if table.shape[0] > 1 else np.zeros((1, 1), dtype=np.intp)
-    q = table[np.broadcast_to(steps, states.shape), states]
-    return np.where(dataset.mask[..., None], q, 0.0)
+    A, H = dataset.action_space.n_actions, dataset.horizon
+    stacked = []
+    for i, q in enumerate(q_tables):
+        table = np.asarray(q, dtype=np.float64)
+        if table.ndim == 2:
+            table = table[None]
+        if table.ndim != 3 or table.shape[-1] != A or table.shape[0] not in (1, H):
+            raise OPEInputError(f"q_tables[{i}]: expected shape (H={H}, S, {A}) or (S, {A}), found {np.shape(q)}")
+        if states.max() >= table.shape[1]:
+            raise OPEInputError(f"q_tables[{i}]: has {table.shape[1]} states, but the data holds state {states.max()}")
+        if stacked and table.shape[1] != stacked[0].shape[1]:
+            raise OPEInputError(f"q_tables[{i}]: expected {stacked[0].shape[1]} states like q_tables[0], found {table.shape[1]}")
+        stacked.append(np.broadcast_to(table, (H, *table.shape[1:])))
+    return np.stack(stacked)
 
 
 def _from_scope_rl(

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from opelab.data.describe import format_number
 from opelab.select.assess import LOWER_IS_BETTER
 
 METRIC_NAMES = {
@@ -190,22 +191,16 @@ def _inline_svg(svg: str) -> str:
 
 
 def _number(value: object) -> str:
-    """Numbers for people: thousands separators, 3 significant digits, n/a and ∞ spelled out."""
+    """Numbers for people (``opelab.data.describe.format_number``), with n/a, ∞ and — spelled out."""
     if value is None:
         return "—"
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        return f"{int(value):,}"
-    if isinstance(value, (float, np.floating)):
+    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_)):
         x = float(value)
         if math.isnan(x):
             return "n/a"
         if math.isinf(x):
             return "∞" if x > 0 else "−∞"
-        if x == 0:
-            return "0"
-        if abs(x) >= 1000:
-            return f"{x:,.0f}"
-        return f"{x:.3g}" if abs(x) >= 0.001 else f"{x:.2e}"
+        return format_number(value)
     return str(value)
 
 

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from opelab.data import LoggedDataset
+from opelab.data.validation import owned_readonly
 from opelab.ope.estimators.base import EstimationContext, Registry, self_normalize
 from opelab.ope.inputs import OPEInput
 from opelab.ope.risk import (
@@ -306,9 +307,7 @@ class CDFTable:
         if cdf.shape != shape:
             raise ValueError(f"cdf: expected shape (E, P, G) = {shape}, found {cdf.shape}")
         for name, value in (("grid", grid), ("cdf", cdf)):
-            value = value.copy()
-            value.flags.writeable = False
-            object.__setattr__(self, name, value)
+            object.__setattr__(self, name, owned_readonly(value))
 
     def estimate(self, estimator: str) -> np.ndarray:
         """The CDFs of one estimator for every policy, shape (P, G)."""
