@@ -1,8 +1,51 @@
-"""Tasks: tabular MDPs with exact ground truth, a registry, and vectorized data collection."""
+"""Tasks: tabular MDPs with exact ground truth, gymnasium and synthetic batched tasks, a registry, vectorized
+data collection and on-policy ground truth."""
 
 from opelab.envs.collect import VectorTask, collect
+from opelab.envs.gym_tasks import (
+    Acrobot,
+    BatchTask,
+    CartPole,
+    MountainCar,
+    MountainCarContinuous,
+    MujocoTask,
+    Pendulum,
+    mujoco_available,
+)
+from opelab.envs.recsys import Recommendation, RecommendationContinuous
 from opelab.envs.returns import ReturnDistribution, exact_return_distribution
+from opelab.envs.rollouts import RolloutValues, rollout_values
+from opelab.envs.rtb import RealTimeBidding, RealTimeBiddingContinuous
 from opelab.envs.tabular import TabularMDP
-from opelab.envs.tasks import TASKS, chain, gridworld, make, random_task
+from opelab.envs.tasks import ALIASES, REGISTRY, TASKS, TaskSpec, chain, gridworld, list_tasks, make, random_task
 
-__all__ = ["TASKS", "ReturnDistribution", "TabularMDP", "exact_return_distribution", "VectorTask", "chain", "collect", "gridworld", "make", "random_task"]
+__all__ = [
+    "ALIASES",
+    "REGISTRY",
+    "TASKS",
+    "Acrobot",
+    "BatchTask",
+    "CartPole",
+    "MountainCar",
+    "MountainCarContinuous",
+    "MujocoTask",
+    "Pendulum",
+    "RealTimeBidding",
+    "RealTimeBiddingContinuous",
+    "Recommendation",
+    "RecommendationContinuous",
+    "ReturnDistribution",
+    "RolloutValues",
+    "TabularMDP",
+    "TaskSpec",
+    "VectorTask",
+    "chain",
+    "collect",
+    "exact_return_distribution",
+    "gridworld",
+    "list_tasks",
+    "make",
+    "mujoco_available",
+    "random_task",
+    "rollout_values",
+]

@@ -12,7 +12,13 @@ from opelab.policies import DiscretePolicy, Policy, sample_categorical
 
 
 class VectorTask(Protocol):
-    """A task that simulates a batch of episodes at once (``TabularMDP`` is one)."""
+    """A task that simulates a batch of episodes at once (``TabularMDP`` is one).
+
+    ``reset`` and ``step`` work on the task's own state array, one row per episode; ``step`` returns the next
+    states, the rewards and whether each episode terminated. A task whose state is not what the policy sees
+    (e.g. angles observed as cosines and sines) may also define ``observe(states) -> observations``; without
+    it the states are the observations.
+    """
 
     name: str
     horizon: int
@@ -48,8 +54,10 @@ def collect(
     if space.is_discrete and getattr(behavior_policy, "n_actions", space.n_actions) != space.n_actions:
         raise ValueError(f"behavior_policy.n_actions: expected {space.n_actions}, found {behavior_policy.n_actions}")
 
+    observe = getattr(task, "observe", None)
     states = task.reset(n, rng)
-    observations = np.zeros((n, H, *states.shape[1:]), dtype=states.dtype)
+    first = states if observe is None else observe(states)
+    observations = np.zeros((n, H, *first.shape[1:]), dtype=first.dtype)
     action_shape = () if space.is_discrete else (space.action_dim,)
     actions = np.zeros((n, H, *action_shape), dtype=np.int64 if space.is_discrete else np.float64)
     rewards = np.zeros((n, H))
@@ -61,7 +69,8 @@ def collect(
     alive = np.arange(n)
     for t in range(H):
         rows = slice(None) if len(alive) == n else alive  # a slice writes much faster than an index array
-        obs = states[rows]
+        current = states[rows]
+        obs = current if observe is None else observe(current)
         steps = np.full(len(alive), t)
         if discrete_probs:
             probs = behavior_policy.action_probs(obs, steps)
@@ -70,7 +79,7 @@ def collect(
             action_probs[rows, t] = probs
         else:
             acts, ps = behavior_policy.sample(obs, rng, steps)
-        next_states, rews, done = task.step(obs, acts, rng)
+        next_states, rews, done = task.step(current, acts, rng)
         observations[rows, t] = obs
         actions[rows, t] = acts
         rewards[rows, t] = rews

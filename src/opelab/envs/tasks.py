@@ -7,14 +7,20 @@
 - ``chain``: a river-swim chain (Strehl & Littman, 2008). Swimming left always works and pays a trickle at
   the left bank; swimming right against the current usually fails but leads to a large reward at the far
   end. Myopic policies stay left; far-sighted ones swim right.
+
+``REGISTRY`` (a ``TaskSpec`` per name: kind, action type, default horizon and gamma) lists these and the
+gymnasium, MuJoCo and synthetic tasks; ``make(name, **options)`` builds any of them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
 
+from opelab.envs import gym_tasks, recsys, rtb
 from opelab.envs.tabular import TabularMDP
 
 DEFAULT_GRID = (
@@ -134,17 +140,96 @@ def random_task(seed: int = 0) -> TabularMDP:
     return TabularMDP.random(10, 3, horizon=15, gamma=0.9, seed=seed, reward_noise=0.1, n_terminal=2)
 
 
-TASKS: dict[str, Callable[[], TabularMDP]] = {
+TASKS: dict[str, Callable[..., TabularMDP]] = {
     "gridworld": gridworld,
     "chain": chain,
     "random": random_task,
 }
+"""The tabular tasks (exact ground truth by dynamic programming). ``REGISTRY`` lists every task."""
+
+TaskKind = Literal["tabular", "gym", "mujoco", "synthetic"]
 
 
-def make(name: str) -> TabularMDP:
-    """A registered task by name (``opelab.envs.TASKS`` lists them)."""
-    try:
-        factory = TASKS[name]
-    except KeyError:
-        raise ValueError(f"task: expected one of {sorted(TASKS)}, found {name!r}") from None
-    return factory()
+@dataclass(frozen=True)
+class TaskSpec:
+    """A registered task: how to build it and what it is.
+
+    ``kind`` is ``tabular`` (exact ground truth), ``gym`` (gymnasium classic control, numpy), ``mujoco``
+    (gymnasium MuJoCo; needs ``extra``) or ``synthetic`` (industry-style simulators). ``horizon`` and
+    ``gamma`` are the defaults that ``make(name)`` uses; ``source`` names the gymnasium id or the model.
+    """
+
+    name: str
+    kind: TaskKind
+    action_type: Literal["discrete", "continuous"]
+    horizon: int
+    gamma: float
+    factory: Callable[..., Any]
+    source: str = ""
+    extra: str | None = None
+
+
+_SPECS = (
+    TaskSpec("gridworld", "tabular", "discrete", 20, 0.95, gridworld, "slippery maze with a goal and a pit"),
+    TaskSpec("chain", "tabular", "discrete", 20, 0.95, chain, "river swim (Strehl & Littman, 2008)"),
+    TaskSpec("random", "tabular", "discrete", 15, 0.9, random_task, "random 10-state, 3-action MDP"),
+    TaskSpec("cartpole", "gym", "discrete", 200, 0.99, gym_tasks.CartPole, "CartPole-v1"),
+    TaskSpec("acrobot", "gym", "discrete", 500, 0.99, gym_tasks.Acrobot, "Acrobot-v1"),
+    TaskSpec("mountaincar", "gym", "discrete", 200, 0.99, gym_tasks.MountainCar, "MountainCar-v0"),
+    TaskSpec("pendulum", "gym", "continuous", 200, 0.99, gym_tasks.Pendulum, "Pendulum-v1"),
+    TaskSpec(
+        "mountaincar_continuous", "gym", "continuous", 999, 0.99, gym_tasks.MountainCarContinuous,
+        "MountainCarContinuous-v0",
+    ),
+    TaskSpec("reacher", "mujoco", "continuous", 30, 0.99, gym_tasks.reacher, "Reacher-v5", "mujoco"),
+    TaskSpec(
+        "inverted_pendulum", "mujoco", "continuous", 100, 0.99, gym_tasks.inverted_pendulum,
+        "InvertedPendulum-v5", "mujoco",
+    ),
+    TaskSpec("hopper", "mujoco", "continuous", 30, 0.99, gym_tasks.hopper, "Hopper-v5", "mujoco"),
+    TaskSpec("swimmer", "mujoco", "continuous", 100, 0.99, gym_tasks.swimmer, "Swimmer-v5", "mujoco"),
+    TaskSpec(
+        "rtb", "synthetic", "discrete", 24, 1.0, rtb.RealTimeBidding,
+        "budget-constrained real-time bidding, bid-multiplier grid",
+    ),
+    TaskSpec(
+        "rtb_continuous", "synthetic", "continuous", 24, 1.0, rtb.RealTimeBiddingContinuous,
+        "budget-constrained real-time bidding, bid multiplier in [0.1, 10]",
+    ),
+    TaskSpec(
+        "recsys", "synthetic", "discrete", 20, 0.95, recsys.Recommendation,
+        "recommendation with latent preferences, boredom and churn; action = item",
+    ),
+    TaskSpec(
+        "recsys_continuous", "synthetic", "continuous", 20, 0.95, recsys.RecommendationContinuous,
+        "recommendation; action = embedding-like vector, nearest item recommended",
+    ),
+)  # fmt: skip
+
+REGISTRY: dict[str, TaskSpec] = {spec.name: spec for spec in _SPECS}
+"""Every registered task by name, in listing order."""
+
+ALIASES: dict[str, str] = {spec.source: spec.name for spec in _SPECS if spec.kind in ("gym", "mujoco")}
+"""Gymnasium ids accepted by ``make`` (``make("CartPole-v1")`` is ``make("cartpole")``)."""
+
+
+def list_tasks(kind: TaskKind | None = None) -> list[TaskSpec]:
+    """The registered tasks, optionally only those of one ``kind``."""
+    kinds = ("tabular", "gym", "mujoco", "synthetic")
+    if kind is not None and kind not in kinds:
+        raise ValueError(f"kind: expected one of {list(kinds)}, found {kind!r}")
+    return [spec for spec in _SPECS if kind is None or spec.kind == kind]
+
+
+def make(name: str, **options: Any) -> Any:
+    """A registered task by name (``REGISTRY`` lists them; gymnasium ids are accepted too).
+
+    ``options`` go to the task's factory (``horizon=``, ``gamma=`` and the task's own parameters). Tabular
+    names return the same ``TabularMDP`` as always; the others return batched tasks that ``collect`` and
+    ``rollout_values`` run. MuJoCo tasks raise ``ImportError`` naming the extra to install when MuJoCo is
+    missing.
+    """
+    spec = REGISTRY.get(ALIASES.get(name, name)) if isinstance(name, str) else None
+    if spec is None:
+        raise ValueError(f"task: expected one of {list(REGISTRY)} (or a gymnasium id {sorted(ALIASES)}), found {name!r}")
+    return spec.factory(**options)
