@@ -8,20 +8,31 @@ from opelab.policies.base import (
     sample_categorical,
     sample_from_cdf,
 )
+from opelab.policies.continuous import DeterministicPolicy, GaussianPolicy, TruncatedGaussianPolicy
 from opelab.policies.family import candidate_family
-from opelab.policies.heads import EpsilonGreedyPolicy, GreedyPolicy, SoftmaxPolicy, UniformPolicy
+from opelab.policies.heads import (
+    CallableActionValues,
+    EpsilonGreedyPolicy,
+    GreedyPolicy,
+    SoftmaxPolicy,
+    UniformPolicy,
+)
 from opelab.policies.tabular import TabularPolicy, TabularQ
 
 __all__ = [
     "ActionValues",
+    "CallableActionValues",
     "CategoricalPolicy",
+    "DeterministicPolicy",
     "DiscretePolicy",
     "EpsilonGreedyPolicy",
+    "GaussianPolicy",
     "GreedyPolicy",
     "Policy",
     "SoftmaxPolicy",
     "TabularPolicy",
     "TabularQ",
+    "TruncatedGaussianPolicy",
     "UniformPolicy",
     "candidate_family",
     "sample_categorical",

@@ -5,13 +5,37 @@
 - ``EpsilonGreedyPolicy``: (1 − ε) π_base + ε · uniform. For a deterministic base this is the usual
   ε-greedy head; for a stochastic base it is the same mixture.
 - ``UniformPolicy``: 1 / n_actions everywhere.
+
+``CallableActionValues`` turns any batched callable observations → (batch, n_actions) scores (a Q-network's
+forward pass, a linear model on float observations) into the ``ActionValues`` these heads take, e.g.
+``EpsilonGreedyPolicy(GreedyPolicy(CallableActionValues(q, 2)), 0.1)``.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from collections.abc import Callable
+
 from opelab.policies.base import ActionValues, CategoricalPolicy, DiscretePolicy
+
+
+class CallableActionValues:
+    """``ActionValues`` from a callable ``fn(observations) -> (batch, n_actions)``; checks the shape it returns."""
+
+    def __init__(self, fn: Callable[[np.ndarray], np.ndarray], n_actions: int) -> None:
+        if not callable(fn):
+            raise TypeError(f"fn: expected a callable observations -> action values, found {type(fn).__name__}")
+        if isinstance(n_actions, bool) or not isinstance(n_actions, (int, np.integer)) or n_actions < 1:
+            raise ValueError(f"n_actions: expected a positive int, found {n_actions!r}")
+        self.fn = fn
+        self.n_actions = int(n_actions)
+
+    def action_values(self, observations: np.ndarray, steps: np.ndarray | None = None) -> np.ndarray:
+        q = np.asarray(self.fn(observations), dtype=np.float64)
+        if q.shape != (len(observations), self.n_actions):
+            raise ValueError(f"action values: expected shape {(len(observations), self.n_actions)}, found {q.shape}")
+        return q
 
 
 class GreedyPolicy(CategoricalPolicy):
