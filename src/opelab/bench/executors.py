@@ -1,0 +1,338 @@
+"""Where cells run, and the driver that feeds them and writes the store.
+
+- ``InProcessExecutor``: cells one after another in this process (``local`` with one worker; debuggable).
+- ``LocalExecutor``: a ``ProcessPoolExecutor`` over N worker processes, started by a fork server that
+  imported opelab once (``spawn`` where there is none): no state inherited from the driver, and no
+  per-worker import cost.
+- ``RayExecutor``: Ray tasks of one CPU each, on an existing cluster (``address``) or a local one started
+  with ``ray.init(num_cpus=workers)``. ``ray`` is imported only here, only when chosen (the ``[ray]`` extra).
+
+Workers compute; only the driver (``run_benchmark``) writes, one transaction per finished cell. A failed
+attempt is resubmitted up to ``retries`` times, then recorded as failed with its error; the other cells go
+on. Worker processes run single-threaded numerical libraries (OMP_NUM_THREADS=1, torch.set_num_threads(1)):
+parallelism comes from the cells, and N workers × M threads each would oversubscribe the cores.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import time
+from abc import ABC, abstractmethod
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from opelab.bench.config import BenchmarkConfig
+from opelab.bench.runner import Cell, CellOutcome, execute_cell, expand
+
+__all__ = [
+    "EXECUTORS",
+    "Executor",
+    "InProcessExecutor",
+    "LocalExecutor",
+    "RayExecutor",
+    "RunSummary",
+    "make_executor",
+    "run_benchmark",
+]
+
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+
+def limit_threads() -> None:
+    """One thread for the numerical libraries of this (worker) process: env vars for those not loaded yet,
+    torch if loaded, and the BLAS pools through threadpoolctl when it is installed."""
+    for name in THREAD_VARIABLES:
+        os.environ[name] = "1"
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return
+    threadpool_limits(1)
+
+
+@contextlib.contextmanager
+def single_threaded_children() -> Iterator[None]:
+    """Processes started inside this block inherit one-thread settings (they read them at import);
+    the driver's own environment is restored afterwards."""
+    saved = {name: os.environ.get(name) for name in THREAD_VARIABLES}
+    os.environ.update({name: "1" for name in THREAD_VARIABLES})
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+class Executor(ABC):
+    """Runs cells: ``submit`` them, then iterate ``completed()`` for outcomes as they finish (cells
+    submitted while iterating are picked up too). Use as a context manager."""
+
+    def __enter__(self) -> Executor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release workers."""
+
+    @abstractmethod
+    def submit(self, config: BenchmarkConfig, cell: Cell) -> None: ...
+
+    @abstractmethod
+    def completed(self) -> Iterator[CellOutcome]: ...
+
+
+class InProcessExecutor(Executor):
+    """Cells run here, in submission order."""
+
+    def __init__(self) -> None:
+        self._queue: deque[tuple[BenchmarkConfig, Cell]] = deque()
+
+    def submit(self, config: BenchmarkConfig, cell: Cell) -> None:
+        self._queue.append((config, cell))
+
+    def completed(self) -> Iterator[CellOutcome]:
+        while self._queue:
+            config, cell = self._queue.popleft()
+            yield execute_cell(config, cell)
+
+
+def _failed(cell: Cell, exc: BaseException) -> CellOutcome:
+    return CellOutcome(cell, None, f"{type(exc).__name__}: {exc}", None, 0.0)
+
+
+class LocalExecutor(Executor):
+    """A process pool of ``workers`` processes; a pool broken by a dying worker is replaced."""
+
+    def __init__(self, workers: int) -> None:
+        import multiprocessing
+
+        self.workers = workers
+        methods = multiprocessing.get_all_start_methods()
+        self._context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+        if self._context.get_start_method() == "forkserver":  # import once in the server, fork workers from it
+            self._context.set_forkserver_preload(["opelab.bench.runner"])
+        self._pool: ProcessPoolExecutor | None = None
+        self._futures: dict[Future[CellOutcome], tuple[Cell, ProcessPoolExecutor]] = {}
+
+    def _current_pool(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=self._context, initializer=limit_threads)
+        return self._pool
+
+    def submit(self, config: BenchmarkConfig, cell: Cell) -> None:
+        pool = self._current_pool()
+        with single_threaded_children():  # workers start on submit
+            self._futures[pool.submit(execute_cell, config, cell)] = (cell, pool)
+
+    def completed(self) -> Iterator[CellOutcome]:
+        while self._futures:
+            done, _ = wait(list(self._futures), return_when=FIRST_COMPLETED)
+            for future in done:
+                cell, pool = self._futures.pop(future)
+                try:
+                    yield future.result()
+                except BrokenProcessPool as exc:  # a worker died (killed, out of memory): new pool
+                    if pool is self._pool:
+                        pool.shutdown(wait=False, cancel_futures=True)
+                        self._pool = None
+                    yield _failed(cell, exc)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+
+def _ray_execute(config: BenchmarkConfig, cell: Cell) -> CellOutcome:
+    limit_threads()
+    return execute_cell(config, cell)
+
+
+class RayExecutor(Executor):
+    """Ray tasks (one CPU each). Connects to ``address`` when given, reuses a Ray runtime this process
+    already started, or starts a local one with ``workers`` CPUs (and shuts down only what it started)."""
+
+    def __init__(self, workers: int, address: str | None = None) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise RuntimeError("executor: expected the ray package for --executor ray (pip install 'opelab[ray]'), found it missing") from None
+        self._ray = ray
+        self._owned = False
+        if not ray.is_initialized():
+            if address:
+                ray.init(address=address, logging_level="WARNING")
+            else:
+                with single_threaded_children():
+                    ray.init(num_cpus=workers, include_dashboard=False, logging_level="WARNING")
+            self._owned = True
+        self._remote = ray.remote(num_cpus=1, max_retries=0)(_ray_execute)
+        self._refs: dict[Any, Cell] = {}
+        self._config_refs: dict[int, Any] = {}
+
+    def submit(self, config: BenchmarkConfig, cell: Cell) -> None:
+        key = id(config)
+        if key not in self._config_refs:  # the config travels to the object store once
+            self._config_refs[key] = (config, self._ray.put(config))
+        self._refs[self._remote.remote(self._config_refs[key][1], cell)] = cell
+
+    def completed(self) -> Iterator[CellOutcome]:
+        while self._refs:
+            ready, _ = self._ray.wait(list(self._refs), num_returns=1)
+            cell = self._refs.pop(ready[0])
+            try:
+                yield self._ray.get(ready[0])
+            except Exception as exc:  # noqa: BLE001 - a dead worker or a lost task is a failed attempt
+                yield _failed(cell, exc)
+
+    def close(self) -> None:
+        self._config_refs.clear()
+        if self._owned:
+            self._ray.shutdown()
+            self._owned = False
+
+
+EXECUTORS = ("local", "ray")
+
+
+def make_executor(config: BenchmarkConfig) -> Executor:
+    """The executor a config asks for (``local`` with one worker runs in-process)."""
+    ex = config.executor
+    if ex.kind == "ray":
+        return RayExecutor(ex.workers, ex.address)
+    if ex.kind != "local":
+        raise ValueError(f"executor.kind: expected one of {list(EXECUTORS)}, found {ex.kind!r}")
+    return InProcessExecutor() if ex.workers == 1 else LocalExecutor(ex.workers)
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What ``run_benchmark`` did: the run id, cells in the grid, skipped (already done), done, failed."""
+
+    run_id: int
+    n_cells: int
+    n_skipped: int
+    n_done: int
+    n_failed: int
+    wall_s: float
+
+
+class _Progress:
+    """Rich progress bars (all cells, and one per task) with an ETA; silent when disabled."""
+
+    def __init__(self, config: BenchmarkConfig, pending: list[Cell], console: Any | None, enabled: bool) -> None:
+        self.bars: Any = None
+        if not enabled:
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self.bars = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=console,
+            transient=False,
+        )
+        self.total = self.bars.add_task(f"{config.name}: all cells", total=len(pending))
+        self.per_task = {t.id: self.bars.add_task(f"  {t.id}", total=sum(c.task == t.id for c in pending)) for t in config.tasks}
+        self.failed = 0
+        self.bars.start()
+
+    def advance(self, outcome: CellOutcome, final: bool) -> None:
+        if self.bars is None or not final:
+            return
+        if not outcome.ok:
+            self.failed += 1
+            self.bars.update(self.total, description=f"all cells ({self.failed} failed)")
+        self.bars.advance(self.total)
+        self.bars.advance(self.per_task[outcome.cell.task])
+
+    def stop(self) -> None:
+        if self.bars is not None:
+            self.bars.stop()
+
+
+def run_benchmark(
+    config: BenchmarkConfig,
+    db: str | os.PathLike[str],
+    *,
+    resume: bool = False,
+    progress: bool = False,
+    console: Any | None = None,
+    progress_file: str | os.PathLike[str] | None = None,
+) -> RunSummary:
+    """Run every cell of ``config`` and store the results in the DuckDB file ``db``.
+
+    ``resume``: continue the latest run of the same config text in ``db``, skipping its finished (done)
+    cells; failed cells run again. Without it a new run is recorded. ``progress`` shows rich progress bars;
+    ``progress_file`` gets one JSON line per recorded cell (after its transaction committed), for scripts.
+    """
+    from opelab.bench.store import ResultStore
+
+    start = time.perf_counter()
+    with ResultStore(db) as store:
+        run_id = store.find_run(config) if resume else None
+        if resume and run_id is None:
+            raise ValueError(f"--resume: expected a run of this config in {db}, found none (run it without --resume)")
+        if run_id is None:
+            run_id = store.start_run(config)
+        done = set(store.done_cells(run_id))
+        pending = [cell for cell in expand(config) if cell not in done]
+        attempts: dict[Cell, int] = {}
+        n_done = n_failed = 0
+        bars = _Progress(config, pending, console, progress)
+        log = open(progress_file, "a", encoding="utf-8") if progress_file is not None else None  # noqa: SIM115
+        try:
+            with make_executor(config) as executor:
+                for cell in pending:
+                    attempts[cell] = 1
+                    executor.submit(config, cell)
+                for outcome in executor.completed():
+                    cell = outcome.cell
+                    final = outcome.ok or attempts[cell] > config.executor.retries
+                    if not final:
+                        attempts[cell] += 1
+                        executor.submit(config, cell)
+                    else:
+                        store.record(run_id, outcome, attempts[cell])
+                        n_done, n_failed = n_done + outcome.ok, n_failed + (not outcome.ok)
+                        if log is not None:
+                            status = "done" if outcome.ok else "failed"
+                            log.write(json.dumps({"run_id": run_id, "task": cell.task, "dataset": cell.dataset, "status": status}) + "\n")
+                            log.flush()
+                    bars.advance(outcome, final)
+        finally:
+            bars.stop()
+            if log is not None:
+                log.close()
+    return RunSummary(
+        run_id=run_id,
+        n_cells=len(expand(config)),
+        n_skipped=len(done),
+        n_done=n_done,
+        n_failed=n_failed,
+        wall_s=time.perf_counter() - start,
+    )
+
+
+def default_db(config_path: str | os.PathLike[str]) -> Path:
+    """``<config stem>.duckdb`` next to where the command runs."""
+    return Path(f"{Path(config_path).stem}.duckdb")

@@ -1,0 +1,215 @@
+"""Grid expansion and the work of one cell.
+
+A cell is (task, dataset index). ``run_cell`` runs the whole loop for it:
+
+    collect → candidates' ground truth → estimators' inputs → every estimator (+ intervals) → assessment
+
+and returns a ``CellResult`` of tidy tables ready for the store. It depends only on the config and the
+cell: every random draw comes from ``numpy.random.SeedSequence(config.seed, spawn_key=(task key, dataset,
+stream))`` (``cell_seed``), where the task key is a hash of the task id. So a cell is reproducible alone,
+bit for bit, whichever executor, worker or order runs it. The candidate subset (when sampled) comes from
+the task-level stream ``(task key,)``: every dataset of a task assesses the same candidates.
+
+``execute_cell`` wraps ``run_cell`` for executors: it never raises, it reports the error as text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import time
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from opelab.bench.config import BenchmarkConfig, EstimatorConfig
+from opelab.bench.tasks import find_family
+
+__all__ = [
+    "STAGES",
+    "Cell",
+    "CellOutcome",
+    "CellResult",
+    "cell_seed",
+    "execute_cell",
+    "expand",
+    "make_estimator",
+    "pending_cells",
+    "run_cell",
+]
+
+#: Seed streams of a cell, one per random consumer.
+COLLECT, INPUTS, INTERVALS, TRUTH = 0, 1, 2, 3
+STAGES = ("collect", "truth", "inputs", "estimate", "assess")
+
+
+@dataclass(frozen=True, order=True)
+class Cell:
+    """One unit of work: a task (by id) and the index of its dataset."""
+
+    task: str
+    dataset: int
+
+
+def expand(config: BenchmarkConfig) -> list[Cell]:
+    """Every cell of the grid, task by task, dataset by dataset (the order results are reported in)."""
+    return [Cell(task.id, d) for task in config.tasks for d in range(config.n_datasets)]
+
+
+def _task_key(task_id: str) -> int:
+    """A stable 64-bit integer for a task id (Python's ``hash`` of a string changes between processes)."""
+    return int.from_bytes(hashlib.sha256(task_id.encode()).digest()[:8], "little")
+
+
+def cell_seed(seed: int, cell: Cell, stream: int) -> int:
+    """A 63-bit seed for one random consumer (``stream``) of a cell, from the config seed and the cell."""
+    sequence = np.random.SeedSequence(seed, spawn_key=(_task_key(cell.task), cell.dataset, stream))
+    return int(sequence.generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+
+def task_rng(seed: int, task_id: str) -> np.random.Generator:
+    """The task-level stream (draws shared by every dataset of a task, e.g. a sampled candidate subset)."""
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(_task_key(task_id),)))
+
+
+def make_estimator(spec: EstimatorConfig):  # type: ignore[no-untyped-def]
+    """An estimator instance from its config; with a label other than its name, a subclass carrying it
+    (``EstimateTable`` names rows by the estimator's ``name``)."""
+    from opelab.ope.estimators import ESTIMATORS
+
+    cls = ESTIMATORS[spec.name]
+    if spec.label != spec.name:
+        cls = type(f"{cls.__name__}As{len(spec.label)}", (cls,), {"name": spec.label, "__doc__": cls.__doc__})
+    return cls(**dict(spec.options))
+
+
+@dataclass(frozen=True, eq=False)
+class CellResult:
+    """Everything a finished cell stores.
+
+    ``estimates``: ``policy, estimator, estimate, lower, upper`` (bounds NaN without intervals);
+    ``ground_truth``: ``policy, value, se``; ``metrics``: ``estimator, metric, value`` (the assessment's
+    summary, regret@k and normalised regret@k for every k, and best/worst/mean/std@k of the top-k);
+    ``seconds``: wall time per stage (``STAGES``).
+    """
+
+    cell: Cell
+    n_trajectories: int
+    n_transitions: int
+    behavior_value: float  # true J(π_b)
+    logged_value: float  # the dataset's mean discounted return, the SharpeRatio baseline
+    estimates: pd.DataFrame
+    ground_truth: pd.DataFrame
+    metrics: pd.DataFrame
+    seconds: dict[str, float]
+
+
+def _metrics_frame(assessment, truth: np.ndarray, table) -> pd.DataFrame:  # type: ignore[no-untyped-def]
+    from opelab.select.metrics import normalized_regret_at_k, regret_at_k
+
+    summary = assessment.summary
+    rows = []
+    for estimator in summary.index:
+        for metric in summary.columns:
+            rows.append((estimator, metric, float(summary.loc[estimator, metric])))
+        est = table.estimate(estimator)
+        for k in assessment.ks:
+            if k != 1:
+                rows.append((estimator, f"regret@{k}", float(regret_at_k(truth, est, k))))
+                rows.append((estimator, f"normalized_regret@{k}", float(normalized_regret_at_k(truth, est, k))))
+    for row in assessment.topk.itertuples(index=False):
+        for stat in ("best", "worst", "mean", "std"):
+            rows.append((row.estimator, f"{stat}@{int(row.k)}", float(getattr(row, stat))))
+    return pd.DataFrame(rows, columns=["estimator", "metric", "value"])
+
+
+def run_cell(config: BenchmarkConfig, cell: Cell) -> CellResult:
+    """Run one cell from scratch (see the module docstring). Raises on any failure."""
+    from opelab.ope import evaluate
+    from opelab.select import assess
+
+    for module in config.imports:
+        importlib.import_module(module)
+    task_config = config.task(cell.task)
+    family = find_family(task_config.name)
+    if family is None:
+        raise ValueError(f"task: expected a registered task, found {task_config.name!r}")
+    task = family.create(task_config, config.inputs, config.ground_truth_rollouts)
+    seconds: dict[str, float] = {}
+
+    clock = time.perf_counter()
+    behavior = task.behavior_policy()
+    candidates = task.candidates(task_rng(config.seed, cell.task))
+    dataset = task.collect(behavior, task_config.n_trajectories, cell_seed(config.seed, cell, COLLECT))
+    seconds["collect"], clock = time.perf_counter() - clock, time.perf_counter()
+    truth = task.ground_truth(behavior, candidates, cell_seed(config.seed, cell, TRUTH))
+    seconds["truth"], clock = time.perf_counter() - clock, time.perf_counter()
+    inputs = task.build_inputs(dataset, candidates, truth, cell_seed(config.seed, cell, INPUTS))
+    seconds["inputs"], clock = time.perf_counter() - clock, time.perf_counter()
+    estimators = [make_estimator(e) for e in config.estimators] or None
+    iv = config.intervals
+    table = evaluate(
+        dataset,
+        inputs,
+        estimators,
+        interval=iv.method,
+        alpha=iv.alpha,
+        n_bootstrap=iv.n_bootstrap,
+        seed=cell_seed(config.seed, cell, INTERVALS),
+    )
+    seconds["estimate"], clock = time.perf_counter() - clock, time.perf_counter()
+    assessment = assess(table, truth.values, ks=config.ks, safety_threshold=config.safety_threshold)
+    metrics = _metrics_frame(assessment, truth.values, table)
+    seconds["assess"] = time.perf_counter() - clock
+
+    estimates = table.to_pandas()
+    if "lower" not in estimates:
+        estimates["lower"], estimates["upper"] = np.nan, np.nan
+    ground_truth = pd.DataFrame({"policy": list(inputs.policy_names), "value": truth.values, "se": truth.se})
+    return CellResult(
+        cell=cell,
+        n_trajectories=dataset.n_trajectories,
+        n_transitions=dataset.n_transitions,
+        behavior_value=truth.behavior_value,
+        logged_value=float(table.behavior_value),
+        estimates=estimates[["policy", "estimator", "estimate", "lower", "upper"]],
+        ground_truth=ground_truth,
+        metrics=metrics,
+        seconds=seconds,
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class CellOutcome:
+    """A cell's attempt as an executor reports it: the result, or the error (``Type: message``) and its
+    traceback. ``wall_s`` is the attempt's duration."""
+
+    cell: Cell
+    result: CellResult | None
+    error: str | None
+    traceback: str | None
+    wall_s: float
+
+    @property
+    def ok(self) -> bool:
+        return self.result is not None
+
+
+def execute_cell(config: BenchmarkConfig, cell: Cell) -> CellOutcome:
+    """``run_cell`` that never raises: what executors call, in any process."""
+    start = time.perf_counter()
+    try:
+        result = run_cell(config, cell)
+    except Exception as exc:  # noqa: BLE001 - a failing cell is recorded, the others go on
+        return CellOutcome(cell, None, f"{type(exc).__name__}: {exc}", traceback.format_exc(), time.perf_counter() - start)
+    return CellOutcome(cell, result, None, None, time.perf_counter() - start)
+
+
+def pending_cells(config: BenchmarkConfig, done: Sequence[Cell]) -> list[Cell]:
+    """The grid's cells not in ``done``, in grid order."""
+    finished = set(done)
+    return [cell for cell in expand(config) if cell not in finished]
+

@@ -1,0 +1,219 @@
+"""Benchmark tasks: what the runner needs from a task, and the registry of task families.
+
+The runner never names a task. It asks the family that knows a task name (``find_family``) for a
+``BenchTask``: the behavior policy, the candidates, data collection, ground truth and the estimators'
+inputs. A new kind of task (gymnasium control, say) plugs in by registering a ``TaskFamily``::
+
+    register_task_family(MyFamily())
+
+from a module the package imports (or one listed in a config's ``imports``). The family validates the
+task's config section (``check``), so a config error names the key and its line before anything runs.
+
+``TabularFamily`` serves the tabular tasks of ``opelab.envs.TASKS``: behavior and candidates are heads
+over the task's exact optimal Q-function, ground truth is exact (dynamic programming, standard error 0).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from opelab.bench.config import InputsConfig, TaskConfig
+    from opelab.data import LoggedDataset
+    from opelab.ope import OPEInput
+    from opelab.policies import Policy
+
+__all__ = [
+    "TASK_FAMILIES",
+    "BenchTask",
+    "GroundTruth",
+    "TabularFamily",
+    "TaskFamily",
+    "find_family",
+    "known_task_names",
+    "register_task_family",
+]
+
+
+@dataclass(frozen=True, eq=False)
+class GroundTruth:
+    """True values of the candidates ``values (P,)`` with standard errors ``se (P,)`` (0 when exact) and
+    the behavior policy's true value."""
+
+    values: np.ndarray  # (P,)
+    se: np.ndarray  # (P,)
+    behavior_value: float
+
+
+class BenchTask(Protocol):
+    """One configured task, ready to run cells. Every method is deterministic given its seed."""
+
+    name: str
+
+    def behavior_policy(self) -> Policy: ...
+
+    def candidates(self, rng: np.random.Generator) -> Sequence[Policy]:
+        """The candidate policies (``rng`` draws any sampled subset; the same for every dataset of a task)."""
+
+    def collect(self, behavior: Policy, n_trajectories: int, seed: int) -> LoggedDataset: ...
+
+    def ground_truth(self, behavior: Policy, candidates: Sequence[Policy], seed: int) -> GroundTruth: ...
+
+    def build_inputs(
+        self, dataset: LoggedDataset, candidates: Sequence[Policy], truth: GroundTruth, seed: int
+    ) -> OPEInput: ...
+
+
+class TaskFamily(ABC):
+    """A kind of task. ``names()`` lists the task names it serves; ``create`` builds a ``BenchTask``."""
+
+    @abstractmethod
+    def names(self) -> tuple[str, ...]: ...
+
+    def check(self, task: TaskConfig, inputs: InputsConfig) -> list[tuple[str, str]]:
+        """Problems with a task's config as (key path below the task, or ``inputs.<key>``; message)."""
+        return []
+
+    def n_candidates(self, task: TaskConfig) -> int | None:
+        """How many candidates the task will have, when known before running (checks ``ks``)."""
+        return None
+
+    @abstractmethod
+    def create(self, task: TaskConfig, inputs: InputsConfig, ground_truth_rollouts: int) -> BenchTask: ...
+
+
+TASK_FAMILIES: list[TaskFamily] = []
+
+
+def register_task_family(family: TaskFamily) -> TaskFamily:
+    """Add a family; its task names must not be served by another family already."""
+    taken = set(known_task_names())
+    clash = sorted(taken.intersection(family.names()))
+    if clash:
+        raise ValueError(f"task names: expected names no family serves yet, found {clash} already registered")
+    TASK_FAMILIES.append(family)
+    return family
+
+
+def find_family(name: str) -> TaskFamily | None:
+    """The family serving task ``name``, or None."""
+    return next((family for family in TASK_FAMILIES if name in family.names()), None)
+
+
+def known_task_names() -> list[str]:
+    return sorted(name for family in TASK_FAMILIES for name in family.names())
+
+
+# --------------------------------------------------------------------------- #
+# tabular tasks
+# --------------------------------------------------------------------------- #
+@lru_cache(maxsize=16)
+def _tabular(name: str):  # type: ignore[no-untyped-def]
+    """The task and its optimal Q-function, once per process (a cell needs both, every cell the same)."""
+    from opelab.envs import make
+    from opelab.policies import TabularQ
+
+    task = make(name)
+    return task, TabularQ(task.optimal_q())
+
+
+@dataclass(frozen=True)
+class TabularTask:
+    """A tabular task of ``opelab.envs``: heads over Q*, exact truth, tabular FQE and marginal weights."""
+
+    name: str
+    config: TaskConfig
+    inputs: InputsConfig
+
+    def behavior_policy(self) -> Policy:
+        from opelab.policies import EpsilonGreedyPolicy, GreedyPolicy, SoftmaxPolicy, UniformPolicy
+
+        _, q_star = _tabular(self.name)
+        b = self.config.behavior
+        label = f"behavior({b.describe()})"
+        if b.head == "softmax":
+            return SoftmaxPolicy(q_star, b.temperature, name=label)
+        if b.head == "epsilon_greedy":
+            return EpsilonGreedyPolicy(GreedyPolicy(q_star), b.epsilon, name=label)
+        return UniformPolicy(q_star.n_actions, name=label)
+
+    def candidates(self, rng: np.random.Generator) -> Sequence[Policy]:
+        from opelab.policies import candidate_family
+
+        _, q_star = _tabular(self.name)
+        c = self.config.candidates
+        family = candidate_family(
+            q_star,
+            epsilons=c.epsilons,
+            temperatures=c.temperatures,
+            include_uniform=c.include_uniform,
+            adversarial_epsilons=c.adversarial_epsilons,
+        )
+        if c.n_sampled is None:
+            return family
+        chosen = np.sort(rng.choice(len(family), size=c.n_sampled, replace=False))
+        return [family[i] for i in chosen]
+
+    def collect(self, behavior: Policy, n_trajectories: int, seed: int) -> LoggedDataset:
+        from opelab.envs import collect
+
+        return collect(_tabular(self.name)[0], behavior, n_trajectories, seed)
+
+    def ground_truth(self, behavior: Policy, candidates: Sequence[Policy], seed: int) -> GroundTruth:
+        mdp = _tabular(self.name)[0]
+        values = mdp.policy_values(candidates)
+        return GroundTruth(values=values, se=np.zeros_like(values), behavior_value=float(mdp.policy_value(behavior)))
+
+    def build_inputs(self, dataset: LoggedDataset, candidates: Sequence[Policy], truth: GroundTruth, seed: int) -> OPEInput:
+        from opelab.ope import build_inputs
+
+        return build_inputs(
+            dataset,
+            candidates,
+            weights=None if self.inputs.weights == "none" else self.inputs.weights,
+            n_folds=self.inputs.n_folds,
+            fold_seed=seed,
+            ground_truth=truth.values,
+            ground_truth_se=truth.se,
+        )
+
+
+class TabularFamily(TaskFamily):
+    """The tabular tasks of ``opelab.envs.TASKS`` (names read at call time, so new ones join)."""
+
+    HEADS = ("softmax", "epsilon_greedy", "uniform")
+
+    def names(self) -> tuple[str, ...]:
+        from opelab.envs import TASKS
+
+        return tuple(TASKS)
+
+    def check(self, task: TaskConfig, inputs: InputsConfig) -> list[tuple[str, str]]:
+        problems = []
+        if task.behavior.head not in self.HEADS:
+            problems.append(("behavior.head", f"expected one of {list(self.HEADS)} for tabular task {task.name!r}, found {task.behavior.head!r}"))
+        if task.behavior.base != "optimal":
+            problems.append(("behavior.base", f"expected 'optimal' (the task's exact Q*) for a tabular task, found {task.behavior.base!r}"))
+        if task.candidates.family != "heads":
+            problems.append(("candidates.family", f"expected 'heads' for a tabular task, found {task.candidates.family!r}"))
+        if inputs.weights not in ("tabular", "none"):
+            problems.append(("inputs.weights", f"expected 'tabular' or 'none' for tabular tasks, found {inputs.weights!r}"))
+        if inputs.n_folds > task.n_trajectories:
+            problems.append(("inputs.n_folds", f"expected at most n_trajectories = {task.n_trajectories} of task {task.id!r}, found {inputs.n_folds}"))
+        return problems
+
+    def n_candidates(self, task: TaskConfig) -> int | None:
+        c = task.candidates
+        return c.n_sampled if c.n_sampled is not None else c.n_generated
+
+    def create(self, task: TaskConfig, inputs: InputsConfig, ground_truth_rollouts: int) -> BenchTask:
+        return TabularTask(name=task.name, config=task, inputs=inputs)
+
+
+register_task_family(TabularFamily())
