@@ -34,7 +34,7 @@ import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
-from scipy.special import log_ndtr, ndtr, ndtri
+from scipy.special import log_ndtr, ndtri_exp
 
 LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
@@ -150,7 +150,8 @@ class TruncatedGaussianPolicy(_ContinuousHead):
     """N(μ(s), diag σ²) truncated to the box [low, high] and renormalised (pscore: see the module docstring).
 
     Sampling is by inverse CDF, u ~ U(0, 1), z = Φ⁻¹(Φ(α) + u (Φ(β) − Φ(α))), on the side of the box where
-    Φ is not close to 1 (for α > 0 it samples −z in [−β, −α]).
+    Φ is not close to 1 (for α > 0 it samples −z in [−β, −α]), in logs (``log_ndtr``, ``ndtri_exp``), so a box
+    far in the tail is sampled correctly too.
     """
 
     def __init__(
@@ -182,8 +183,9 @@ class TruncatedGaussianPolicy(_ContinuousHead):
     ) -> tuple[np.ndarray, np.ndarray]:
         mu = self.mean(observations, steps)
         a, b, flip = self._standard_bounds(mu)
-        lo, hi = ndtr(a), ndtr(b)
-        z = ndtri(lo + rng.random(mu.shape) * (hi - lo))
+        log_lo, log_hi = log_ndtr(a), log_ndtr(b)
+        u = rng.random(mu.shape)
+        z = ndtri_exp(log_hi + np.log(u + (1.0 - u) * np.exp(log_lo - log_hi)))  # Φ⁻¹(Φ(a) + u (Φ(b) − Φ(a)))
         actions = mu + self.sigma * np.where(flip, -z, z)
         low, high = np.broadcast_to(self.low, mu.shape), np.broadcast_to(self.high, mu.shape)
         actions = np.clip(actions, np.nextafter(low, np.inf), np.nextafter(high, -np.inf))  # rounding stays inside
