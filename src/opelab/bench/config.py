@@ -58,6 +58,11 @@ __all__ = [
 ]
 
 EXECUTORS = ("local", "ray")
+TOP_LEVEL_KEYS = (
+    "name", "seed", "n_datasets", "n_trajectories", "ks", "safety_threshold", "ground_truth_rollouts", "imports",
+    "estimators", "intervals", "inputs", "executor", "tasks",
+)  # fmt: skip
+TASK_KEYS = ("name", "id", "n_trajectories", "behavior", "candidates")
 #: Behavior heads and the one parameter each needs. Which heads a task supports is its family's business.
 HEAD_PARAMETERS = {"softmax": "temperature", "epsilon_greedy": "epsilon", "gaussian": "sigma", "uniform": None}
 
@@ -77,7 +82,8 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class BehaviorConfig:
     """The logging policy: a ``head`` (softmax, epsilon_greedy, gaussian, uniform) over the task's ``base``
-    policy or action values (tabular tasks: ``"optimal"``, the optimal Q-function), with its parameter."""
+    policy or action values (tabular tasks: ``"optimal"``, the optimal Q-function), with its parameter
+    (required when a head is named; a task without a behavior table logs with softmax, temperature 1)."""
 
     head: str = "softmax"
     base: str = "optimal"
@@ -93,6 +99,9 @@ class BehaviorConfig:
     def describe(self) -> str:
         name = HEAD_PARAMETERS[self.head]
         return f"{self.head}({self.base})" if name is None else f"{self.head}({self.base}, {name}={self.parameter:g})"
+
+
+DEFAULT_BEHAVIOR = BehaviorConfig(head="softmax", temperature=1.0)  # when a task gives no behavior table
 
 
 @dataclass(frozen=True)
@@ -221,6 +230,7 @@ def locate(text: str, path: Sequence[str | int]) -> int | None:
     headers = [(i, m.group(1) == "[[", m.group(2).replace(" ", "")) for i, line in enumerate(lines) if (m := _HEADER.match(line))]
     # Top-level keys sit before the first header; inside a table, between its header and the next one.
     start, end, table, found = 0, headers[0][0] if headers else len(lines), "", None
+    table_end = len(lines)  # headers of sub-tables may follow the assignments of their parent
     parts = list(path)
     j = 0
     while j < len(parts):
@@ -230,12 +240,15 @@ def locate(text: str, path: Sequence[str | int]) -> int | None:
             continue
         dotted = f"{table}.{key}" if table else key
         index = parts[j + 1] if j + 1 < len(parts) and isinstance(parts[j + 1], int) else None
-        matching = [(i, arr) for i, arr, name in headers if name == dotted and start <= i < end]
+        matching = [(i, arr) for i, arr, name in headers if name == dotted and start <= i < table_end]
         if matching:
             use_index = index is not None and matching[0][1]
             header = (matching[index] if use_index and index < len(matching) else matching[0])[0]
             after = [i for i, _, name in headers if i > header and not name.startswith(dotted + ".")]
-            found, start, end, table = header + 1, header + 1, (after[0] if after else len(lines)), dotted
+            found, start, table = header + 1, header + 1, dotted
+            table_end = after[0] if after else len(lines)
+            sub = [i for i, _, name in headers if i > header]
+            end = sub[0] if sub else len(lines)
             j += 2 if use_index else 1
             continue
         pattern = _key_pattern(str(key))
@@ -310,6 +323,12 @@ class _Reader:
             found = "nothing (the table is required)" if value is None else _show(value)
             raise self.error(key, f"expected a table, found {found}")
         return _Reader(value, (*self.path, key), self.text, self.source)
+
+    def expect(self, known: Sequence[str]) -> None:
+        """Refuse unknown keys before reading any (so a typo is reported as such, not as a missing key)."""
+        unknown = [k for k in self.data if k not in known]
+        if unknown:
+            raise self.error(unknown[0], f"unknown key (expected one of {', '.join(known)}), found {_show(self.data[unknown[0]])}")
 
     def finish(self, known: Sequence[str] | None = None) -> None:
         unknown = [k for k in self.data if k not in self.used]
@@ -463,6 +482,7 @@ def parse_config(text: str, *, source: str = "<config>", name: str | None = None
         match = re.search(r"line (\d+)", str(exc))
         raise ConfigError("", f"expected valid TOML, found a syntax error: {exc}", source=source, line=int(match.group(1)) if match else None) from None
     r = _Reader(data, (), text, source)
+    r.expect(TOP_LEVEL_KEYS)
     imports = r.take("imports", "str_list", ())
     for i, module in enumerate(imports):
         try:
@@ -472,7 +492,7 @@ def parse_config(text: str, *, source: str = "<config>", name: str | None = None
     config_name = r.take("name", "str", name or "benchmark", _name)
     seed = r.take("seed", "int", 0, _at_least(0))
     n_datasets = r.take("n_datasets", "int", 1, _at_least(1))
-    default_n = r.take("n_trajectories", "int", None, _at_least(2))
+    default_n = r.take("n_trajectories", "int", 1000, _at_least(2))
     ks = r.take("ks", "int_list", None, _all(_at_least(1), "integers >= 1"))
     if ks is not None and (len(ks) == 0 or len(set(ks)) != len(ks)):
         raise r.error("ks", f"expected a non-empty array of distinct integers, found {list(ks)!r}")
@@ -523,6 +543,7 @@ def parse_config(text: str, *, source: str = "<config>", name: str | None = None
         if not isinstance(item, dict):
             raise r.error("tasks", f"expected a table per task ([[tasks]]), found {_show(item)}")
         tr = _Reader(item, ("tasks", i), text, source)
+        tr.expect(TASK_KEYS)
         task_name = tr.take("name", "str")
         family = find_family(task_name)
         if family is None:
@@ -530,13 +551,11 @@ def parse_config(text: str, *, source: str = "<config>", name: str | None = None
 
             raise tr.error("name", f"expected a registered task, one of {known_task_names()}, found {task_name!r}")
         task_id = tr.take("id", "str", task_name, _name)
-        n = tr.take("n_trajectories", "int", default_n, _at_least(2))
-        if n is None:
-            raise tr.error("n_trajectories", "expected an integer >= 2 here or at the top level, found nothing")
+        n: int = tr.take("n_trajectories", "int", default_n, _at_least(2))
         task = TaskConfig(
             id=task_id,
             name=task_name,
-            behavior=_read_behavior(tr.table("behavior")),
+            behavior=_read_behavior(tr.table("behavior")) if tr.has("behavior") else DEFAULT_BEHAVIOR,
             candidates=_read_candidates(tr.table("candidates")),
             n_trajectories=n,
         )

@@ -1,0 +1,184 @@
+"""Benchmark configs: valid ones load into typed dataclasses; every malformed one is a ConfigError that names
+the key path, the line (marked ``# <-`` in each case below), the expectation and the value found."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import pytest
+
+from opelab.bench.config import BenchmarkConfig, ConfigError, load_config, locate, parse_config
+
+TASK = """
+[[tasks]]
+name = "chain"
+behavior = { head = "softmax", temperature = 1.0 }
+"""
+
+
+def test_a_full_config_loads_into_frozen_dataclasses():
+    text = """
+name = "demo"
+seed = 7
+n_datasets = 3
+n_trajectories = 100
+ks = [2, 3]
+safety_threshold = 0.1
+estimators = ["dm", { name = "sam_dr", label = "sam_dr@1", options = { k = 1 } }]
+
+[intervals]
+method = "t"
+alpha = 0.1
+
+[inputs]
+weights = "none"
+n_folds = 2
+
+[executor]
+kind = "ray"
+workers = 2
+retries = 3
+
+[[tasks]]
+name = "gridworld"
+id = "grid-eps"
+n_trajectories = 50
+behavior = { head = "epsilon_greedy", epsilon = 0.2 }
+
+[tasks.candidates]
+epsilons = [0.0, 0.5]
+temperatures = []
+adversarial_epsilons = [0.3]
+n_sampled = 3
+"""
+    config = parse_config(text, source="demo.toml")
+    assert isinstance(config, BenchmarkConfig)
+    assert (config.name, config.seed, config.n_datasets, config.ks, config.safety_threshold) == ("demo", 7, 3, (2, 3), 0.1)
+    assert [e.label for e in config.estimators] == ["dm", "sam_dr@1"] and config.estimators[1].options == (("k", 1),)
+    assert (config.intervals.method, config.intervals.alpha) == ("t", 0.1)
+    assert (config.inputs.weights, config.inputs.n_folds) == ("none", 2)
+    assert (config.executor.kind, config.executor.workers, config.executor.retries) == ("ray", 2, 3)
+    task = config.tasks[0]
+    assert (task.id, task.name, task.n_trajectories) == ("grid-eps", "gridworld", 50)
+    assert (task.behavior.head, task.behavior.epsilon) == ("epsilon_greedy", 0.2)
+    assert task.candidates.epsilons == (0.0, 0.5) and task.candidates.n_sampled == 3
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.seed = 1  # type: ignore[misc]
+    assert config.with_executor(workers=1).executor.workers == 1 and config.executor.workers == 2
+
+
+def test_the_shipped_quick_config_loads():
+    config = load_config("configs/quick.toml")
+    assert config.name == "quick" and {t.name for t in config.tasks} <= {"gridworld", "chain", "random"}
+
+
+CASES = {
+    "unknown top-level key": ("sed = 1  # <-\n" + TASK, "sed", "unknown key"),
+    "seed of the wrong type": ('seed = "zero"  # <-\n' + TASK, "seed", "expected an integer, found 'zero'"),
+    "negative seed": ("seed = -1  # <-\n" + TASK, "seed", "expected an integer >= 0, found -1"),
+    "no datasets": ("n_datasets = 0  # <-\n" + TASK, "n_datasets", "expected an integer >= 1"),
+    "a boolean is not an integer": ("n_datasets = true  # <-\n" + TASK, "n_datasets", "expected an integer, found True"),
+    "k of zero": ("ks = [0, 2]  # <-\n" + TASK, "ks", "expected an array of integers >= 1"),
+    "repeated k": ("ks = [2, 2]  # <-\n" + TASK, "ks", "distinct"),
+    "k above the candidates": ("ks = [2, 40]  # <-\n" + TASK, "ks", "expected values <= 9"),
+    "no tasks": ("seed = 1\n", "tasks", "expected a non-empty array of tables"),
+    "unknown task": ('[[tasks]]\nname = "nope"  # <-\n', "tasks[0].name", "expected a registered task"),
+    "negative temperature": (
+        '[[tasks]]\nname = "chain"\nbehavior = { head = "softmax", temperature = -1 }  # <-\n',
+        "tasks[0].behavior.temperature",
+        "expected a positive number, found -1",
+    ),
+    "missing head parameter": (
+        '[[tasks]]\nname = "chain"\nbehavior = { head = "softmax" }  # <-\n',
+        "tasks[0].behavior.temperature",
+        "needs temperature",
+    ),
+    "parameter of another head": (
+        '[[tasks]]\nname = "chain"\nbehavior = { head = "softmax", temperature = 1, epsilon = 0.1 }  # <-\n',
+        "tasks[0].behavior.epsilon",
+        "expected no epsilon",
+    ),
+    "unknown head": ('[[tasks]]\nname = "chain"\nbehavior = { head = "argmax" }  # <-\n', "tasks[0].behavior.head", "expected one of"),
+    "head the family cannot build": (
+        '[[tasks]]\nname = "chain"\nbehavior = { head = "gaussian", sigma = 1.0 }  # <-\n',
+        "tasks[0].behavior.head",
+        "for tabular task",
+    ),
+    "epsilon outside [0, 1] in a sub-table": (
+        '[[tasks]]\nname = "chain"\nbehavior = { head = "uniform" }\n[tasks.candidates]\nepsilons = [0.1, 1.5]  # <-\n',
+        "tasks[0].candidates.epsilons",
+        "numbers in [0, 1]",
+    ),
+    "unknown key in a task": ('[[tasks]]\nname = "chain"\nhorizon = 10  # <-\n', "tasks[0].horizon", "unknown key"),
+    "the second task's error is on its line": (
+        TASK + '\n[[tasks]]\nname = "random"\nbehavior = { head = "softmax", temperature = 0 }  # <-\n',
+        "tasks[1].behavior.temperature",
+        "positive",
+    ),
+    "more sampled candidates than generated": (
+        '[[tasks]]\nname = "chain"\ncandidates = { epsilons = [0.0], temperatures = [], adversarial_epsilons = [], n_sampled = 5 }  # <-\n',
+        "tasks[0].candidates.n_sampled",
+        "at most the 2 generated",
+    ),
+    "duplicate task ids": (TASK + '\n[[tasks]]  # <-\nname = "chain"\n', "tasks[1].id", "distinct task ids"),
+    "missing trajectories": (
+        'n_trajectories = 100\n[[tasks]]\nname = "chain"\nn_trajectories = 1  # <-\n',
+        "tasks[0].n_trajectories",
+        "expected an integer >= 2, found 1",
+    ),
+    "unknown estimator": ('estimators = ["dm", "nope"]  # <-\n' + TASK, "estimators[1]", "expected a registered estimator"),
+    "unknown estimator option": (
+        'estimators = [{ name = "dm", options = { k = 2 } }]  # <-\n' + TASK,
+        "estimators[0].options",
+        "expected options of dm",
+    ),
+    "invalid estimator option value": (
+        'estimators = [{ name = "sam_dr", label = "x", options = { k = -1 } }]  # <-\n' + TASK,
+        "estimators[0].options",
+        "non-negative int",
+    ),
+    "duplicate estimator labels": ('estimators = ["dm", "dm"]  # <-\n' + TASK, "estimators", "distinct labels"),
+    "interval level out of range": ("[intervals]\nalpha = 1.5  # <-\n" + TASK, "intervals.alpha", "expected a number in (0, 1), found 1.5"),
+    "unknown interval method": ('[intervals]\nmethod = "magic"  # <-\n' + TASK, "intervals.method", "expected one of"),
+    "unknown executor": ('[executor]\nkind = "dask"  # <-\n' + TASK, "executor.kind", "expected one of ['local', 'ray'], found 'dask'"),
+    "zero workers": ("[executor]\nworkers = 0  # <-\n" + TASK, "executor.workers", "expected an integer >= 1"),
+    "retries of the wrong type": ("[executor]\nretries = 1.5  # <-\n" + TASK, "executor.retries", "expected an integer, found 1.5"),
+    "unknown executor key": ("[executor]\nthreads = 4  # <-\n" + TASK, "executor.threads", "unknown key"),
+    "a table where a number belongs": ("[executor]\nworkers = { n = 2 }  # <-\n" + TASK, "executor.workers", "found a table"),
+    "weights the tabular family lacks": ('[inputs]\nweights = "dice"  # <-\n' + TASK, "inputs.weights", "'tabular' or 'none'"),
+    "missing module to import": ('imports = ["no_such_module_here"]  # <-\n' + TASK, "imports", "expected importable modules"),
+    "TOML syntax error": ("seed = = 1  # <-\n" + TASK, "", "expected valid TOML"),
+    "infinite number": ("safety_threshold = inf  # <-\n" + TASK, "safety_threshold", "expected a finite number, found inf"),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_malformed_configs_name_the_key_its_line_and_the_value(case):
+    text, key, expected = CASES[case]
+    line = next((i + 1 for i, row in enumerate(text.splitlines()) if "# <-" in row), None)  # None: a missing key
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, source="bad.toml")
+    message = str(info.value)
+    assert message.startswith(f"bad.toml:{line}: " if line else "bad.toml: "), message
+    assert info.value.line == line
+    if key:
+        assert f": {key}: " in message, message
+    assert "expected" in message and "found" in message, message
+    assert expected in message, message
+    assert "\n" not in message
+
+
+def test_locate_finds_keys_in_headers_inline_tables_and_arrays_of_tables():
+    text = "seed = 1\n[executor]\nworkers = 2\n[[tasks]]\nname = 'a'\n[tasks.behavior]\nhead = 'x'\n[[tasks]]\nname = 'b'\nbehavior = { temperature = 3 }\n"
+    assert locate(text, ["seed"]) == 1
+    assert locate(text, ["executor", "workers"]) == 3
+    assert locate(text, ["tasks", 0, "behavior", "head"]) == 7
+    assert locate(text, ["tasks", 1, "name"]) == 9
+    assert locate(text, ["tasks", 1, "behavior", "temperature"]) == 10
+    assert locate(text, ["nothing"]) is None
+
+
+def test_an_unreadable_file_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match=re.escape("missing.toml: expected a readable TOML file")):
+        load_config(tmp_path / "missing.toml")
