@@ -9,14 +9,16 @@ day split into ``horizon`` time slots; in each slot the agent picks a bid multip
 takes part in ``n_auctions`` second-price auctions with bids λ · v · p̂ (value per click × predicted CTR).
 
 Auction k of slot t (all draws independent across episodes, slots and auctions):
-    features x_k ~ N(0, I_d);  p̂_k = σ(β₀ + w·x_k)               predicted = true click probability
-    market price m_k = exp(μ_t + κ (w·x_k) + s ε_k), ε_k ~ N(0, 1) lognormal, pricier for better impressions
+    impression score  q_k = w·x_k ~ N(0, ω²)  (features x_k ~ N(0, I) seen through a linear CTR model with
+                      ‖w‖ = ω; only the score matters below, so it is drawn directly: ω = ``ctr_spread``)
+    p̂_k = σ(β₀ + q_k)                                                predicted = true click probability
+    market price m_k = exp(μ_t + κ q_k + s ε_k), ε_k ~ N(0, 1)        lognormal, pricier for better impressions
     μ_t = log(median_price) + A sin(2π t / T)                        daily seasonality of competition
     won_k  = λ v p̂_k > m_k  and  Σ_{j ≤ k: λ v p̂_j > m_j} m_j ≤ remaining budget   (auctions arrive in order;
              bidding stops for the slot at the first win the budget cannot pay: it never goes negative)
     paid   = Σ_k won_k m_k (second price: the highest competing bid),  clicks ~ Bernoulli(p̂_k) on wins.
 Reward: the number of clicks won in the slot. Episodes last ``horizon`` slots (no early termination; an
-exhausted budget simply wins nothing more). The weights w are fixed by ``market_seed``.
+exhausted budget simply wins nothing more).
 
 State = observation, 7 floats: [slots left / T, budget left / B, last slot's spend / B, last win rate, last
 clicks, last mean paid price / v, last multiplier]. Actions: ``RealTimeBidding`` chooses from a grid of
@@ -48,31 +50,28 @@ class _BiddingMarket(BatchTask):
         budget: float,
         value_per_click: float,
         base_ctr: float,
-        n_features: int,
+        ctr_spread: float,
         median_price: float,
         price_sd: float,
         price_ctr_slope: float,
         seasonality: float,
-        market_seed: int,
     ) -> None:
         super().__init__(horizon, gamma)
-        for field, value in (("n_auctions", n_auctions), ("n_features", n_features)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{field}: expected a positive int, found {value!r}")
+        if isinstance(n_auctions, bool) or not isinstance(n_auctions, (int, np.integer)) or n_auctions < 1:
+            raise ValueError(f"n_auctions: expected a positive int, found {n_auctions!r}")
         for field, value in (("budget", budget), ("value_per_click", value_per_click), ("median_price", median_price)):
             if not value > 0:
                 raise ValueError(f"{field}: expected a positive float, found {value!r}")
         if not 0 < base_ctr < 1:
             raise ValueError(f"base_ctr: expected a float in (0, 1), found {base_ctr!r}")
-        if not price_sd >= 0:
-            raise ValueError(f"price_sd: expected a non-negative float, found {price_sd!r}")
-        self.n_auctions, self.n_features = int(n_auctions), int(n_features)
+        for field, value in (("price_sd", price_sd), ("ctr_spread", ctr_spread)):
+            if not value >= 0:
+                raise ValueError(f"{field}: expected a non-negative float, found {value!r}")
+        self.n_auctions, self.ctr_spread = int(n_auctions), float(ctr_spread)
         self.budget, self.value_per_click = float(budget), float(value_per_click)
         self.base_logit = math.log(base_ctr / (1 - base_ctr))
         self.median_price, self.price_sd = float(median_price), float(price_sd)
         self.price_ctr_slope, self.seasonality = float(price_ctr_slope), float(seasonality)
-        self.market_seed = int(market_seed)
-        self.weights = np.random.default_rng(market_seed).normal(0.0, 1.0 / math.sqrt(n_features), size=n_features)
 
     def reset(self, n: int, rng: np.random.Generator) -> np.ndarray:
         states = np.zeros((n, 7))
@@ -89,7 +88,7 @@ class _BiddingMarket(BatchTask):
         b, K, T = len(states), self.n_auctions, self.horizon
         slot = np.rint((1.0 - states[:, 0]) * T)  # (b,) index of the current slot
         budget_left = states[:, 1] * self.budget
-        score = rng.standard_normal((b, K, self.n_features)) @ self.weights  # (b, K) w·x
+        score = self.ctr_spread * rng.standard_normal((b, K))  # (b, K) w·x
         ctr = 1.0 / (1.0 + np.exp(-(self.base_logit + score)))
         log_mu = math.log(self.median_price) + self.seasonality * np.sin(2 * math.pi * slot / T)
         price = np.exp(log_mu[:, None] + self.price_ctr_slope * score + self.price_sd * rng.standard_normal((b, K)))
@@ -130,17 +129,16 @@ class RealTimeBidding(_BiddingMarket):
         budget: float = 2000.0,
         value_per_click: float = 100.0,
         base_ctr: float = 0.05,
-        n_features: int = 4,
+        ctr_spread: float = 1.0,
         median_price: float = 5.0,
         price_sd: float = 0.6,
         price_ctr_slope: float = 0.5,
         seasonality: float = 0.3,
-        market_seed: int = 0,
     ) -> None:
         super().__init__(
             horizon=horizon, gamma=gamma, n_auctions=n_auctions, budget=budget, value_per_click=value_per_click,
-            base_ctr=base_ctr, n_features=n_features, median_price=median_price, price_sd=price_sd,
-            price_ctr_slope=price_ctr_slope, seasonality=seasonality, market_seed=market_seed,
+            base_ctr=base_ctr, ctr_spread=ctr_spread, median_price=median_price, price_sd=price_sd,
+            price_ctr_slope=price_ctr_slope, seasonality=seasonality,
         )  # fmt: skip
         grid = np.asarray(multipliers, dtype=np.float64)
         if grid.ndim != 1 or len(grid) < 2 or not (grid > 0).all():
@@ -168,17 +166,16 @@ class RealTimeBiddingContinuous(_BiddingMarket):
         budget: float = 2000.0,
         value_per_click: float = 100.0,
         base_ctr: float = 0.05,
-        n_features: int = 4,
+        ctr_spread: float = 1.0,
         median_price: float = 5.0,
         price_sd: float = 0.6,
         price_ctr_slope: float = 0.5,
         seasonality: float = 0.3,
-        market_seed: int = 0,
     ) -> None:
         super().__init__(
             horizon=horizon, gamma=gamma, n_auctions=n_auctions, budget=budget, value_per_click=value_per_click,
-            base_ctr=base_ctr, n_features=n_features, median_price=median_price, price_sd=price_sd,
-            price_ctr_slope=price_ctr_slope, seasonality=seasonality, market_seed=market_seed,
+            base_ctr=base_ctr, ctr_spread=ctr_spread, median_price=median_price, price_sd=price_sd,
+            price_ctr_slope=price_ctr_slope, seasonality=seasonality,
         )  # fmt: skip
         if not 0 <= low < high:
             raise ValueError(f"low, high: expected 0 <= low < high, found {low!r}, {high!r}")
