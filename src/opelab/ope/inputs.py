@@ -26,6 +26,8 @@ from opelab.data.validation import check_finite, first_index, format_index, free
 from opelab.policies import DiscretePolicy
 
 if TYPE_CHECKING:
+    from opelab.ope.dice import DiceSettings
+    from opelab.ope.minimax import MinimaxConfig
     from opelab.ope.weights import FlowWeights
 
 
@@ -168,7 +170,9 @@ def build_inputs(
     policies: Sequence[DiscretePolicy],
     *,
     q_tables: Sequence[np.ndarray] | None = None,
-    weights: str | FlowWeights | None = "tabular",
+    q_function: str = "fqe",
+    weights: str | DiceSettings | FlowWeights | None = "tabular",
+    minimax: MinimaxConfig | None = None,
     n_folds: int = 1,
     fold_seed: int = 0,
     ground_truth: Sequence[float] | np.ndarray | None = None,
@@ -176,17 +180,24 @@ def build_inputs(
 ) -> OPEInput:
     """Stack everything the estimators need for ``policies`` on ``dataset``.
 
-    Q̂ comes from tabular fitted Q evaluation on the logged data (``opelab.ope.qfunction``) unless
-    ``q_tables`` gives one Q table per policy, indexed ``[t, s, a]`` (shape (H, S, A)) or ``[s, a]``
-    (shape (S, A)), e.g. the exact Q-function of a tabular task.
+    Q̂ comes from ``q_function``: ``"fqe"``, tabular fitted Q evaluation on the logged data
+    (``opelab.ope.qfunction``), or ``"mql"``, minimax Q-learning with a torch network
+    (``opelab.ope.minimax``; needs the ``[rl]`` extra) — unless ``q_tables`` gives one Q table per policy,
+    indexed ``[t, s, a]`` (shape (H, S, A)) or ``[s, a]`` (shape (S, A)), e.g. the exact Q-function of a
+    tabular task.
 
-    Marginal weights: ``"tabular"`` estimates them from the data (``opelab.ope.weights``); a
-    ``FlowWeights`` gives per-step tables (e.g. the exact ones of a known model); ``None`` leaves them out.
+    Marginal weights: ``"tabular"`` estimates them from the data by the empirical flow
+    (``opelab.ope.weights``; on tables this is the solution of MWL and of every DICE setting); a DICE
+    setting (``"dualdice"``, ``"gendice"``, ``"bestdice"``, ``"mwl"`` or a ``DiceSettings``) learns them with
+    the neural solver of ``opelab.ope.minimax`` (ζ_t(s, a), then w_t(s) by regression, see ``fit_state_weights``); a ``FlowWeights``
+    gives per-step tables (e.g. the exact ones of a known model); ``None`` leaves them out. ``minimax``
+    sets the networks and budget of the neural learners.
 
     ``n_folds = K > 1`` cross-fits what is estimated from the data (Q̂ and tabular weights): the
     trajectories are split into K random folds (``fold_seed``) and each fold's values come from models fit
     on the other K − 1 folds, as double reinforcement learning requires (Kallus & Uehara, 2020).
     """
+    from opelab.ope.dice import DICE_SETTINGS, DiceSettings
     from opelab.ope.qfunction import fit_tabular_fqe, q_on_logged_steps
     from opelab.ope.weights import FlowWeights, on_logged_steps, solve_flow_weights, transition_counts
 
@@ -194,14 +205,20 @@ def build_inputs(
         raise OPEInputError("policies: expected at least one policy, found 0")
     if isinstance(n_folds, bool) or not isinstance(n_folds, int) or not 1 <= n_folds <= dataset.n_trajectories:
         raise OPEInputError(f"n_folds: expected an int in [1, n_trajectories = {dataset.n_trajectories}], found {n_folds!r}")
-    if weights is not None and not isinstance(weights, FlowWeights) and weights != "tabular":
-        raise OPEInputError(f"weights: expected 'tabular', a FlowWeights or None, found {weights!r}")
+    neural_w = isinstance(weights, DiceSettings) or (isinstance(weights, str) and weights in DICE_SETTINGS)
+    if weights is not None and not isinstance(weights, FlowWeights) and weights != "tabular" and not neural_w:
+        raise OPEInputError(
+            f"weights: expected 'tabular', one of {sorted(DICE_SETTINGS)}, a DiceSettings, a FlowWeights or None, found {weights!r}"
+        )
+    if q_function not in ("fqe", "mql"):
+        raise OPEInputError(f"q_function: expected 'fqe' or 'mql', found {q_function!r}")
     if ground_truth_se is not None and ground_truth is None:
         raise OPEInputError("ground_truth_se: given without ground_truth")
     probs = evaluation_action_probs(dataset, policies)
     actions = np.asarray(dataset.actions)
     pscore = np.where(dataset.mask, _gather(probs, actions), 1.0)
-    fit_q, fit_w = q_tables is None, weights == "tabular"
+    fit_q, fit_w = q_tables is None and q_function == "fqe", isinstance(weights, str) and weights == "tabular"
+    neural_q = q_tables is None and q_function == "mql"
     tables = policy_tables(dataset, policies) if fit_q or fit_w else None
 
     if q_tables is not None:
@@ -212,22 +229,34 @@ def build_inputs(
     if isinstance(weights, FlowWeights):
         w_state, w_pair = on_logged_steps(dataset, weights)
 
-    if fit_q or fit_w:
-        assert tables is not None
-        S = tables.shape[2]
-        absorbing = np.concatenate([tables, np.zeros((len(policies), dataset.horizon, 1, tables.shape[3]))], axis=2)
-        if fit_q:
+    if fit_q or fit_w or neural_q or neural_w:
+        from opelab.ope import minimax as mm
+
+        if tables is not None:
+            S = tables.shape[2]
+            absorbing = np.concatenate([tables, np.zeros((len(policies), dataset.horizon, 1, tables.shape[3]))], axis=2)
+        obs = np.asarray(dataset.observations)
+        n_states = int(obs.max()) + 1 if obs.dtype.kind in "iu" and obs.ndim == 2 else None
+        if fit_q or neural_q:
             q_full = np.zeros_like(probs)
-        if fit_w:
-            w_state, w_pair = np.zeros(pscore.shape), np.zeros(pscore.shape)
+        if fit_w or neural_w:
+            w_pair = np.zeros(pscore.shape)
+            w_state = np.zeros(pscore.shape)
         for train, test in _folds(dataset.n_trajectories, n_folds, fold_seed):
             train_ds = dataset if n_folds == 1 else dataset.subset(train)
             test_ds = dataset if n_folds == 1 else dataset.subset(test)
             if fit_q:
                 q_full[:, test] = q_on_logged_steps(test_ds, fit_tabular_fqe(train_ds, tables))
+            if neural_q:
+                q_full[:, test] = mm.predict_q(mm.fit_q(train_ds, probs[:, train], minimax, n_states), test_ds)
             if fit_w:
                 fitted = solve_flow_weights(transition_counts(train_ds, n_states=S), absorbing)
                 w_state[:, test], w_pair[:, test] = on_logged_steps(test_ds, fitted)
+            if neural_w:
+                fitted_pair = mm.fit_weights(train_ds, probs[:, train], weights, minimax, n_states)
+                fitted_state = mm.fit_state_weights(fitted_pair, train_ds, minimax)
+                w_pair[:, test] = mm.predict_weights(fitted_pair, test_ds)
+                w_state[:, test] = mm.predict_weights(fitted_state, test_ds)
 
     q_hat = np.where(dataset.mask, _gather(q_full, actions), 0.0)
     v_hat = (probs * q_full).sum(axis=-1)
@@ -246,7 +275,9 @@ def build_inputs(
             if ground_truth is None
             else np.zeros(len(policies)) if ground_truth_se is None else np.asarray(ground_truth_se, dtype=np.float64)
         ),
-        cross_fit_folds=n_folds if n_folds > 1 and fit_q and fit_w else None,  # only when every nuisance was
+        cross_fit_folds=(  # only when every nuisance was
+            n_folds if n_folds > 1 and (fit_q or neural_q) and (fit_w or neural_w) else None
+        ),
     )
 
 
