@@ -70,7 +70,8 @@ def test_make_accepts_gym_ids_and_options():
     assert set(ALIASES.values()) <= set(REGISTRY)
     task = make("pendulum", horizon=50, gamma=0.9, g=9.81)
     assert (task.horizon, task.gamma, task.g) == (50, 0.9, 9.81)
-    assert [s.name for s in list_tasks("gym")] == ["cartpole", "acrobot", "mountaincar", "pendulum", "mountaincar_continuous"]
+    gym = ["cartpole", "acrobot", "mountaincar", "pendulum", "mountaincar_continuous"]
+    assert [s.name for s in list_tasks("gym")] == gym
     with pytest.raises(ValueError, match="kind"):
         list_tasks("atari")
 
@@ -163,7 +164,8 @@ def test_classic_control_matches_gymnasium(cls):
     for i in range(len(states)):
         env.reset(seed=0)
         env.state = states[i].copy()
-        obs, reward, terminated, truncated, _ = env.step(actions[i] if task.action_space.is_discrete else actions[i].astype(np.float32))
+        action = actions[i] if task.action_space.is_discrete else actions[i].astype(np.float32)
+        obs, reward, terminated, truncated, _ = env.step(action)
         np.testing.assert_allclose(task.observe(nxt[i : i + 1])[0], obs, rtol=0, atol=1e-5)
         assert reward == pytest.approx(rewards[i], abs=1e-5)
         assert terminated == done[i] and not truncated
@@ -197,7 +199,11 @@ def test_cartpole_balancing_controller_survives_longer_than_uniform():
     from opelab.policies import CallableActionValues, GreedyPolicy
 
     task = CartPole(horizon=100)
-    push_towards_fall = GreedyPolicy(CallableActionValues(lambda o: np.stack([-(o[:, 2] + o[:, 3]), o[:, 2] + o[:, 3]], 1), 2))
+    def q(obs):  # push towards the side the pole falls to
+        lean = obs[:, 2] + obs[:, 3]
+        return np.stack([-lean, lean], axis=1)
+
+    push_towards_fall = GreedyPolicy(CallableActionValues(q, 2))
     values = rollout_values(task, [push_towards_fall, UniformPolicy(2)], n_episodes=50, seed=0, gamma=1.0)
     assert values.values[0] > 95 and values.values[1] < 40
 

@@ -123,7 +123,8 @@ def test_recsys_engagement_fatigue_and_churn():
 def test_recsys_greedy_beats_uniform_and_episodes_vary():
     task = Recommendation()
     greedy = GreedyPolicy(task)  # the task's expected-engagement logits are action values
-    values = rollout_values(task, [greedy, SoftmaxPolicy(task, 1.0), UniformPolicy(task.n_items)], n_episodes=300, seed=0)
+    policies = [greedy, SoftmaxPolicy(task, 1.0), UniformPolicy(task.n_items)]
+    values = rollout_values(task, policies, n_episodes=300, seed=0)
     assert values.values[0] > values.values[1] > values.values[2]
     ds = collect(task, SoftmaxPolicy(CallableActionValues(task.expected_logits, task.n_items), 1.0), 100, seed=0)
     assert len(np.unique(ds.lengths)) > 3 and ds.terminals.any()

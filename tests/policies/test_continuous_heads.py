@@ -122,7 +122,8 @@ def test_state_dependent_means_and_per_dimension_sigma():
     obs = np.random.default_rng(2).normal(size=(500, 3))
     head = GaussianPolicy(linear_base, (0.2, 0.5))
     acts, ps = head.sample(obs, np.random.default_rng(3))
-    expected = stats.norm.pdf(acts[:, 0], np.tanh(obs[:, 0]), 0.2) * stats.norm.pdf(acts[:, 1], 0.5 * obs[:, 1] - 0.3, 0.5)
+    first = stats.norm.pdf(acts[:, 0], np.tanh(obs[:, 0]), 0.2)
+    expected = first * stats.norm.pdf(acts[:, 1], 0.5 * obs[:, 1] - 0.3, 0.5)
     np.testing.assert_allclose(ps, expected, rtol=1e-10)
     np.testing.assert_allclose(head.log_pscore(obs, acts), np.log(expected), rtol=1e-10)
     assert isinstance(head, Policy)
@@ -157,7 +158,8 @@ def test_deterministic_policy_is_a_point_mass():
     acts, ps = det.sample(obs, np.random.default_rng(0))
     np.testing.assert_array_equal(acts, linear_base(obs))
     assert np.isinf(ps).all()
-    assert det.pscore(obs, acts + np.array([[0.0, 0.0], [0.1, 0.0], [0.0, 0.0], [0.0, 0.1]])).tolist() == [np.inf, 0, np.inf, 0]
+    moved = acts + np.array([[0.0, 0.0], [0.1, 0.0], [0.0, 0.0], [0.0, 0.1]])
+    assert det.pscore(obs, moved).tolist() == [np.inf, 0, np.inf, 0]
 
 
 def test_errors_name_the_field():
@@ -177,7 +179,7 @@ def test_errors_name_the_field():
         TruncatedGaussianPolicy(3.0, 1.0, -1, 1)
 
 
-# ---------------------------------------------------------------------------------------------- discrete heads on float observations
+# ---------------------------------------------------------------------------------------------- discrete heads, float obs
 def q_net(obs):
     """A linear 'Q-network' on float observations."""
     w = np.array([[1.0, -0.5, 0.0], [0.2, 0.3, -1.0]])

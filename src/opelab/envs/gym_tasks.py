@@ -58,7 +58,8 @@ class BatchTask:
         actions = np.asarray(actions)
         if space.is_discrete:
             if actions.shape != (batch,) or not np.issubdtype(actions.dtype, np.integer):
-                raise ValueError(f"actions: expected {batch} ints for {self.name}, found shape {actions.shape}, dtype {actions.dtype}")
+                found = f"shape {actions.shape}, dtype {actions.dtype}"
+                raise ValueError(f"actions: expected {batch} ints for {self.name}, found {found}")
             bad = (actions < 0) | (actions >= space.n_actions)
             if bad.any():
                 i = int(np.argmax(bad))
@@ -67,7 +68,8 @@ class BatchTask:
         if actions.ndim == 1 and space.action_dim == 1:
             actions = actions[:, None]
         if actions.shape != (batch, space.action_dim):
-            raise ValueError(f"actions: expected shape {(batch, space.action_dim)} for {self.name}, found {actions.shape}")
+            expected = (batch, space.action_dim)
+            raise ValueError(f"actions: expected shape {expected} for {self.name}, found {actions.shape}")
         if not np.isfinite(actions).all():
             raise ValueError(f"actions: expected finite values, found {actions[~np.isfinite(actions)][0]}")
         return actions.astype(np.float64, copy=False)
@@ -108,12 +110,11 @@ class CartPole(BatchTask):
         force = np.where(actions == 1, self.FORCE, -self.FORCE)
         cos, sin = np.cos(theta), np.sin(theta)
         temp = (force + pole_moment * theta_dot**2 * sin) / total
-        theta_acc = (self.GRAVITY * sin - cos * temp) / (self.HALF_LENGTH * (4.0 / 3.0 - self.POLE_MASS * cos**2 / total))
+        inertia = self.HALF_LENGTH * (4.0 / 3.0 - self.POLE_MASS * cos**2 / total)
+        theta_acc = (self.GRAVITY * sin - cos * temp) / inertia
         x_acc = temp - pole_moment * theta_acc * cos / total
-        nxt = np.stack(
-            [x + self.TAU * x_dot, x_dot + self.TAU * x_acc, theta + self.TAU * theta_dot, theta_dot + self.TAU * theta_acc],
-            axis=1,
-        )
+        tau = self.TAU
+        nxt = np.stack([x + tau * x_dot, x_dot + tau * x_acc, theta + tau * theta_dot, theta_dot + tau * theta_acc], axis=1)
         done = (np.abs(nxt[:, 0]) > self.X_LIMIT) | (np.abs(nxt[:, 2]) > self.THETA_LIMIT)
         return nxt, np.ones(len(states)), done
 
@@ -237,7 +238,8 @@ class MountainCarContinuous(BatchTask):
     def step(self, states, actions, rng):
         a = self.check_actions(actions, len(states))[:, 0]
         x, v = states.T
-        v = np.clip(v + np.clip(a, -1.0, 1.0) * self.POWER - self.GRAVITY * np.cos(3 * x), -self.MAX_SPEED, self.MAX_SPEED)
+        v = v + np.clip(a, -1.0, 1.0) * self.POWER - self.GRAVITY * np.cos(3 * x)
+        v = np.clip(v, -self.MAX_SPEED, self.MAX_SPEED)
         x = np.clip(x + v, self.MIN_X, self.MAX_X)
         v = np.where((x == self.MIN_X) & (v < 0), 0.0, v)
         done = (x >= self.GOAL_X) & (v >= 0.0)
@@ -305,7 +307,8 @@ class MujocoTask(BatchTask):
         self.name, self.gym_id = name, gym_id
         self.env = gymnasium.make(gym_id, **env_kwargs).unwrapped
         space = self.env.action_space
-        self.action_space = ActionSpace.continuous(int(space.shape[0]), low=space.low.tolist(), high=space.high.tolist())
+        dim = int(space.shape[0])
+        self.action_space = ActionSpace.continuous(dim, low=space.low.tolist(), high=space.high.tolist())
         self.obs_shape = tuple(int(d) for d in self.env.observation_space.shape)
         self.nq, self.nv = int(self.env.model.nq), int(self.env.model.nv)
 

@@ -55,7 +55,8 @@ class _RecommenderUsers(BatchTask):
         for field, value in (("fatigue_decay", fatigue_decay), ("drift", drift), ("churn", churn)):
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{field}: expected a float in [0, 1], found {value!r}")
-        for field, value in (("preference_scale", preference_scale), ("fatigue_weight", fatigue_weight), ("noise", noise)):
+        scales = (("preference_scale", preference_scale), ("fatigue_weight", fatigue_weight), ("noise", noise))
+        for field, value in scales:
             if not value >= 0:
                 raise ValueError(f"{field}: expected a non-negative float, found {value!r}")
         self.n_items, self.n_categories, self.dim = int(n_items), int(n_categories), int(dim)

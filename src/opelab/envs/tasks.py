@@ -231,5 +231,6 @@ def make(name: str, **options: Any) -> Any:
     """
     spec = REGISTRY.get(ALIASES.get(name, name)) if isinstance(name, str) else None
     if spec is None:
-        raise ValueError(f"task: expected one of {list(REGISTRY)} (or a gymnasium id {sorted(ALIASES)}), found {name!r}")
+        known = f"one of {list(REGISTRY)} (or a gymnasium id {sorted(ALIASES)})"
+        raise ValueError(f"task: expected {known}, found {name!r}")
     return spec.factory(**options)
