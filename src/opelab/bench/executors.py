@@ -26,7 +26,6 @@ from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from opelab.bench.config import BenchmarkConfig
@@ -332,7 +331,3 @@ def run_benchmark(
         wall_s=time.perf_counter() - start,
     )
 
-
-def default_db(config_path: str | os.PathLike[str]) -> Path:
-    """``<config stem>.duckdb`` next to where the command runs."""
-    return Path(f"{Path(config_path).stem}.duckdb")

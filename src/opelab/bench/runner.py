@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import re
 import time
 import traceback
 from collections.abc import Sequence
@@ -82,7 +83,8 @@ def make_estimator(spec: EstimatorConfig):  # type: ignore[no-untyped-def]
 
     cls = ESTIMATORS[spec.name]
     if spec.label != spec.name:
-        cls = type(f"{cls.__name__}As{len(spec.label)}", (cls,), {"name": spec.label, "__doc__": cls.__doc__})
+        labelled = re.sub(r"\W", "_", spec.label)
+        cls = type(f"{cls.__name__}_{labelled}", (cls,), {"name": spec.label, "__doc__": cls.__doc__})
     return cls(**dict(spec.options))
 
 
