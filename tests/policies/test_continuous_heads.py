@@ -171,6 +171,8 @@ def test_errors_name_the_field():
         TruncatedGaussianPolicy(constant(0.0), 1.0, 1.0, -1.0)
     with pytest.raises(ValueError, match="sigma"):
         GaussianPolicy(constant(0.0, 0.0), (1.0, 1.0, 1.0)).sample(OBS1, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="low"):
+        TruncatedGaussianPolicy(constant(0.0, 0.0), 1.0, (-1, -1, -1), (1, 1, 1)).sample(OBS1, np.random.default_rng(0))
     with pytest.raises(ValueError, match="base"):
         GaussianPolicy(lambda obs: np.zeros((len(obs) + 1, 2)), 1.0).sample(OBS1, np.random.default_rng(0))
     with pytest.raises(ValueError, match="actions"):

@@ -69,8 +69,10 @@ class _ContinuousHead:
             mu = mu[:, None]
         if mu.ndim != 2 or mu.shape[0] != batch:
             raise ValueError(f"base(observations): expected shape ({batch}, action_dim), found {mu.shape}")
-        if len(self.sigma) not in (1, mu.shape[1]):
-            raise ValueError(f"sigma: expected 1 or {mu.shape[1]} values (action_dim), found {len(self.sigma)}")
+        for field in ("sigma", "low", "high"):
+            values = getattr(self, field, None)
+            if values is not None and len(values) not in (1, mu.shape[1]):
+                raise ValueError(f"{field}: expected 1 or {mu.shape[1]} values (action_dim), found {len(values)}")
         return mu
 
     def _actions(self, actions: np.ndarray, mu: np.ndarray) -> np.ndarray:
