@@ -27,6 +27,8 @@ from opelab.ope import (
     predict_weights,
     solve_dice_tabular,
     solve_flow_weights,
+    tabular_dice_weights,
+    tabular_marginal_weights,
     transition_counts,
 )
 from opelab.ope.weights import on_logged_steps
@@ -74,6 +76,23 @@ def test_unnormalised_dice_equals_the_flow_on_sparse_data():
     dice = solve_dice_tabular(counts, probs, "dualdice")
     np.testing.assert_allclose(dice.state_action, flow.state_action, atol=1e-8, rtol=0)
     np.testing.assert_allclose(dice.state, flow.state, atol=1e-8, rtol=0)
+
+
+def test_tabular_dice_weights_on_a_dataset():
+    """The dataset-level entry point (counts and mean rewards from the data) equals the flow weights on data
+    that supports every pair π_e reaches, for BestDICE too (its reward term changes ν, not ζ)."""
+    task = small_task(seed=8)
+    behavior, evals = policies_for(task, seed=4)
+    ds = collect(task, behavior, 4000, seed=3)
+    S = int(ds.observations.max()) + 1  # terminal states are never logged
+    tables = np.stack([task.policy_table(p) for p in evals])[:, :, :S]
+    flow_state, flow_pair = tabular_marginal_weights(ds, tables)
+    # no mass lost off the support: the flow weights average to 1 at every step over all trajectories
+    np.testing.assert_allclose(flow_pair.mean(axis=1), 1.0, atol=1e-10)
+    for name in ("bestdice", "gendice"):
+        state, pair = tabular_dice_weights(ds, tables, name)
+        np.testing.assert_allclose(pair, flow_pair, atol=1e-8, rtol=0)
+        np.testing.assert_allclose(state, flow_state, atol=1e-8, rtol=0)
 
 
 def test_dice_settings_and_solver_reject_bad_input():

@@ -4,7 +4,7 @@ from opelab.ope.estimators import ESTIMATORS, EstimationContext, PointEstimator,
 from opelab.ope.estimators.cdf import CDF_ESTIMATORS, CDFEstimator, CDFTable, evaluate_cdf, return_grid
 from opelab.ope.evaluate import EstimateTable, evaluate
 from opelab.ope.intervals import INTERVAL_METHODS
-from opelab.ope.dice import BESTDICE, DICE_SETTINGS, DUALDICE, GENDICE, MWL, DiceSettings, solve_dice_tabular
+from opelab.ope.dice import BESTDICE, DICE_SETTINGS, DUALDICE, GENDICE, MWL, DiceSettings, solve_dice_tabular, tabular_dice_weights
 from opelab.ope.minimax import MinimaxConfig, fit_q, fit_state_weights, fit_weights, predict_q, predict_weights
 from opelab.ope.weights import FlowWeights, solve_flow_weights, tabular_marginal_weights, transition_counts
 from opelab.ope.inputs import OPEInput, OPEInputError, build_inputs, evaluation_action_probs
@@ -24,6 +24,7 @@ __all__ = [
     "predict_q",
     "predict_weights",
     "solve_dice_tabular",
+    "tabular_dice_weights",
     "CDF_ESTIMATORS",
     "CDFEstimator",
     "CDFTable",

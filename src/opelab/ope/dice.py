@@ -35,7 +35,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from opelab.ope.weights import FlowWeights
+from opelab.data import LoggedDataset
+from opelab.ope.weights import FlowWeights, on_logged_steps, transition_counts
 
 
 @dataclass(frozen=True)
@@ -150,3 +151,23 @@ def solve_dice_tabular(
     d_state = pair.sum(axis=-1) / n  # d_t^D(s)
     w_state = np.divide(d_pi_state, d_state, out=np.zeros_like(d_pi_state), where=d_state > 0)
     return FlowWeights(state=w_state, state_action=w_pair)
+
+
+def tabular_dice_weights(
+    dataset: LoggedDataset, policy_probs: np.ndarray, settings: str | DiceSettings = "dualdice"
+) -> tuple[np.ndarray, np.ndarray]:
+    """State and state-action weights on every logged step (two arrays (P, n, H)) from the exact solution
+    of a DICE setting on the data's own counts and mean rewards; ``policy_probs`` (P, H, S, A) as for
+    ``tabular_marginal_weights``."""
+    counts = transition_counts(dataset)
+    H, S1, A, _ = counts.shape
+    probs = np.asarray(policy_probs, dtype=np.float64)
+    if probs.ndim != 4 or probs.shape[1:] != (H, S1 - 1, A):
+        raise ValueError(f"policy_probs: expected shape (P, {H}, {S1 - 1}, {A}), found {probs.shape}")
+    states, actions, mask = np.asarray(dataset.observations), np.asarray(dataset.actions), dataset.mask
+    cell = (np.arange(H)[None, :] * S1 + np.where(mask, states, S1 - 1)) * A + np.where(mask, actions, 0)
+    sums = np.bincount(cell.ravel(), weights=np.where(mask, dataset.rewards, 0.0).ravel(), minlength=H * S1 * A)
+    pair = counts.sum(axis=-1).ravel()
+    mean_rewards = np.divide(sums, pair, out=np.zeros_like(sums), where=pair > 0).reshape(H, S1, A)
+    padded = np.concatenate([probs, np.zeros((probs.shape[0], H, 1, A))], axis=2)
+    return on_logged_steps(dataset, solve_dice_tabular(counts, padded, settings, mean_rewards))

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from scipy import sparse
 
 from opelab.data import LoggedDataset
 from opelab.ope.dice import DiceSettings, dice_settings
@@ -250,43 +251,57 @@ def fit_weights(
     D = encoder.kernel_dim
     # Fixed pieces of m_ζ, all as (H, A, D) coefficient arrays (per policy where π enters).
     init = np.einsum("pia,id->pad", probs[:, :, 0], data["k_current"][:, 0]) / n  # (P, A, D) at t = 0
+    # Sufficient statistics per distinct input u = (t, s, a): the loss only needs, for each u, how often it
+    # was logged, Σ φ(s_t), Σ π(a'|s_{t+1}) φ(s_{t+1}) and Σ r_t over its occurrences, so an iteration costs
+    # O(distinct inputs), not O(logged steps) (tabular data repeat few inputs many times).
+    x_unique, rows = _unique_rows(data["current"].reshape(n * H, -1))
+    U = len(x_unique)
+    steps_flat = np.tile(np.arange(H), n)
+    step_u = np.zeros(U, dtype=np.int64)
+    step_u[rows] = steps_flat
+    act_u = np.zeros(U, dtype=np.int64)
+    act_u[rows] = data["actions"].reshape(-1)
+    occurrences = sparse.csr_matrix((np.ones(n * H), (rows, np.arange(n * H))), shape=(U, n * H))
+    count_u = np.asarray(occurrences.sum(axis=1)).ravel()
+    feat_u = occurrences @ data["k_current"].reshape(n * H, D)  # (U, D)
+    pi_flat = nxt_probs.reshape(P, n * H, A)
+    k_next_flat = data["k_next"].reshape(n * H, D)
+    moved_u = np.stack([np.stack([occurrences @ (pi_flat[p, :, a, None] * k_next_flat) for a in range(A)], axis=1) for p in range(P)])
+    reward_u = occurrences @ np.where(mask, dataset.rewards, 0.0).reshape(-1)  # (U,)
     t = lambda x: torch.as_tensor(np.ascontiguousarray(x), dtype=torch.float64)  # noqa: E731
-    x_cur, rows = _unique_rows(data["current"].reshape(n * H, -1))  # the net sees each distinct input once
-    x_cur, rows = t(x_cur), torch.as_tensor(rows)
-    k_cur, k_nxt = t(data["k_current"]), t(data["k_next"])  # (n, H, D)
-    a_onehot = t(np.eye(A)[data["actions"]])  # (n, H, A)
-    pi_nxt = t(nxt_probs)  # (P, n, H, A)
+    x_cur, feat, moved_stats, rewards, counts = t(x_unique), t(feat_u), t(moved_u), t(reward_u), t(count_u)
+    step_idx, cell_idx = torch.as_tensor(step_u), torch.as_tensor(step_u * A + act_u)
     init_t = torch.zeros(P, H, A, D, dtype=torch.float64)
     init_t[:, 0] = t(init)
-    rewards = t(np.where(mask, dataset.rewards, 0.0))  # (n, H)
     net = _network(torch, x_cur.shape[1], cfg.hidden, P)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.learning_rate)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.n_steps)
     losses = np.empty(cfg.n_steps)
 
     def zeta_of(raw: Any) -> tuple[Any, Any]:
-        z = raw[rows].reshape(n, H, P).permute(2, 0, 1)  # (P, n, H)
+        z = raw.T  # (P, U)
         if s.positive:
             z = torch.nn.functional.softplus(z)
         if not s.normalize:
             return z, None
-        means = z.mean(dim=1)  # (P, H): E_{d_t^D}[ζ_t] over all n trajectories (absorbed ones included)
-        return z / means[:, None, :], means
+        # E_{d_t^D}[ζ_t] over all n trajectories (absorbed ones included), (P, H)
+        means = torch.zeros(P, H, dtype=torch.float64).index_add_(1, step_idx, z * counts) / n
+        return z / means[:, step_idx], means
 
     for it in range(cfg.n_steps):
         opt.zero_grad()
         zeta, _ = zeta_of(net(x_cur))
         # m = init − E[ζ φ(t, s_t, a_t)] + E[ζ Σ_a' π(a'|s_{t+1}) φ(t+1, s_{t+1}, a')], per (t, a) cell.
-        current = torch.einsum("pit,ita,itd->ptad", zeta, a_onehot, k_cur)
-        moved = torch.einsum("pit,pita,itd->ptad", zeta, pi_nxt, k_nxt)  # lands on step t + 1
-        nxt = torch.cat([torch.zeros_like(moved[:, :1]), moved[:, :-1]], dim=1)
-        m = init_t + (nxt - current) / n
+        current = torch.zeros(P, H * A, D, dtype=torch.float64).index_add_(1, cell_idx, zeta[:, :, None] * feat[None])
+        moved = torch.zeros(P, H, A, D, dtype=torch.float64).index_add_(1, step_idx, zeta[:, :, None, None] * moved_stats)
+        nxt = torch.cat([torch.zeros_like(moved[:, :1]), moved[:, :-1]], dim=1)  # lands on step t + 1
+        m = init_t + (nxt - current.reshape(P, H, A, D)) / n
         norm = torch.sqrt((m**2).sum(dim=(1, 2, 3)) + 1e-24)  # (P,)
         loss = _penalty(torch, norm, s.alpha_q, cfg.nu_radius)
         if s.alpha_r:
-            loss = loss - s.alpha_r * (zeta * rewards).sum(dim=(1, 2)) / n
+            loss = loss - s.alpha_r * (zeta * rewards).sum(dim=1) / n
         if s.alpha_zeta:
-            loss = loss + s.alpha_zeta * (zeta**2).sum(dim=(1, 2)) / (2 * n)
+            loss = loss + s.alpha_zeta * (zeta**2 * counts).sum(dim=1) / (2 * n)
         total = loss.sum()
         total.backward()
         opt.step()
