@@ -1,0 +1,203 @@
+"""``OPEInput`` for continuous actions: kernel-smoothed evaluation pscores (Kallus & Zhou, 2018).
+
+Every estimator reads the step ratio w_t = eval_pscore / behavior_pscore. For continuous actions the
+"evaluation pscore" of a logged step is
+
+    deterministic π_e (a = μ_e(s)):   K_h(a_t − μ_e(s_t)) = Π_j K((a_{t,j} − μ_{e,j}(s_t)) / h_j) / h_j
+    stochastic π_e, ``"density"``:    π_e(a_t | s_t), the policy's own density (no smoothing, no bias)
+    stochastic π_e, ``"sample"``:     K_h(a_t − ã_t), ã_t ~ π_e(· | s_t) drawn once per step
+    stochastic π_e, ``"mean"``:       K_h(a_t − μ_e(s_t)): evaluates the deterministic mean policy instead
+
+so TIS, PDIS, DR, their self-normalised forms and the marginal forms (given marginal weights) run unchanged
+(``opelab.ope.kernels`` has the kernels, the bandwidth units and the bias–variance trade-off).
+``"sample"`` is unbiased for the smoothed stochastic policy: E_{ã ~ π_e}[K_h(a − ã)] = (π_e * K_h)(a), the
+density of ã + h ⊙ U, whose value tends to J(π_e) as h → 0; ``"density"`` (the default) is exact and
+preferable whenever π_e exposes a density.
+
+Doubly robust forms need Q̂(s_t, a_t) and V̂(s_t) = E_{a ~ π_e(s_t)} Q̂(s_t, a): for a deterministic policy (and
+``"mean"``) V̂(s) = Q̂(s, μ_e(s)) (Kallus & Zhou, 2018); for a stochastic one it is the mean of Q̂ over
+``n_value_samples`` actions drawn from π_e (Monte Carlo, seeded).
+
+Action bounds. K_h is a density with respect to Lebesgue measure. A clipped behavior policy logs actions
+*on* the bounds with positive probability, and its pscore there is the atom's probability (see
+``opelab.policies.continuous``), which a kernel density cannot be compared with: kernel ratios on such data are
+only meaningful where μ_e(s) stays inside the box, away from the bounds by more than the kernel's reach.
+Near a bound the smoothed policy also puts part of its mass outside the box (boundary bias, O(h)).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
+
+import numpy as np
+
+from opelab.data import LoggedDataset
+from opelab.data.validation import freeze
+from opelab.ope.inputs import OPEInput, OPEInputError
+from opelab.ope.kernels import Kernel, action_scales, effective_bandwidth, get_kernel, kernel_density
+from opelab.policies.continuous import DeterministicPolicy
+
+QFunction = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+"""Q̂(observations (m, ...), actions (m, d), steps (m,)) -> values (m,)."""
+
+StochasticMode = Literal["density", "sample", "mean"]
+STOCHASTIC_MODES = ("density", "sample", "mean")
+
+
+def is_deterministic(policy: Any) -> bool:
+    """A ``DeterministicPolicy``, or any policy with ``mean(observations, steps)`` and no ``pscore``."""
+    return isinstance(policy, DeterministicPolicy) or (hasattr(policy, "mean") and not hasattr(policy, "pscore"))
+
+
+def _policy_actions(policy: Any, p: int, d: int, obs: np.ndarray, steps: np.ndarray, what: str, rng=None) -> np.ndarray:
+    """μ_e(s) (``what="mean"``) or ã ~ π_e(s) (``what="sample"``), checked to be finite of shape (m, d)."""
+    label = f"policies[{p}] ({getattr(policy, 'name', '?')!r})"
+    if not hasattr(policy, what):
+        raise OPEInputError(f"{label}: expected a {what}(observations, ...) method for this mode, found {type(policy).__name__} without one")
+    if what == "mean":
+        actions = policy.mean(obs, steps)
+    else:
+        actions = policy.sample(obs, rng, steps)[0]
+    actions = np.asarray(actions, dtype=np.float64)
+    if actions.ndim == 1 and d == 1:
+        actions = actions[:, None]
+    if actions.shape != (len(obs), d):
+        raise OPEInputError(f"{label}.{what}: expected actions of shape ({len(obs)}, action_dim={d}), found {actions.shape}")
+    if not np.isfinite(actions).all():
+        raise OPEInputError(f"{label}.{what}: expected finite actions, found non-finite values")
+    return actions
+
+
+def _q_values(q: QFunction, p: int, obs: np.ndarray, actions: np.ndarray, steps: np.ndarray) -> np.ndarray:
+    values = np.asarray(q(obs, actions, steps), dtype=np.float64)
+    if values.shape == (len(obs), 1):
+        values = values[:, 0]
+    if values.shape != (len(obs),):
+        raise OPEInputError(f"q_functions[{p}]: expected values of shape ({len(obs)},), found {values.shape}")
+    if not np.isfinite(values).all():
+        raise OPEInputError(f"q_functions[{p}]: expected finite values, found non-finite ones")
+    return values
+
+
+def build_continuous_inputs(
+    dataset: LoggedDataset,
+    policies: Sequence[Any],
+    *,
+    kernel: str | Kernel = "gaussian",
+    bandwidth: float | Sequence[float] | None,
+    action_scale: str | Sequence[float] = "none",
+    stochastic: StochasticMode = "density",
+    q_functions: Sequence[QFunction] | None = None,
+    n_value_samples: int = 32,
+    seed: int = 0,
+    state_marginal_weights: np.ndarray | None = None,
+    marginal_weights: np.ndarray | None = None,
+    ground_truth: Sequence[float] | np.ndarray | None = None,
+    ground_truth_se: Sequence[float] | np.ndarray | None = None,
+) -> OPEInput:
+    """Stack what the estimators need for continuous-action ``policies`` on ``dataset`` (module docstring).
+
+    ``kernel`` is one of ``opelab.ope.kernels.KERNELS``. ``bandwidth`` h (one float, or one per action
+    dimension) is measured in units of ``action_scale``: ``"none"`` (action units), ``"range"`` (a fraction
+    of each dimension's box width high_j − low_j) or ``"std"`` (standard deviations of the logged actions), or
+    explicit per-dimension units; the kernel is a product over dimensions normalised by the bandwidths in
+    action units, h_j = h · s_j (``opelab.ope.kernels``). ``bandwidth=None`` is allowed only when no policy
+    is smoothed (all stochastic with ``stochastic="density"``).
+
+    ``q_functions`` gives one Q̂ callable per policy, ``q(observations, actions, steps) -> (m,)``, evaluated on
+    the logged steps only; it fills ``q_hat``, ``v_hat`` and ``initial_v_hat`` (else they stay None and the DR
+    and DM estimators are skipped). ``state_marginal_weights`` / ``marginal_weights`` (P, n, H) are passed
+    through for the marginal estimators. ``seed`` drives the ``"sample"`` mode and the V̂ Monte Carlo.
+    """
+    if not isinstance(dataset, LoggedDataset):
+        raise OPEInputError(f"dataset: expected a LoggedDataset, found {type(dataset).__name__}")
+    space = dataset.action_space
+    if space.is_discrete:
+        raise OPEInputError(
+            f"dataset.action_space: expected continuous actions, found discrete with n_actions={space.n_actions}; "
+            "use build_inputs for discrete actions"
+        )
+    policies = list(policies)
+    if len(policies) == 0:
+        raise OPEInputError("policies: expected at least one policy, found 0")
+    if stochastic not in STOCHASTIC_MODES:
+        raise OPEInputError(f"stochastic: expected one of {list(STOCHASTIC_MODES)}, found {stochastic!r}")
+    if q_functions is not None and len(q_functions) != len(policies):
+        raise OPEInputError(f"q_functions: expected one Q̂ callable per policy ({len(policies)}), found {len(q_functions)}")
+    if isinstance(n_value_samples, bool) or not isinstance(n_value_samples, (int, np.integer)) or n_value_samples < 1:
+        raise OPEInputError(f"n_value_samples: expected a positive int, found {n_value_samples!r}")
+    if ground_truth_se is not None and ground_truth is None:
+        raise OPEInputError("ground_truth_se: given without ground_truth")
+    try:
+        k = get_kernel(kernel)
+    except ValueError as error:
+        raise OPEInputError(str(error)) from None
+
+    d = space.action_dim
+    traj, step = np.nonzero(dataset.mask)
+    obs = np.asarray(dataset.observations)[traj, step]
+    logged = np.asarray(dataset.actions)[traj, step]  # (m, d)
+    smoothed = [is_deterministic(p) or stochastic != "density" for p in policies]
+    h = None
+    if any(smoothed):
+        if bandwidth is None:
+            raise OPEInputError("bandwidth: expected a positive float (kernel smoothing is needed), found None")
+        try:
+            h = effective_bandwidth(bandwidth, action_scales(logged, action_scale, space.low, space.high))
+        except ValueError as error:
+            raise OPEInputError(str(error)) from None
+
+    rng = np.random.default_rng(seed)
+    P, n, H = len(policies), dataset.n_trajectories, dataset.horizon
+    pscore = np.ones((P, n, H))
+    q_hat = v_hat = None
+    if q_functions is not None:
+        q_hat, v_hat = np.zeros((P, n, H)), np.zeros((P, n, H))
+    for p, policy in enumerate(policies):
+        deterministic = is_deterministic(policy)
+        if deterministic or stochastic == "mean":
+            center = _policy_actions(policy, p, d, obs, step, "mean")
+        elif stochastic == "sample":
+            center = _policy_actions(policy, p, d, obs, step, "sample", rng)
+        else:
+            center = None
+        if center is not None:
+            values = kernel_density(logged, center, h, k)
+        else:
+            if not hasattr(policy, "pscore"):
+                raise OPEInputError(f"policies[{p}] ({getattr(policy, 'name', '?')!r}): expected a pscore method for stochastic='density'")
+            values = np.asarray(policy.pscore(obs, logged, step), dtype=np.float64)
+            if values.shape != (len(obs),):
+                raise OPEInputError(f"policies[{p}] ({policy.name!r}).pscore: expected shape ({len(obs)},), found {values.shape}")
+        if not (np.isfinite(values).all() and (values >= 0).all()):
+            raise OPEInputError(f"policies[{p}] ({getattr(policy, 'name', '?')!r}): expected finite non-negative evaluation pscores")
+        pscore[p, traj, step] = values
+        if q_functions is not None:
+            q = q_functions[p]
+            q_hat[p, traj, step] = _q_values(q, p, obs, logged, step)
+            if deterministic or stochastic == "mean":
+                v = _q_values(q, p, obs, center, step)
+            else:
+                v = np.zeros(len(obs))
+                for _ in range(n_value_samples):
+                    v += _q_values(q, p, obs, _policy_actions(policy, p, d, obs, step, "sample", rng), step)
+                v /= n_value_samples
+            v_hat[p, traj, step] = v
+
+    names = tuple(str(getattr(p, "name", f"policy-{i}")) for i, p in enumerate(policies))
+    return OPEInput(  # arrays made here are frozen, so the container holds them without copying
+        policy_names=names,
+        eval_pscore=freeze(pscore),
+        q_hat=None if q_hat is None else freeze(q_hat),
+        v_hat=None if v_hat is None else freeze(v_hat),
+        initial_v_hat=None if v_hat is None else v_hat[:, :, 0],
+        state_marginal_weights=state_marginal_weights,
+        marginal_weights=marginal_weights,
+        ground_truth=None if ground_truth is None else np.asarray(ground_truth, dtype=np.float64),
+        ground_truth_se=(
+            None
+            if ground_truth is None
+            else np.zeros(len(policies)) if ground_truth_se is None else np.asarray(ground_truth_se, dtype=np.float64)
+        ),
+    )
