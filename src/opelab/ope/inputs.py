@@ -27,6 +27,7 @@ from opelab.policies import DiscretePolicy
 
 if TYPE_CHECKING:
     from opelab.ope.dice import DiceSettings
+    from opelab.ope.fqe import FQEConfig
     from opelab.ope.minimax import MinimaxConfig
     from opelab.ope.weights import FlowWeights
 
@@ -170,9 +171,10 @@ def build_inputs(
     policies: Sequence[DiscretePolicy],
     *,
     q_tables: Sequence[np.ndarray] | None = None,
-    q_function: str = "fqe",
-    weights: str | DiceSettings | FlowWeights | None = "tabular",
+    q_function: str = "auto",
+    weights: str | DiceSettings | FlowWeights | None = "auto",
     minimax: MinimaxConfig | None = None,
+    fqe: FQEConfig | None = None,
     n_folds: int = 1,
     fold_seed: int = 0,
     ground_truth: Sequence[float] | np.ndarray | None = None,
@@ -181,8 +183,10 @@ def build_inputs(
     """Stack everything the estimators need for ``policies`` on ``dataset``.
 
     Q̂ comes from ``q_function``: ``"fqe"``, tabular fitted Q evaluation on the logged data
-    (``opelab.ope.qfunction``), or ``"mql"``, minimax Q-learning with a torch network
-    (``opelab.ope.minimax``; needs the ``[rl]`` extra) — unless ``q_tables`` gives one Q table per policy,
+    (``opelab.ope.qfunction``), ``"neural_fqe"``, FQE with one torch network for all policies
+    (``opelab.ope.fqe``, budget ``fqe``), or ``"mql"``, minimax Q-learning (``opelab.ope.minimax``); the
+    last two need the ``[rl]`` extra. ``"auto"`` is tabular FQE for integer states and neural FQE
+    otherwise — unless ``q_tables`` gives one Q table per policy,
     indexed ``[t, s, a]`` (shape (H, S, A)) or ``[s, a]`` (shape (S, A)), e.g. the exact Q-function of a
     tabular task.
 
@@ -190,8 +194,9 @@ def build_inputs(
     (``opelab.ope.weights``; on tables this is the solution of MWL and of every DICE setting); a DICE
     setting (``"dualdice"``, ``"gendice"``, ``"bestdice"``, ``"mwl"`` or a ``DiceSettings``) learns them with
     the neural solver of ``opelab.ope.minimax`` (ζ_t(s, a), then w_t(s) by regression, see ``fit_state_weights``); a ``FlowWeights``
-    gives per-step tables (e.g. the exact ones of a known model); ``None`` leaves them out. ``minimax``
-    sets the networks and budget of the neural learners.
+    gives per-step tables (e.g. the exact ones of a known model); ``None`` leaves them out; ``"auto"`` is
+    ``"tabular"`` for integer states and ``None`` otherwise. ``minimax`` sets the networks and budget of
+    the neural learners.
 
     ``n_folds = K > 1`` cross-fits what is estimated from the data (Q̂ and tabular weights): the
     trajectories are split into K random folds (``fold_seed``) and each fold's values come from models fit
@@ -205,20 +210,26 @@ def build_inputs(
         raise OPEInputError("policies: expected at least one policy, found 0")
     if isinstance(n_folds, bool) or not isinstance(n_folds, int) or not 1 <= n_folds <= dataset.n_trajectories:
         raise OPEInputError(f"n_folds: expected an int in [1, n_trajectories = {dataset.n_trajectories}], found {n_folds!r}")
+    obs = np.asarray(dataset.observations)
+    integer_states = obs.dtype.kind in "iu" and obs.ndim == 2
+    if q_function == "auto":
+        q_function = "fqe" if integer_states else "neural_fqe"
+    if isinstance(weights, str) and weights == "auto":
+        weights = "tabular" if integer_states else None
     neural_w = isinstance(weights, DiceSettings) or (isinstance(weights, str) and weights in DICE_SETTINGS)
     if weights is not None and not isinstance(weights, FlowWeights) and weights != "tabular" and not neural_w:
         raise OPEInputError(
             f"weights: expected 'tabular', one of {sorted(DICE_SETTINGS)}, a DiceSettings, a FlowWeights or None, found {weights!r}"
         )
-    if q_function not in ("fqe", "mql"):
-        raise OPEInputError(f"q_function: expected 'fqe' or 'mql', found {q_function!r}")
+    if q_function not in ("auto", "fqe", "neural_fqe", "mql"):
+        raise OPEInputError(f"q_function: expected 'auto', 'fqe', 'neural_fqe' or 'mql', found {q_function!r}")
     if ground_truth_se is not None and ground_truth is None:
         raise OPEInputError("ground_truth_se: given without ground_truth")
     probs = evaluation_action_probs(dataset, policies)
     actions = np.asarray(dataset.actions)
     pscore = np.where(dataset.mask, _gather(probs, actions), 1.0)
     fit_q, fit_w = q_tables is None and q_function == "fqe", isinstance(weights, str) and weights == "tabular"
-    neural_q = q_tables is None and q_function == "mql"
+    neural_q = q_tables is None and q_function in ("mql", "neural_fqe")
     tables = policy_tables(dataset, policies) if fit_q or fit_w else None
 
     if q_tables is not None:
@@ -235,8 +246,7 @@ def build_inputs(
         if tables is not None:
             S = tables.shape[2]
             absorbing = np.concatenate([tables, np.zeros((len(policies), dataset.horizon, 1, tables.shape[3]))], axis=2)
-        obs = np.asarray(dataset.observations)
-        n_states = int(obs.max()) + 1 if obs.dtype.kind in "iu" and obs.ndim == 2 else None
+        n_states = int(obs.max()) + 1 if integer_states else None
         if fit_q or neural_q:
             q_full = np.zeros_like(probs)
         if fit_w or neural_w:
@@ -247,8 +257,13 @@ def build_inputs(
             test_ds = dataset if n_folds == 1 else dataset.subset(test)
             if fit_q:
                 q_full[:, test] = q_on_logged_steps(test_ds, fit_tabular_fqe(train_ds, tables))
-            if neural_q:
+            if neural_q and q_function == "mql":
                 q_full[:, test] = mm.predict_q(mm.fit_q(train_ds, probs[:, train], minimax, n_states), test_ds)
+            if neural_q and q_function == "neural_fqe":
+                from opelab.ope.fqe import fit_fqe, predict_fqe
+
+                fitted_q = fit_fqe(train_ds, probs[:, train], config=fqe, n_states=n_states)
+                q_full[:, test] = predict_fqe(fitted_q, test_ds)[0]
             if fit_w:
                 fitted = solve_flow_weights(transition_counts(train_ds, n_states=S), absorbing)
                 w_state[:, test], w_pair[:, test] = on_logged_steps(test_ds, fitted)
