@@ -1,6 +1,7 @@
 """Logged data: the ``LoggedDataset`` contract, its validation and its storage formats."""
 
 from opelab.data.dataset import ActionSpace, DatasetInfo, LoggedDataset
+from opelab.data.behavior import estimate_pscores, fit_behavior_policy
 from opelab.data.describe import DatasetSummary, describe
 from opelab.data.interop import from_d3rlpy, from_minari, logged_pscores, to_d3rlpy, to_minari
 from opelab.data.validation import DatasetError
@@ -12,6 +13,8 @@ __all__ = [
     "DatasetSummary",
     "LoggedDataset",
     "describe",
+    "estimate_pscores",
+    "fit_behavior_policy",
     "from_d3rlpy",
     "from_minari",
     "logged_pscores",

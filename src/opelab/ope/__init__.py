@@ -9,6 +9,8 @@ from opelab.ope.fqe import FQEConfig, fit_fqe, predict_fqe
 from opelab.ope.minimax import MinimaxConfig, fit_q, fit_state_weights, fit_weights, predict_q, predict_weights
 from opelab.ope.weights import FlowWeights, solve_flow_weights, tabular_marginal_weights, transition_counts
 from opelab.ope.inputs import OPEInput, OPEInputError, build_inputs, evaluation_action_probs
+from opelab.ope.continuous import build_continuous_inputs
+from opelab.ope.kernels import KERNELS, Kernel, kernel_density
 from opelab.ope.qfunction import fit_tabular_fqe, q_on_logged_steps
 
 __all__ = [
@@ -46,6 +48,10 @@ __all__ = [
     "OPEInputError",
     "PointEstimator",
     "build_inputs",
+    "build_continuous_inputs",
+    "KERNELS",
+    "Kernel",
+    "kernel_density",
     "evaluate",
     "evaluation_action_probs",
     "get_estimator",
