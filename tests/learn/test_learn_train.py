@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from opelab.envs import make
+from opelab.envs import make, rollout_values
 from opelab.learn import ALGORITHMS, LearnedGreedyPolicy, LearnedPolicy, train_offline, train_online
 from opelab.policies import (
     ActionValues,
@@ -14,6 +14,7 @@ from opelab.policies import (
     GreedyPolicy,
     SoftmaxPolicy,
     TruncatedGaussianPolicy,
+    UniformPolicy,
 )
 
 from conftest import needs_d3rlpy
@@ -40,10 +41,24 @@ def continuous_policies(pendulum_data):
     }
 
 
-def test_online_double_dqn_runs_and_round_trips(tmp_path):
-    task = make("cartpole")
-    lp = train_online(task, "double_dqn", n_steps=200, seed=0, hidden=HIDDEN)
-    assert lp.name == "double_dqn_16x16" and isinstance(lp, ActionValues)
+@pytest.fixture(scope="module")
+def cartpole_dqn():
+    return train_online(make("cartpole"), "double_dqn", n_steps=800, seed=0, hidden=(32, 32))
+
+
+@pytest.mark.statistical
+def test_online_double_dqn_beats_uniform_on_cartpole(cartpole_dqn):
+    values = rollout_values(
+        make("cartpole"), [LearnedGreedyPolicy(cartpole_dqn), UniformPolicy(2)], n_episodes=40, seed=1, gamma=1.0
+    )
+    learned, uniform = values.values
+    assert learned - uniform > 4 * np.hypot(*values.standard_errors)
+    assert np.median(values.returns[0]) > 2 * np.median(values.returns[1])
+
+
+def test_online_double_dqn_runs_and_round_trips(cartpole_dqn, tmp_path):
+    lp = cartpole_dqn
+    assert lp.name == "double_dqn_32x32" and isinstance(lp, ActionValues)
     obs = np.random.default_rng(0).normal(scale=0.05, size=(7, 4))
     q = lp.action_values(obs)
     assert q.shape == (7, 2) and q.dtype == np.float64 and np.isfinite(q).all()
