@@ -58,20 +58,28 @@ def _gaussian(u: np.ndarray) -> np.ndarray:
     return np.exp(-0.5 * u * u) / math.sqrt(2.0 * math.pi)
 
 
-def _compact(profile: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
-    def density(u: np.ndarray) -> np.ndarray:
-        inside = np.abs(u) <= 1.0
-        return np.where(inside, profile(np.where(inside, u, 0.0)), 0.0)
+def _epanechnikov(u: np.ndarray) -> np.ndarray:
+    return 0.75 * np.maximum(1.0 - u * u, 0.0)
 
-    return density
+
+def _triangular(u: np.ndarray) -> np.ndarray:
+    return np.maximum(1.0 - np.abs(u), 0.0)
+
+
+def _cosine(u: np.ndarray) -> np.ndarray:
+    return np.where(np.abs(u) <= 1.0, (math.pi / 4.0) * np.cos(0.5 * math.pi * np.clip(u, -1.0, 1.0)), 0.0)
+
+
+def _uniform(u: np.ndarray) -> np.ndarray:
+    return np.where(np.abs(u) <= 1.0, 0.5, 0.0)
 
 
 KERNELS: dict[str, Kernel] = {
     "gaussian": Kernel("gaussian", _gaussian, math.inf, 1.0),
-    "epanechnikov": Kernel("epanechnikov", _compact(lambda u: 0.75 * (1.0 - u * u)), 1.0, 0.2),
-    "triangular": Kernel("triangular", _compact(lambda u: 1.0 - np.abs(u)), 1.0, 1.0 / 6.0),
-    "cosine": Kernel("cosine", _compact(lambda u: (math.pi / 4.0) * np.cos(0.5 * math.pi * u)), 1.0, 1.0 - 8.0 / math.pi**2),
-    "uniform": Kernel("uniform", _compact(lambda u: np.full_like(u, 0.5)), 1.0, 1.0 / 3.0),
+    "epanechnikov": Kernel("epanechnikov", _epanechnikov, 1.0, 0.2),
+    "triangular": Kernel("triangular", _triangular, 1.0, 1.0 / 6.0),
+    "cosine": Kernel("cosine", _cosine, 1.0, 1.0 - 8.0 / math.pi**2),
+    "uniform": Kernel("uniform", _uniform, 1.0, 1.0 / 3.0),
 }
 
 
@@ -102,7 +110,13 @@ def kernel_density(
         raise ValueError(f"bandwidths: expected shape ({actions.shape[-1]},) (one per action dimension), found {h.shape}")
     if not (np.isfinite(h).all() and (h > 0).all()):
         raise ValueError(f"bandwidths: expected positive finite values, found {h.tolist()}")
-    return np.prod(k((actions - centers) / h) / h, axis=-1)
+    u = actions - centers
+    u /= h
+    values = k(u)
+    out = values[..., 0] / h[0]
+    for j in range(1, len(h)):  # column products: cheaper than a reduction over a short last axis
+        out *= values[..., j] / h[j]
+    return out
 
 
 def action_scales(
