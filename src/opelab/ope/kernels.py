@@ -15,9 +15,10 @@ Units. K_h must be a density in the *same* units as π_b(a | s), the density of 
 actions are rescaled before smoothing, ã_j = a_j / s_j, then K(ã_j / h) / h is a density in ã_j and must be
 divided by the Jacobian s_j to become one in a_j. Equivalently, the bandwidth in action units is
 h_j = h · s_j and the normaliser is Π_j h_j, not h^d (``effective_bandwidth``). A kernel of the Euclidean
-distance ‖a − π_e(s)‖ normalised by a one-dimensional constant (as SCOPE-RL's kernels are) is not a density
-in d > 1 dimensions, and dropping the Jacobian makes the ratio scale with the chosen action units; both bias
-every estimator by a constant factor per step.
+distance ‖a − π_e(s)‖ with a one-dimensional normaliser, or none, is not a density in d > 1 dimensions (SCOPE-RL's
+kernels act on that distance between scaled actions, normalised for d = 1 or not at all depending on the
+version), and dropping the Jacobian makes the ratio scale with the chosen action units; both bias every
+estimator by a constant factor per step (the test suite checks unit invariance).
 
 The five kernels (u the scaled distance in one dimension; the compact ones vanish for |u| > 1):
 
