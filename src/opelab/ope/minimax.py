@@ -220,6 +220,16 @@ def _unique_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return unique, inverse.reshape(-1)
 
 
+def _prepare(torch: Any, dataset: LoggedDataset, eval_action_probs: np.ndarray, cfg: MinimaxConfig, n_states: int | None) -> tuple:
+    """What both learners start from: checked π, the fitted encoder, the inputs and the next-step π."""
+    probs = _check_probs(dataset, eval_action_probs)
+    torch.manual_seed(cfg.seed)
+    encoder = StateEncoder.fit(dataset, cfg, n_states)
+    data = _inputs(encoder, dataset, probs.shape[2], probs.shape[3])
+    nxt_probs, live_next = _next_probs(probs, dataset.mask)
+    return probs, encoder, data, nxt_probs, live_next
+
+
 def _penalty(torch: Any, norm: Any, alpha_q: float, radius: float) -> Any:
     """h(‖m‖): the value of the ν-player's best response in the ball of radius C (see the docstring)."""
     if alpha_q > 0:
@@ -241,13 +251,9 @@ def fit_weights(
     into state weights w_t(s)."""
     torch = _torch()
     cfg, s = config or MinimaxConfig(), dice_settings(settings)
-    probs = _check_probs(dataset, eval_action_probs)
+    probs, encoder, data, nxt_probs, _ = _prepare(torch, dataset, eval_action_probs, cfg, n_states)
     P, n, H, A = probs.shape
-    torch.manual_seed(cfg.seed)
-    encoder = StateEncoder.fit(dataset, cfg, n_states)
-    data = _inputs(encoder, dataset, H, A)
     mask = dataset.mask
-    nxt_probs, _ = _next_probs(probs, mask)
     D = encoder.kernel_dim
     # Fixed pieces of m_ζ, all as (H, A, D) coefficient arrays (per policy where π enters).
     init = np.einsum("pia,id->pad", probs[:, :, 0], data["k_current"][:, 0]) / n  # (P, A, D) at t = 0
@@ -415,13 +421,9 @@ def fit_q(
     (P, n, H, A) as for ``fit_weights``). Values include the dataset's discount, like FQE's."""
     torch = _torch()
     cfg = config or MinimaxConfig()
-    probs = _check_probs(dataset, eval_action_probs)
+    probs, encoder, data, nxt_probs, live_next = _prepare(torch, dataset, eval_action_probs, cfg, n_states)
     P, n, H, A = probs.shape
-    torch.manual_seed(cfg.seed)
-    encoder = StateEncoder.fit(dataset, cfg, n_states)
-    data = _inputs(encoder, dataset, H, A)
     mask = dataset.mask
-    nxt_probs, live_next = _next_probs(probs, mask)
     t = lambda x: torch.as_tensor(np.ascontiguousarray(x), dtype=torch.float64)  # noqa: E731
     # The net is evaluated once per distinct input among the logged (t, s_t, a_t) and every (t+1, s_{t+1}, a').
     stacked = np.concatenate([data["current"].reshape(n * H, -1), data["next"].reshape(n * H * A, -1)])
