@@ -85,8 +85,9 @@ PROBS_KEY = "behavior_action_probs"
 
 _NO_PSCORE_HINT = (
     "off-policy evaluation needs the behavior policy's propensities pi_b(a_t | s_t): pass behavior_pscore=... "
-    "(e.g. logged_pscores(dataset) saved alongside the data), or estimate the behavior policy from the data "
-    "(an option opelab will offer for logs without propensities)"
+    "(e.g. logged_pscores(dataset) saved alongside the data), or, for logs without propensities, pass a "
+    "placeholder (an array of ones as behavior_pscore) and replace it by an estimate with "
+    "opelab.data.estimate_pscores(dataset)"
 )
 
 # Minari's create_dataset_from_buffers nags (UserWarning) about every optional metadata field left empty.
