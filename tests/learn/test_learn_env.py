@@ -24,7 +24,9 @@ def replay(env: TaskEnv, seed: int, actions: np.ndarray):
     return np.array(observations[:-1]), np.array(rewards), flags
 
 
-@pytest.mark.parametrize("name, options", [("cartpole", {}), ("pendulum", {"horizon": 25}), ("acrobot", {"horizon": 30})])
+@pytest.mark.parametrize(
+    "name, options", [("cartpole", {}), ("pendulum", {"horizon": 25}), ("acrobot", {"horizon": 30})]
+)
 def test_env_replays_collected_trajectories(name, options):
     task = make(name, **options)
     env = TaskEnv(task)

@@ -30,13 +30,17 @@ CONTINUOUS_FAST = {"cql": {"batch_size": 32, "n_action_samples": 2}, "bcq": {"ba
 
 @pytest.fixture(scope="module")
 def discrete_policies(cartpole_data):
-    return {name: train_offline(cartpole_data, name, n_steps=60, hidden=HIDDEN, seed=0, options=FAST) for name in DISCRETE}
+    return {
+        name: train_offline(cartpole_data, name, n_steps=60, hidden=HIDDEN, seed=0, options=FAST) for name in DISCRETE
+    }
 
 
 @pytest.fixture(scope="module")
 def continuous_policies(pendulum_data):
     return {
-        name: train_offline(pendulum_data, name, n_steps=40, hidden=HIDDEN, seed=0, options=CONTINUOUS_FAST.get(name, FAST))
+        name: train_offline(
+            pendulum_data, name, n_steps=40, hidden=HIDDEN, seed=0, options=CONTINUOUS_FAST.get(name, FAST)
+        )
         for name in CONTINUOUS
     }
 

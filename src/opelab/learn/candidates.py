@@ -81,7 +81,9 @@ def _default_levels(head: str, base: LearnedPolicy) -> list[Any]:
             "noise_levels: expected softmax temperatures (their scale depends on the task's Q-values), found None"
         )
     half = (np.asarray(base.action_space.high) - np.asarray(base.action_space.low)) / 2
-    return [f * half if len(half) > 1 and not np.all(half == half[0]) else float(f * half[0]) for f in DEFAULT_SIGMA_FRACTIONS]
+    if np.all(half == half[0]):
+        return [float(f * half[0]) for f in DEFAULT_SIGMA_FRACTIONS]
+    return [f * half for f in DEFAULT_SIGMA_FRACTIONS]
 
 
 def _check_head(head: str | None, action_type: str) -> str:
@@ -101,7 +103,9 @@ def _head(base: LearnedPolicy, head: str, level: Any) -> Any:
     if head == "gaussian":
         return GaussianPolicy(base, level, space.low, space.high, name=f"{base.name}_gauss{_format(level)}")
     if space.low is None or space.high is None:
-        raise ValueError(f"head: 'truncated_gaussian' needs a bounded action box, found low={space.low}, high={space.high}")
+        raise ValueError(
+            f"head: 'truncated_gaussian' needs a bounded action box, found low={space.low}, high={space.high}"
+        )
     return TruncatedGaussianPolicy(base, level, space.low, space.high, name=f"{base.name}_tgauss{_format(level)}")
 
 
@@ -155,7 +159,9 @@ def candidate_policies(
     action_type = dataset.action_space.type
     algorithms = DEFAULT_ALGORITHMS[action_type] if algorithms is None else tuple(algorithms)
     if isinstance(algorithms, str) or len(algorithms) == 0:
-        raise ValueError(f"algorithms: expected a non-empty sequence of names from {list(ALGORITHMS)}, found {algorithms!r}")
+        raise ValueError(
+            f"algorithms: expected a non-empty sequence of names from {list(ALGORITHMS)}, found {algorithms!r}"
+        )
     for name in algorithms:
         get_algorithm(name, action_type)
     if len(set(algorithms)) != len(algorithms):

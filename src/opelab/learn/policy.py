@@ -12,9 +12,10 @@ the task's box), shape (batch, action_dim), the base μ(s) that ``GaussianPolicy
 actions from fresh VAE latents and keeps the one the first critic values most), so μ(s) would change from
 call to call and pscores would not match the sampled actions; ``lp(obs)`` runs the same rule with one fixed
 set of latents (drawn once from seed 0, clipped to [−0.5, 0.5] as d3rlpy does) shared by every observation,
-which makes μ a function of s (common random numbers). For discrete algorithms ``lp(obs)`` is ``predict`` too: the argmax of Q̂ for
-DQN and CQL; for discrete BCQ the argmax over the actions its imitator allows (so ``GreedyPolicy(lp)``, the
-plain argmax of Q̂, may differ from ``lp(obs)`` there). ``q_values(obs, actions)`` evaluates Q̂ at given actions.
+which makes μ a function of s (common random numbers). For discrete algorithms ``lp(obs)`` is ``predict`` too:
+the argmax of Q̂ for DQN and CQL; for discrete BCQ the argmax over the actions its imitator allows (so
+``GreedyPolicy(lp)``, the plain argmax of Q̂, may differ from ``lp(obs)`` there). ``q_values(obs, actions)``
+evaluates Q̂ at given actions.
 
 Saving uses d3rlpy's own format (``algo.save`` → one ``.d3`` file holding the config and the weights; no
 pickle of opelab objects): ``LearnedPolicy.load(path)`` restores the algorithm with ``d3rlpy.load_learnable``
@@ -91,7 +92,8 @@ class LearnedPolicy:
             obs = obs[:, None]  # scalar state ids, as to_d3rlpy writes them
         expected = tuple(self.algo.impl.observation_shape)
         if obs.shape[1:] != expected:
-            raise ValueError(f"observations: expected shape (batch, {', '.join(map(str, expected))}), found {obs.shape}")
+            shape = ", ".join(map(str, expected))
+            raise ValueError(f"observations: expected shape (batch, {shape}), found {obs.shape}")
         return obs.astype(np.float32, copy=False)
 
     def action_values(self, observations: np.ndarray, steps: np.ndarray | None = None) -> np.ndarray:
