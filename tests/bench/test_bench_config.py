@@ -110,7 +110,28 @@ CASES = {
         "tasks[0].candidates.epsilons",
         "numbers in [0, 1]",
     ),
-    "unknown key in a task": ('[[tasks]]\nname = "chain"\nhorizon = 10  # <-\n', "tasks[0].horizon", "unknown key"),
+    "horizon on a tabular task": ('[[tasks]]\nname = "chain"\nhorizon = 10  # <-\n', "tasks[0].horizon", "expected nothing for tabular task"),
+    "learned task with a tabular base": (
+        '[[tasks]]\nname = "cartpole"\nbehavior = { head = "softmax", temperature = 1.0 }  # <-\ncandidates = { family = "offline" }\n',
+        "tasks[0].behavior.base", "expected 'double_dqn' (trained online)",
+    ),
+    "learned task with heads candidates": (
+        '[[tasks]]\nname = "cartpole"\nbehavior = { base = "double_dqn", head = "softmax", temperature = 1.0 }\ncandidates = { epsilons = [0.1] }  # <-\n',
+        "tasks[0].candidates.family", "expected 'offline'",
+    ),
+    "continuous task with a discrete head": (
+        '[[tasks]]\nname = "pendulum"\nbehavior = { base = "sac", head = "softmax", temperature = 1.0 }  # <-\ncandidates = { family = "offline" }\n',
+        "tasks[0].behavior.head", "expected one of ['gaussian']",
+    ),
+    "tabular FQE on a learned task": (
+        '[inputs]\nq_function = "fqe"  # <-\n[[tasks]]\nname = "cartpole"\nbehavior = { base = "double_dqn", head = "softmax", temperature = 1.0 }\ncandidates = { family = "offline" }\n',
+        "inputs.q_function", "expected 'auto', 'neural_fqe' or 'mql'",
+    ),
+    "hidden sizes not arrays": (
+        '[[tasks]]\nname = "cartpole"\nbehavior = { base = "double_dqn", head = "softmax", temperature = 1.0 }\ncandidates = { family = "offline", hidden_sizes = [32, 32] }  # <-\n',
+        "tasks[0].candidates.hidden_sizes", "expected an array of arrays of integers",
+    ),
+    "unknown key in a task": ('[[tasks]]\nname = "chain"\nhorizonn = 10  # <-\n', "tasks[0].horizonn", "unknown key"),
     "the second task's error is on its line": (
         TASK + '\n[[tasks]]\nname = "random"\nbehavior = { head = "softmax", temperature = 0 }  # <-\n',
         "tasks[1].behavior.temperature",
@@ -146,7 +167,7 @@ CASES = {
     "retries of the wrong type": ("[executor]\nretries = 1.5  # <-\n" + TASK, "executor.retries", "expected an integer, found 1.5"),
     "unknown executor key": ("[executor]\nthreads = 4  # <-\n" + TASK, "executor.threads", "unknown key"),
     "a table where a number belongs": ("[executor]\nworkers = { n = 2 }  # <-\n" + TASK, "executor.workers", "found a table"),
-    "weights the tabular family lacks": ('[inputs]\nweights = "dice"  # <-\n' + TASK, "inputs.weights", "'tabular' or 'none'"),
+    "weights the tabular family lacks": ('[inputs]\nweights = "dice"  # <-\n' + TASK, "inputs.weights", "'auto', 'tabular' or 'none'"),
     "missing module to import": ('imports = ["no_such_module_here"]  # <-\n' + TASK, "imports", "expected importable modules"),
     "TOML syntax error": ("seed = = 1  # <-\n" + TASK, "", "expected valid TOML"),
     "infinite number": ("safety_threshold = inf  # <-\n" + TASK, "safety_threshold", "expected a finite number, found inf"),

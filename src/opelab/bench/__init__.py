@@ -10,6 +10,7 @@ from opelab.bench.executors import RunSummary, make_executor, run_benchmark
 from opelab.bench.runner import Cell, CellOutcome, CellResult, cell_seed, execute_cell, expand, run_cell
 from opelab.bench.store import ResultStore
 from opelab.bench.tasks import TASK_FAMILIES, BenchTask, GroundTruth, TaskFamily, register_task_family
+from opelab.bench import learned as _learned  # noqa: F401  (registers the learned-task family)
 
 __all__ = [
     "TASK_FAMILIES",

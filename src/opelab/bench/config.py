@@ -62,7 +62,7 @@ TOP_LEVEL_KEYS = (
     "name", "seed", "n_datasets", "n_trajectories", "ks", "safety_threshold", "ground_truth_rollouts", "imports",
     "estimators", "intervals", "inputs", "executor", "tasks",
 )  # fmt: skip
-TASK_KEYS = ("name", "id", "n_trajectories", "behavior", "candidates")
+TASK_KEYS = ("name", "id", "n_trajectories", "horizon", "behavior", "candidates")
 #: Behavior heads and the one parameter each needs. Which heads a task supports is its family's business.
 HEAD_PARAMETERS = {"softmax": "temperature", "epsilon_greedy": "epsilon", "gaussian": "sigma", "uniform": None}
 
@@ -83,13 +83,17 @@ class ConfigError(ValueError):
 class BehaviorConfig:
     """The logging policy: a ``head`` (softmax, epsilon_greedy, gaussian, uniform) over the task's ``base``
     policy or action values (tabular tasks: ``"optimal"``, the optimal Q-function), with its parameter
-    (required when a head is named; a task without a behavior table logs with softmax, temperature 1)."""
+    (required when a head is named; a task without a behavior table logs with softmax, temperature 1).
+    Tasks without an exact Q-function name a base to train online (``"double_dqn"``, ``"sac"``) with
+    ``train_steps`` and ``hidden``."""
 
     head: str = "softmax"
     base: str = "optimal"
     temperature: float | None = None
     epsilon: float | None = None
     sigma: float | None = None
+    train_steps: int | None = None  # learned bases (e.g. "double_dqn", "sac"): online environment steps
+    hidden: tuple[int, ...] | None = None  # learned bases: hidden layer sizes
 
     @property
     def parameter(self) -> float | None:
@@ -108,7 +112,9 @@ DEFAULT_BEHAVIOR = BehaviorConfig(head="softmax", temperature=1.0)  # when a tas
 class CandidateConfig:
     """How candidates are generated. ``family = "heads"``: ε-greedy / softmax / uniform / adversarial heads
     over the task's base (``opelab.policies.candidate_family``). ``n_sampled`` draws that many of them at
-    random (the same subset for every dataset of a task, drawn from the config seed and the task id)."""
+    random (the same subset for every dataset of a task, drawn from the config seed and the task id).
+    ``family = "offline"``: ``algorithms`` × ``hidden_sizes`` trained offline on a dataset of the behavior
+    policy (``opelab.learn.candidate_policies``), each under ``head`` at every noise level."""
 
     family: str = "heads"
     epsilons: tuple[float, ...] = (0.0, 0.1, 0.3, 0.6)
@@ -116,6 +122,14 @@ class CandidateConfig:
     include_uniform: bool = True
     adversarial_epsilons: tuple[float, ...] = (0.1, 0.5)
     n_sampled: int | None = None
+    # family = "offline": bases learned offline (opelab.learn) from a dataset of the behavior policy
+    algorithms: tuple[str, ...] = ()
+    hidden_sizes: tuple[tuple[int, ...], ...] = ((32, 32), (64, 64), (128, 128))
+    head: str | None = None  # epsilon_greedy (epsilons), softmax (temperatures), gaussian / truncated_gaussian (sigmas)
+    sigmas: tuple[float, ...] = ()
+    n_steps: int = 10_000  # offline gradient steps per base
+    train_trajectories: int | None = None  # size of the training dataset (default: the task's n_trajectories)
+    trajectory_weighting: str | None = None  # "return": return-weighted resampling (Hong et al., 2023)
 
     @property
     def n_generated(self) -> int:
@@ -132,6 +146,7 @@ class TaskConfig:
     behavior: BehaviorConfig
     candidates: CandidateConfig
     n_trajectories: int
+    horizon: int | None = None  # None: the task's default horizon
 
 
 @dataclass(frozen=True)
@@ -155,11 +170,18 @@ class IntervalConfig:
 
 @dataclass(frozen=True)
 class InputsConfig:
-    """How the estimators' inputs are built: marginal ``weights`` (``"tabular"`` or ``"none"`` for tabular
-    tasks) and ``n_folds`` cross-fitting folds."""
+    """How the estimators' inputs are built: marginal ``weights`` (``"tabular"``, ``"none"`` or a DICE
+    setting), ``n_folds`` cross-fitting folds, the Q-function learner and its budget, and for continuous
+    actions the kernel and bandwidth of the smoothed importance ratios."""
 
-    weights: str = "tabular"
+    weights: str = "auto"  # tabular flow weights for tabular tasks, none for the others
     n_folds: int = 1
+    q_function: str = "auto"  # see opelab.ope.build_inputs
+    fqe_steps: int = 100  # neural FQE: Adam steps per iteration
+    fqe_iterations: int | None = None  # neural FQE: iterations (None: the horizon)
+    minimax_steps: int = 1500  # neural DICE / MQL: Adam steps
+    kernel: str = "gaussian"  # continuous actions: smoothing kernel ...
+    bandwidth: float = 0.1  # ... and its bandwidth, in standard deviations of the logged actions
 
 
 @dataclass(frozen=True)
@@ -368,6 +390,7 @@ _KINDS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "int_list": ("an array of integers", _as_list(_as_int)),
     "float_list": ("an array of finite numbers", _as_list(_as_float)),
     "str_list": ("an array of strings", _as_list(lambda v: v if isinstance(v, str) else _BAD)),
+    "int_lists": ("an array of arrays of integers", _as_list(_as_list(_as_int))),
 }
 
 
@@ -409,6 +432,8 @@ def _read_behavior(r: _Reader) -> BehaviorConfig:
     values: dict[str, float | None] = {}
     for param, check in (("temperature", _positive), ("epsilon", _unit), ("sigma", _positive)):
         values[param] = r.take(param, "float", None, check)
+    train_steps = r.take("train_steps", "int", None, _at_least(1))
+    hidden = r.take("hidden", "int_list", None, _all(_at_least(1), "positive integers"))
     needed = HEAD_PARAMETERS[head]
     for param, value in values.items():
         if param != needed and value is not None:
@@ -416,7 +441,7 @@ def _read_behavior(r: _Reader) -> BehaviorConfig:
     if needed is not None and values[needed] is None:
         raise r.error(needed, f"expected a number (head {head!r} needs {needed}), found nothing")
     r.finish()
-    return BehaviorConfig(head=head, base=base, **values)
+    return BehaviorConfig(head=head, base=base, train_steps=train_steps, hidden=hidden, **values)
 
 
 def _read_candidates(r: _Reader) -> CandidateConfig:
@@ -430,6 +455,13 @@ def _read_candidates(r: _Reader) -> CandidateConfig:
             "adversarial_epsilons", "float_list", default.adversarial_epsilons, _all(_unit, "numbers in [0, 1]")
         ),
         n_sampled=r.take("n_sampled", "int", None, _at_least(1)),
+        algorithms=r.take("algorithms", "str_list", default.algorithms),
+        hidden_sizes=r.take("hidden_sizes", "int_lists", default.hidden_sizes, _all(lambda h: None if h and min(h) >= 1 else "x", "non-empty arrays of positive integers")),
+        head=r.take("head", "str", None, _name),
+        sigmas=r.take("sigmas", "float_list", default.sigmas, _all(_positive, "positive numbers")),
+        n_steps=r.take("n_steps", "int", default.n_steps, _at_least(1)),
+        train_trajectories=r.take("train_trajectories", "int", None, _at_least(2)),
+        trajectory_weighting=r.take("trajectory_weighting", "str", None, _one_of(("return",))),
     )
     r.finish()
     if out.family == "heads":
@@ -514,7 +546,16 @@ def parse_config(text: str, *, source: str = "<config>", name: str | None = None
     ir.finish()
 
     inr = r.table("inputs")
-    inputs = InputsConfig(weights=inr.take("weights", "str", "tabular", _name), n_folds=inr.take("n_folds", "int", 1, _at_least(1)))
+    inputs = InputsConfig(
+        weights=inr.take("weights", "str", "auto", _name),
+        n_folds=inr.take("n_folds", "int", 1, _at_least(1)),
+        q_function=inr.take("q_function", "str", "auto", _one_of(("auto", "fqe", "neural_fqe", "mql"))),
+        fqe_steps=inr.take("fqe_steps", "int", 100, _at_least(1)),
+        fqe_iterations=inr.take("fqe_iterations", "int", None, _at_least(1)),
+        minimax_steps=inr.take("minimax_steps", "int", 1500, _at_least(1)),
+        kernel=inr.take("kernel", "str", "gaussian", _one_of(("gaussian", "epanechnikov", "triangular", "cosine", "uniform"))),
+        bandwidth=inr.take("bandwidth", "float", 0.1, _positive),
+    )
     inr.finish()
 
     er = r.table("executor")
@@ -552,12 +593,14 @@ def parse_config(text: str, *, source: str = "<config>", name: str | None = None
             raise tr.error("name", f"expected a registered task, one of {known_task_names()}, found {task_name!r}")
         task_id = tr.take("id", "str", task_name, _name)
         n: int = tr.take("n_trajectories", "int", default_n, _at_least(2))
+        horizon = tr.take("horizon", "int", None, _at_least(1))
         task = TaskConfig(
             id=task_id,
             name=task_name,
             behavior=_read_behavior(tr.table("behavior")) if tr.has("behavior") else DEFAULT_BEHAVIOR,
             candidates=_read_candidates(tr.table("candidates")),
             n_trajectories=n,
+            horizon=horizon,
         )
         tr.finish()
         if task_id in [t.id for t in tasks]:

@@ -139,7 +139,7 @@ def run_cell(config: BenchmarkConfig, cell: Cell) -> CellResult:
     family = find_family(task_config.name)
     if family is None:
         raise ValueError(f"task: expected a registered task, found {task_config.name!r}")
-    task = family.create(task_config, config.inputs, config.ground_truth_rollouts)
+    task = family.create(task_config, config.inputs, config.ground_truth_rollouts, seed=config.seed)
     seconds: dict[str, float] = {}
 
     clock = time.perf_counter()

@@ -85,7 +85,8 @@ class TaskFamily(ABC):
         return None
 
     @abstractmethod
-    def create(self, task: TaskConfig, inputs: InputsConfig, ground_truth_rollouts: int) -> BenchTask: ...
+    def create(self, task: TaskConfig, inputs: InputsConfig, ground_truth_rollouts: int, seed: int = 0) -> BenchTask:
+        """The task ready to run cells; ``seed`` is the config seed (for what the task trains once)."""
 
 
 TASK_FAMILIES: list[TaskFamily] = []
@@ -176,6 +177,7 @@ class TabularTask:
         return build_inputs(
             dataset,
             candidates,
+            q_function=self.inputs.q_function,
             weights=None if self.inputs.weights == "none" else self.inputs.weights,
             n_folds=self.inputs.n_folds,
             fold_seed=seed,
@@ -202,8 +204,11 @@ class TabularFamily(TaskFamily):
             problems.append(("behavior.base", f"expected 'optimal' (the task's exact Q*) for a tabular task, found {task.behavior.base!r}"))
         if task.candidates.family != "heads":
             problems.append(("candidates.family", f"expected 'heads' for a tabular task, found {task.candidates.family!r}"))
-        if inputs.weights not in ("tabular", "none"):
-            problems.append(("inputs.weights", f"expected 'tabular' or 'none' for tabular tasks, found {inputs.weights!r}"))
+        for key, value in (("horizon", task.horizon), ("behavior.train_steps", task.behavior.train_steps), ("behavior.hidden", task.behavior.hidden)):
+            if value is not None:
+                problems.append((key, f"expected nothing for tabular task {task.name!r} (its model fixes it), found {value!r}"))
+        if inputs.weights not in ("auto", "tabular", "none"):
+            problems.append(("inputs.weights", f"expected 'auto', 'tabular' or 'none' for tabular tasks, found {inputs.weights!r}"))
         if inputs.n_folds > task.n_trajectories:
             problems.append(("inputs.n_folds", f"expected at most n_trajectories = {task.n_trajectories} of task {task.id!r}, found {inputs.n_folds}"))
         return problems
@@ -212,7 +217,7 @@ class TabularFamily(TaskFamily):
         c = task.candidates
         return c.n_sampled if c.n_sampled is not None else c.n_generated
 
-    def create(self, task: TaskConfig, inputs: InputsConfig, ground_truth_rollouts: int) -> BenchTask:
+    def create(self, task: TaskConfig, inputs: InputsConfig, ground_truth_rollouts: int, seed: int = 0) -> BenchTask:
         return TabularTask(name=task.name, config=task, inputs=inputs)
 
 

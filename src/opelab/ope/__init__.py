@@ -5,7 +5,7 @@ from opelab.ope.estimators.cdf import CDF_ESTIMATORS, CDFEstimator, CDFTable, ev
 from opelab.ope.evaluate import EstimateTable, evaluate
 from opelab.ope.intervals import INTERVAL_METHODS
 from opelab.ope.dice import BESTDICE, DICE_SETTINGS, DUALDICE, GENDICE, MWL, DiceSettings, solve_dice_tabular, tabular_dice_weights
-from opelab.ope.fqe import FQEConfig, fit_fqe, predict_fqe
+from opelab.ope.fqe import FQEConfig, fit_fqe, fqe_q_function, predict_fqe
 from opelab.ope.minimax import MinimaxConfig, fit_q, fit_state_weights, fit_weights, predict_q, predict_weights
 from opelab.ope.weights import FlowWeights, solve_flow_weights, tabular_marginal_weights, transition_counts
 from opelab.ope.inputs import OPEInput, OPEInputError, build_inputs, evaluation_action_probs
@@ -23,6 +23,7 @@ __all__ = [
     "MinimaxConfig",
     "FQEConfig",
     "fit_fqe",
+    "fqe_q_function",
     "predict_fqe",
     "fit_q",
     "fit_state_weights",

@@ -36,7 +36,7 @@ class FQEConfig:
     n_iterations: int | None = None
     n_steps: int = 100  # Adam steps per iteration
     learning_rate: float = 3e-3
-    batch_size: int | None = 4096  # distinct inputs per Adam step (None: all)
+    batch_size: int | None = 512  # distinct inputs per Adam step (None: all)
     time_encoding: str = "onehot"  # or "scalar" (t / H) for long horizons
     seed: int = 0
 
@@ -124,7 +124,7 @@ def fit_fqe(
     live_next = np.concatenate([mask[:, 1:], np.zeros((n, 1), dtype=bool)], axis=1)
     rewards = np.where(mask, dataset.rewards, 0.0)
     steps = np.flatnonzero(mask.reshape(-1))  # only live steps are regressed (absorbed ones are worth 0)
-    t = lambda x: torch.as_tensor(np.ascontiguousarray(x), dtype=torch.float64)  # noqa: E731
+    t = lambda x: torch.as_tensor(np.ascontiguousarray(x), dtype=torch.float32)  # noqa: E731
 
     if discrete:
         x_cur = cur.reshape(n * H, -1)[steps]
@@ -134,7 +134,7 @@ def fit_fqe(
         nxt_unique, nxt_rows = _unique_rows(x_nxt)
         pi_next = np.concatenate([probs[:, :, 1:], np.zeros_like(probs[:, :, :1])], axis=2).reshape(P, n * H, A)[:, steps]
         pi_next = pi_next * live_next.reshape(-1)[steps][None, :, None]
-        net = _network(torch, group_inputs.shape[1], cfg.hidden, P * A)
+        net = _network(torch, group_inputs.shape[1], cfg.hidden, P * A, torch.float32)
     else:
         a_flat = np.asarray(dataset.actions, dtype=np.float64).reshape(n * H, d)[steps]
         x_cur = np.concatenate([cur.reshape(n * H, -1)[steps], a_flat], axis=1)
@@ -145,7 +145,7 @@ def fit_fqe(
         x_nxt = nxt.reshape(n * H, -1)[steps]
         nxt_all = np.concatenate([np.broadcast_to(x_nxt, (P, *x_nxt.shape)), nxt_acts], axis=-1).reshape(P * len(steps), -1)
         nxt_unique, nxt_rows = _unique_rows(nxt_all)
-        net = _network(torch, group_inputs.shape[1], cfg.hidden, P)
+        net = _network(torch, group_inputs.shape[1], cfg.hidden, P, torch.float32)
     G = len(group_inputs)
     occurrences = sparse.csr_matrix((np.ones(len(steps)), (group, np.arange(len(steps)))), shape=(G, len(steps)))
     counts = np.asarray(occurrences.sum(axis=1)).ravel()
@@ -158,7 +158,7 @@ def fit_fqe(
     opt = torch.optim.Adam(net.parameters(), lr=cfg.learning_rate)
     for it in range(iterations):
         with torch.no_grad():
-            out = net(x_next).numpy()
+            out = net(x_next).numpy().astype(np.float64)
         if discrete:
             q_next = out.reshape(-1, P, A)[nxt_rows].transpose(1, 0, 2)  # (P, steps, A)
             v_next = (pi_next * q_next).sum(-1)
@@ -197,7 +197,7 @@ def predict_fqe(fit: FQEFit, dataset: LoggedDataset, eval_actions: np.ndarray | 
     with torch.no_grad():
         if fit.n_actions is not None:
             A = fit.n_actions
-            q_all = fit.network(torch.as_tensor(x)).numpy().reshape(n, H, P, A).transpose(2, 0, 1, 3)
+            q_all = fit.network(torch.as_tensor(x, dtype=torch.float32)).numpy().astype(np.float64).reshape(n, H, P, A).transpose(2, 0, 1, 3)
             q_all = np.where(mask[None, ..., None], q_all, 0.0)
             logged = np.take_along_axis(q_all, np.broadcast_to(np.asarray(dataset.actions)[None, ..., None], (P, n, H, 1)), -1)[..., 0]
             return q_all, logged
@@ -208,8 +208,36 @@ def predict_fqe(fit: FQEFit, dataset: LoggedDataset, eval_actions: np.ndarray | 
         if acts.shape != (P, n, H, d):
             raise ValueError(f"eval_actions: expected shape ({P}, {n}, {H}, {d}), found {acts.shape}")
         logged_in = np.concatenate([x, np.asarray(dataset.actions, dtype=np.float64).reshape(n * H, d)], axis=1)
-        logged = fit.network(torch.as_tensor(logged_in)).numpy().reshape(n, H, P).transpose(2, 0, 1)
+        logged = fit.network(torch.as_tensor(logged_in, dtype=torch.float32)).numpy().astype(np.float64).reshape(n, H, P).transpose(2, 0, 1)
         on_policy = np.stack(
-            [fit.network(torch.as_tensor(np.concatenate([x, acts[p].reshape(n * H, d)], axis=1))).numpy()[:, p].reshape(n, H) for p in range(P)]
+            [
+                fit.network(torch.as_tensor(np.concatenate([x, acts[p].reshape(n * H, d)], axis=1), dtype=torch.float32)).numpy()[:, p].reshape(n, H)
+                for p in range(P)
+            ]
         )
     return np.where(mask, on_policy, 0.0), np.where(mask, logged, 0.0)
+
+
+def fqe_q_function(fit: FQEFit, policy: int) -> Any:
+    """Q̂ of policy number ``policy`` as a callable ``q(observations, actions, steps) -> (m,)`` (the form
+    ``build_continuous_inputs`` takes; discrete actions are integer indices)."""
+    torch = _torch()
+    if not 0 <= policy < fit.n_policies:
+        raise ValueError(f"policy: expected an index in [0, {fit.n_policies}), found {policy}")
+    H = fit.horizon
+
+    def q(observations: np.ndarray, actions: np.ndarray, steps: np.ndarray) -> np.ndarray:
+        obs = np.asarray(observations)
+        m = len(obs)
+        state, _ = fit.encoder.encode(obs.reshape(m, 1, *obs.shape[1:]), np.ones((m, 1), dtype=bool))
+        steps_arr = np.asarray(steps, dtype=np.int64).reshape(m)
+        time = np.eye(H + 1)[steps_arr] if fit.config.time_encoding == "onehot" else (steps_arr / H)[:, None]
+        x = np.concatenate([state[:, 0], time], axis=1)
+        with torch.no_grad():
+            if fit.n_actions is not None:
+                out = fit.network(torch.as_tensor(x, dtype=torch.float32)).numpy().reshape(m, fit.n_policies, fit.n_actions)[:, policy]
+                return out[np.arange(m), np.asarray(actions, dtype=np.int64).reshape(m)].astype(np.float64)
+            acts = np.asarray(actions, dtype=np.float64).reshape(m, fit.action_dim)
+            return fit.network(torch.as_tensor(np.concatenate([x, acts], axis=1), dtype=torch.float32)).numpy()[:, policy].astype(np.float64)
+
+    return q

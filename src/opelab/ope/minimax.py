@@ -153,14 +153,14 @@ def _torch() -> Any:
     return torch
 
 
-def _network(torch: Any, in_dim: int, hidden: tuple[int, ...], out_dim: int) -> Any:
+def _network(torch: Any, in_dim: int, hidden: tuple[int, ...], out_dim: int, dtype: Any = None) -> Any:
     layers: list[Any] = []
     width = in_dim
     for h in hidden:
         layers += [torch.nn.Linear(width, h), torch.nn.ReLU()]
         width = h
     layers.append(torch.nn.Linear(width, out_dim))
-    return torch.nn.Sequential(*layers).double()
+    return torch.nn.Sequential(*layers).to(dtype or torch.float64)
 
 
 def _inputs(encoder: StateEncoder, dataset: LoggedDataset, horizon: int, n_actions: int) -> dict[str, np.ndarray]:

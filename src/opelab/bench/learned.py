@@ -1,0 +1,214 @@
+"""Benchmark tasks without an exact model: gymnasium, MuJoCo and the synthetic industry tasks.
+
+The design of the SharpeRatio@k paper's benchmark (Kiyohara et al., 2024, §5): a base policy trained
+online (DoubleDQN for discrete actions, SAC for continuous ones; ``opelab.learn.train_online``) under a
+noisy head logs the data; candidates are learned offline from a dataset of that behavior policy
+(``opelab.learn.candidate_policies``: algorithms × network sizes × noise levels, optionally a sample);
+ground truth is the on-policy value from ``ground_truth_rollouts`` batched rollouts, with its standard
+error (``opelab.envs.rollouts``); Q̂ comes from neural FQE and, for continuous actions, the importance
+ratios from kernel smoothing (``opelab.ope.build_continuous_inputs``).
+
+Everything a task trains (the behavior base, the candidates) and its ground truth are computed once per
+process and task, from seeds derived from the config seed and the task id, so every cell of a task sees
+the same policies on every executor (d3rlpy training is seeded and runs single-threaded). A run with
+several workers trains them once per worker.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from opelab.bench.tasks import GroundTruth, TaskFamily, register_task_family
+
+if TYPE_CHECKING:
+    from opelab.bench.config import InputsConfig, TaskConfig
+    from opelab.data import LoggedDataset
+    from opelab.ope import OPEInput
+
+ONLINE_BASES = {"discrete": "double_dqn", "continuous": "sac"}
+HEADS = {"discrete": ("softmax", "epsilon_greedy", "uniform"), "continuous": ("gaussian",)}
+CANDIDATE_HEADS = {"discrete": ("epsilon_greedy", "softmax"), "continuous": ("gaussian", "truncated_gaussian")}
+_CACHE: dict[Any, Any] = {}  # (what, task config, seed) -> trained policies / ground truth, per process
+
+
+def _seed(seed: int, task_id: str, what: str) -> int:
+    digest = hashlib.sha256(f"{task_id}/{what}".encode()).digest()
+    sequence = np.random.SeedSequence(seed, spawn_key=(int.from_bytes(digest[:8], "little"),))
+    return int(sequence.generate_state(1, np.uint32)[0])
+
+
+@dataclass(frozen=True)
+class LearnedTask:
+    """A task whose behavior and candidates are learned (see the module docstring)."""
+
+    name: str
+    config: TaskConfig
+    inputs: InputsConfig
+    ground_truth_rollouts: int
+    seed: int
+
+    @property
+    def task(self) -> Any:
+        from opelab.envs import make
+
+        key = ("task", self.config.name, self.config.horizon)
+        if key not in _CACHE:
+            _CACHE[key] = make(self.config.name) if self.config.horizon is None else make(self.config.name, horizon=self.config.horizon)
+        return _CACHE[key]
+
+    def _key(self, what: str) -> tuple:
+        return (what, self.config, self.seed)
+
+    def behavior_policy(self) -> Any:
+        key = self._key("behavior")
+        if key in _CACHE:
+            return _CACHE[key]
+        from opelab.learn import train_online
+        from opelab.policies import EpsilonGreedyPolicy, GaussianPolicy, SoftmaxPolicy, UniformPolicy
+        from opelab.learn.candidates import LearnedGreedyPolicy
+
+        b = self.config.behavior
+        label = f"behavior({b.describe()})"
+        if b.head == "uniform":
+            policy = UniformPolicy(self.task.action_space.n_actions, name=label)
+        else:
+            base = train_online(
+                self.task, b.base, n_steps=b.train_steps or 20_000, seed=_seed(self.seed, self.config.id, "behavior"),
+                hidden=b.hidden or (64, 64),
+            )  # fmt: skip
+            if b.head == "softmax":
+                policy = SoftmaxPolicy(base, b.temperature, name=label)
+            elif b.head == "epsilon_greedy":
+                policy = EpsilonGreedyPolicy(LearnedGreedyPolicy(base), b.epsilon, name=label)
+            else:
+                space = self.task.action_space
+                policy = GaussianPolicy(base, b.sigma, low=space.low, high=space.high, name=label)
+        _CACHE[key] = policy
+        return policy
+
+    def candidates(self, rng: np.random.Generator) -> Sequence[Any]:
+        key = self._key("candidates")
+        if key in _CACHE:
+            return _CACHE[key]
+        from opelab.envs import collect
+        from opelab.learn import candidate_policies
+
+        c = self.config.candidates
+        behavior = self.behavior_policy()
+        train = collect(self.task, behavior, c.train_trajectories or self.config.n_trajectories, _seed(self.seed, self.config.id, "train data"))
+        head = c.head or CANDIDATE_HEADS[self.task.action_space.type][0]
+        levels = {"epsilon_greedy": c.epsilons, "softmax": c.temperatures}.get(head, c.sigmas or None)
+        family = candidate_policies(
+            train,
+            algorithms=c.algorithms or None,
+            hidden_sizes=c.hidden_sizes,
+            head=head,
+            noise_levels=levels,
+            n_steps=c.n_steps,
+            seed=_seed(self.seed, self.config.id, "candidates"),
+            n_candidates=c.n_sampled,
+            trajectory_weighting=c.trajectory_weighting,
+        )
+        _CACHE[key] = family
+        return family
+
+    def collect(self, behavior: Any, n_trajectories: int, seed: int) -> LoggedDataset:
+        from opelab.envs import collect
+
+        return collect(self.task, behavior, n_trajectories, seed)
+
+    def ground_truth(self, behavior: Any, candidates: Sequence[Any], seed: int) -> GroundTruth:
+        key = self._key("truth")
+        if key not in _CACHE:  # the same truth for every dataset of the task (its own seed, not the cell's)
+            from opelab.envs.rollouts import rollout_values
+
+            values = rollout_values(
+                self.task, [*candidates, behavior], n_episodes=self.ground_truth_rollouts, seed=_seed(self.seed, self.config.id, "truth")
+            )  # fmt: skip
+            _CACHE[key] = GroundTruth(values=values.values[:-1], se=values.standard_errors[:-1], behavior_value=float(values.values[-1]))
+        return _CACHE[key]
+
+    def build_inputs(self, dataset: LoggedDataset, candidates: Sequence[Any], truth: GroundTruth, seed: int) -> OPEInput:
+        from opelab.ope import FQEConfig, MinimaxConfig, build_continuous_inputs, build_inputs, fit_fqe, fqe_q_function
+
+        i = self.inputs
+        fqe = FQEConfig(n_steps=i.fqe_steps, n_iterations=i.fqe_iterations, seed=seed % 2**31)
+        if dataset.action_space.is_discrete:
+            return build_inputs(
+                dataset,
+                candidates,
+                q_function=i.q_function,
+                weights=None if i.weights == "none" else i.weights,
+                minimax=MinimaxConfig(n_steps=i.minimax_steps, seed=seed % 2**31),
+                fqe=fqe,
+                n_folds=i.n_folds,
+                fold_seed=seed,
+                ground_truth=truth.values,
+                ground_truth_se=truth.se,
+            )
+        obs, mask = np.asarray(dataset.observations), dataset.mask
+        steps = np.broadcast_to(np.arange(dataset.horizon), mask.shape)
+        flat = obs.reshape(-1, *obs.shape[2:])
+        means = np.stack([np.asarray(p.mean(flat, steps.reshape(-1)), dtype=np.float64).reshape(*mask.shape, -1) for p in candidates])
+        fit = fit_fqe(dataset, eval_actions=means, config=fqe)
+        return build_continuous_inputs(
+            dataset,
+            candidates,
+            kernel=i.kernel,
+            bandwidth=i.bandwidth,
+            action_scale="std",
+            q_functions=[fqe_q_function(fit, p) for p in range(len(candidates))],
+            seed=seed % 2**31,
+            ground_truth=truth.values,
+            ground_truth_se=truth.se,
+        )
+
+
+class LearnedFamily(TaskFamily):
+    """Every registered task that is not tabular (``opelab.envs.REGISTRY``)."""
+
+    def names(self) -> tuple[str, ...]:
+        from opelab.envs import REGISTRY
+
+        return tuple(name for name, spec in REGISTRY.items() if spec.kind != "tabular")
+
+    def check(self, task: TaskConfig, inputs: InputsConfig) -> list[tuple[str, str]]:
+        from opelab.envs import REGISTRY
+
+        action_type = REGISTRY[task.name].action_type
+        problems = []
+        b, c = task.behavior, task.candidates
+        if b.head not in HEADS[action_type]:
+            problems.append(("behavior.head", f"expected one of {list(HEADS[action_type])} for {action_type}-action task {task.name!r}, found {b.head!r}"))
+        if b.head != "uniform" and b.base != ONLINE_BASES[action_type]:
+            problems.append(("behavior.base", f"expected {ONLINE_BASES[action_type]!r} (trained online) for task {task.name!r}, found {b.base!r}"))
+        if c.family != "offline":
+            problems.append(("candidates.family", f"expected 'offline' (learned from data) for task {task.name!r}, found {c.family!r}"))
+        if c.head is not None and c.head not in CANDIDATE_HEADS[action_type]:
+            problems.append(("candidates.head", f"expected one of {list(CANDIDATE_HEADS[action_type])} for task {task.name!r}, found {c.head!r}"))
+        if action_type == "discrete" and (c.head or "epsilon_greedy") == "softmax" and not c.temperatures:
+            problems.append(("candidates.temperatures", "expected softmax temperatures for the candidates' softmax head, found none"))
+        if action_type == "discrete" and inputs.weights not in ("auto", "none", "dualdice", "gendice", "bestdice", "mwl"):
+            problems.append(("inputs.weights", f"expected 'auto', 'none' or a DICE setting for task {task.name!r}, found {inputs.weights!r}"))
+        if action_type == "continuous" and inputs.weights not in ("auto", "none"):
+            problems.append(("inputs.weights", f"expected 'auto' or 'none' for continuous-action task {task.name!r}, found {inputs.weights!r}"))
+        if inputs.q_function == "fqe":
+            problems.append(("inputs.q_function", f"expected 'auto', 'neural_fqe' or 'mql' for task {task.name!r} (no state ids for tabular FQE), found 'fqe'"))
+        return problems
+
+    def n_candidates(self, task: TaskConfig) -> int | None:
+        c = task.candidates
+        if c.n_sampled is not None:
+            return c.n_sampled
+        return None
+
+    def create(self, task: TaskConfig, inputs: InputsConfig, ground_truth_rollouts: int, seed: int = 0) -> LearnedTask:
+        return LearnedTask(name=task.name, config=task, inputs=inputs, ground_truth_rollouts=ground_truth_rollouts, seed=seed)
+
+
+register_task_family(LearnedFamily())
