@@ -68,10 +68,34 @@ n_sampled = 3
     assert config.with_executor(workers=1).executor.workers == 1 and config.executor.workers == 2
 
 
-def test_the_shipped_quick_config_loads():
-    config = load_config("configs/quick.toml")
-    assert config.name == "quick" and {t.name for t in config.tasks} <= {"gridworld", "chain", "random"}
+@pytest.mark.parametrize("name", ["quick", "sharpe_ratio_paper", "sharpe_ratio_paper_small"])
+def test_the_shipped_configs_load(name):
+    config = load_config(f"configs/{name}.toml")
+    assert config.name == name
+    if name == "quick":
+        assert {t.name for t in config.tasks} == {"gridworld", "chain", "random", "cartpole"}
+    if name == "sharpe_ratio_paper":  # the published design
+        assert [(t.name, t.horizon) for t in config.tasks] == [
+            ("cartpole", 200), ("mountaincar", 200), ("acrobot", 500),
+            ("reacher", 30), ("inverted_pendulum", 100), ("hopper", 30), ("swimmer", 100),
+        ]  # fmt: skip
+        assert config.n_datasets == 10 and {t.n_trajectories for t in config.tasks} == {10_000}
+        assert config.ks == tuple(range(2, 11)) and config.ground_truth_rollouts == 100
+        assert [e.name for e in config.estimators] == ["dm", "snpdis", "sndr", "sam_snis", "sam_sndr"]
+        assert all(t.candidates.n_sampled == 10 for t in config.tasks)
 
+
+def test_task_inputs_override_the_config_inputs():
+    text = TASK_LEARNED + 'inputs = { weights = "none", fqe_steps = 7 }\n'
+    config = parse_config('[inputs]\nweights = "mwl"\nfqe_steps = 3\nkernel = "cosine"\n' + text)
+    assert config.inputs.weights == "mwl" and config.tasks[0].inputs.weights == "none"
+    assert config.tasks[0].inputs.fqe_steps == 7 and config.tasks[0].inputs.kernel == "cosine"
+
+
+TASK_LEARNED = (
+    '[[tasks]]\nname = "pendulum"\nbehavior = { base = "sac", head = "gaussian", sigma = 0.5 }\n'
+    'candidates = { family = "offline" }\n'
+)
 
 CASES = {
     "unknown top-level key": ("sed = 1  # <-\n" + TASK, "sed", "unknown key"),
@@ -131,6 +155,13 @@ CASES = {
         '[[tasks]]\nname = "cartpole"\nbehavior = { base = "double_dqn", head = "softmax", temperature = 1.0 }\ncandidates = { family = "offline", hidden_sizes = [32, 32] }  # <-\n',
         "tasks[0].candidates.hidden_sizes", "expected an array of arrays of integers",
     ),
+    "DICE weights on a continuous task": (
+        '[inputs]\nweights = "mwl"  # <-\n' + TASK_LEARNED, "inputs.weights", "expected 'auto' or 'none' for continuous-action task",
+    ),
+    "DICE weights in a continuous task's own inputs": (
+        TASK_LEARNED + 'inputs = { weights = "mwl" }  # <-\n', "tasks[0].inputs.weights", "expected 'auto' or 'none'",
+    ),
+    "unknown key in a task's inputs": (TASK_LEARNED + 'inputs = { kernal = "cosine" }  # <-\n', "tasks[0].inputs.kernal", "unknown key"),
     "unknown key in a task": ('[[tasks]]\nname = "chain"\nhorizonn = 10  # <-\n', "tasks[0].horizonn", "unknown key"),
     "the second task's error is on its line": (
         TASK + '\n[[tasks]]\nname = "random"\nbehavior = { head = "softmax", temperature = 0 }  # <-\n',

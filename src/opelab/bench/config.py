@@ -62,7 +62,7 @@ TOP_LEVEL_KEYS = (
     "name", "seed", "n_datasets", "n_trajectories", "ks", "safety_threshold", "ground_truth_rollouts", "imports",
     "estimators", "intervals", "inputs", "executor", "tasks",
 )  # fmt: skip
-TASK_KEYS = ("name", "id", "n_trajectories", "horizon", "behavior", "candidates")
+TASK_KEYS = ("name", "id", "n_trajectories", "horizon", "behavior", "candidates", "inputs")
 #: Behavior heads and the one parameter each needs. Which heads a task supports is its family's business.
 HEAD_PARAMETERS = {"softmax": "temperature", "epsilon_greedy": "epsilon", "gaussian": "sigma", "uniform": None}
 
@@ -147,6 +147,7 @@ class TaskConfig:
     candidates: CandidateConfig
     n_trajectories: int
     horizon: int | None = None  # None: the task's default horizon
+    inputs: InputsConfig | None = None  # the config's [inputs] with this task's overrides (None: no overrides)
 
 
 @dataclass(frozen=True)
@@ -472,6 +473,23 @@ def _read_candidates(r: _Reader) -> CandidateConfig:
     return out
 
 
+def _read_inputs(r: _Reader, default: InputsConfig) -> InputsConfig:
+    """An ``[inputs]`` table; keys it leaves out keep ``default``'s values (a task's table overrides the
+    config's)."""
+    out = InputsConfig(
+        weights=r.take("weights", "str", default.weights, _name),
+        n_folds=r.take("n_folds", "int", default.n_folds, _at_least(1)),
+        q_function=r.take("q_function", "str", default.q_function, _one_of(("auto", "fqe", "neural_fqe", "mql"))),
+        fqe_steps=r.take("fqe_steps", "int", default.fqe_steps, _at_least(1)),
+        fqe_iterations=r.take("fqe_iterations", "int", default.fqe_iterations, _at_least(1)),
+        minimax_steps=r.take("minimax_steps", "int", default.minimax_steps, _at_least(1)),
+        kernel=r.take("kernel", "str", default.kernel, _one_of(("gaussian", "epanechnikov", "triangular", "cosine", "uniform"))),
+        bandwidth=r.take("bandwidth", "float", default.bandwidth, _positive),
+    )
+    r.finish()
+    return out
+
+
 def _read_estimator(item: Any, path: tuple[str | int, ...], text: str, source: str) -> EstimatorConfig:
     from opelab.ope.estimators import ESTIMATORS
 
@@ -545,18 +563,7 @@ def parse_config(text: str, *, source: str = "<config>", name: str | None = None
             raise ir.error("method", f"expected one of {['none', *INTERVAL_METHODS]}, found {method!r}")
     ir.finish()
 
-    inr = r.table("inputs")
-    inputs = InputsConfig(
-        weights=inr.take("weights", "str", "auto", _name),
-        n_folds=inr.take("n_folds", "int", 1, _at_least(1)),
-        q_function=inr.take("q_function", "str", "auto", _one_of(("auto", "fqe", "neural_fqe", "mql"))),
-        fqe_steps=inr.take("fqe_steps", "int", 100, _at_least(1)),
-        fqe_iterations=inr.take("fqe_iterations", "int", None, _at_least(1)),
-        minimax_steps=inr.take("minimax_steps", "int", 1500, _at_least(1)),
-        kernel=inr.take("kernel", "str", "gaussian", _one_of(("gaussian", "epanechnikov", "triangular", "cosine", "uniform"))),
-        bandwidth=inr.take("bandwidth", "float", 0.1, _positive),
-    )
-    inr.finish()
+    inputs = _read_inputs(r.table("inputs"), InputsConfig())
 
     er = r.table("executor")
     executor = ExecutorConfig(
@@ -601,13 +608,15 @@ def parse_config(text: str, *, source: str = "<config>", name: str | None = None
             candidates=_read_candidates(tr.table("candidates")),
             n_trajectories=n,
             horizon=horizon,
+            inputs=_read_inputs(tr.table("inputs"), inputs) if tr.has("inputs") else None,
         )
         tr.finish()
         if task_id in [t.id for t in tasks]:
             raise tr.error("id", f"expected distinct task ids (set id = ... to run a task twice), found {task_id!r} twice")
-        for key, message in family.check(task, inputs):
+        for key, message in family.check(task, task.inputs or inputs):
             head, *rest = key.split(".")
-            target = ("inputs", *rest) if head == "inputs" else ("tasks", i, *key.split("."))
+            overridden = task.inputs is not None and rest and rest[0] in item.get("inputs", {})
+            target = ("tasks", i, *key.split(".")) if head != "inputs" or overridden else ("inputs", *rest)
             raise ConfigError(_path_text(target), message, source=source, line=locate(text, target))
         n_candidates = family.n_candidates(task)
         if ks is not None and n_candidates is not None and max(ks) > n_candidates:

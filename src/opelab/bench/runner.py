@@ -4,6 +4,9 @@ A cell is (task, dataset index). ``run_cell`` runs the whole loop for it:
 
     collect → candidates' ground truth → estimators' inputs → every estimator (+ intervals) → assessment
 
+Estimators whose inputs a task does not provide (the marginal ones without marginal weights, say) are
+left out of that task's cells.
+
 and returns a ``CellResult`` of tidy tables ready for the store. It depends only on the config and the
 cell: every random draw comes from ``numpy.random.SeedSequence(config.seed, spawn_key=(task key, dataset,
 stream))`` (``cell_seed``), where the task key is a hash of the task id. So a cell is reproducible alone,
@@ -139,7 +142,7 @@ def run_cell(config: BenchmarkConfig, cell: Cell) -> CellResult:
     family = find_family(task_config.name)
     if family is None:
         raise ValueError(f"task: expected a registered task, found {task_config.name!r}")
-    task = family.create(task_config, config.inputs, config.ground_truth_rollouts, seed=config.seed)
+    task = family.create(task_config, task_config.inputs or config.inputs, config.ground_truth_rollouts, seed=config.seed)
     seconds: dict[str, float] = {}
 
     clock = time.perf_counter()
@@ -152,6 +155,8 @@ def run_cell(config: BenchmarkConfig, cell: Cell) -> CellResult:
     inputs = task.build_inputs(dataset, candidates, truth, cell_seed(config.seed, cell, INPUTS))
     seconds["inputs"], clock = time.perf_counter() - clock, time.perf_counter()
     estimators = [make_estimator(e) for e in config.estimators] or None
+    if estimators is not None:  # a task whose inputs cannot feed an estimator (e.g. no marginal weights) skips it
+        estimators = [e for e in estimators if all(getattr(inputs, field) is not None for field in e.requires)]
     iv = config.intervals
     table = evaluate(
         dataset,
