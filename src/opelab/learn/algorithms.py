@@ -30,6 +30,7 @@ bitwise the same networks; several threads may reorder floating-point sums (d3rl
 from __future__ import annotations
 
 import contextlib
+import io
 import dataclasses
 import logging
 import random
@@ -81,9 +82,10 @@ DISCRETE_DEFAULTS: Mapping[str, Any] = {"learning_rate": 1e-3, "target_update_in
 
 
 def import_d3rlpy() -> ModuleType:
-    """Import d3rlpy (and torch) lazily, silencing the warnings its import chain emits."""
+    """Import d3rlpy (and torch) lazily, silencing the warnings its import chain emits and the notice the
+    legacy ``gym`` package (a d3rlpy dependency, unused here) prints to stderr when imported."""
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
             warnings.simplefilter("ignore")
             import d3rlpy
             import d3rlpy.algos
