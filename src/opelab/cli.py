@@ -7,9 +7,11 @@ import math
 import sys
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import typer
 from rich import box
 from rich.console import Console
@@ -81,17 +83,40 @@ DEMO_ESTIMATORS = ("dm", "tis", "pdis", "dr", "sntis", "snpdis", "sndr", "sam_sn
 
 @app.command()
 def demo(
-    task: str = typer.Option("gridworld", help="Tabular task: gridworld, chain or random."),
-    n_trajectories: int = typer.Option(1000, "--n-trajectories", "-n", min=1, help="Logged trajectories."),
-    seed: int = typer.Option(0, help="Seed of the data collection."),
-    behavior_temperature: float = typer.Option(1.0, help="Softmax temperature of the behavior policy over Q*."),
+    task: str = typer.Option(
+        "gridworld", help="gridworld, chain or random (tabular, exact truth), or cartpole (learned policies, rollout truth)."
+    ),
+    n_trajectories: int | None = typer.Option(
+        None, "--n-trajectories", "-n", min=1, help="Logged trajectories (default 1000; 300 on cartpole)."
+    ),
+    seed: int = typer.Option(0, help="Seed of the data collection (and, on cartpole, of the training)."),
+    behavior_temperature: float = typer.Option(1.0, help="Softmax temperature of the behavior policy over Q* (or Q̂)."),
     out: Path | None = typer.Option(None, help="Output folder (default: a fresh opelab-demo-* folder here)."),
     force: bool = typer.Option(False, help="Write into --out even if it holds files."),
     html_report: bool = typer.Option(True, "--report/--no-report", help="Write report.html (the slowest step)."),
+    horizon: int = typer.Option(100, min=1, hidden=True, help="Learned tasks: episode horizon."),
+    train_steps: int = typer.Option(3000, min=1, hidden=True, help="Learned tasks: online steps of the behavior base."),
+    candidate_steps: int = typer.Option(500, min=1, hidden=True, help="Learned tasks: offline steps per candidate base."),
+    fqe_steps: int = typer.Option(30, min=1, hidden=True, help="Learned tasks: Adam steps per FQE iteration."),
+    rollouts: int = typer.Option(100, min=2, hidden=True, help="Learned tasks: truth rollouts per policy."),
     debug: bool = typer.Option(False, help="Show tracebacks."),
 ) -> None:
-    """Collect data on a tabular task, build ~10 candidates, run every estimator against exact truth."""
-    _guarded(debug, lambda: _demo(task, n_trajectories, seed, behavior_temperature, out, force, html_report))
+    """Collect data, build candidates, run every estimator against the truth, assess the estimators.
+
+    Tabular tasks: ~10 candidates around Q*, exact truth. cartpole: a DoubleDQN behavior base trained
+    online, candidates learned offline (discrete CQL), neural FQE, truth from rollouts (a few minutes).
+    """
+    from opelab.envs import REGISTRY
+
+    def body() -> None:
+        spec = REGISTRY.get(task)
+        if spec is not None and spec.kind != "tabular":
+            budget = LearnedDemoBudget(horizon, train_steps, candidate_steps, fqe_steps, rollouts)
+            _learned_demo(task, n_trajectories or 300, seed, behavior_temperature, out, force, html_report, budget)
+        else:
+            _demo(task, n_trajectories or 1000, seed, behavior_temperature, out, force, html_report)
+
+    _guarded(debug, body)
 
 
 def _demo(
@@ -210,11 +235,11 @@ def _column_chunks(columns: list[str], first_width: int) -> list[list[str]]:
     return [columns[i : i + per_table] for i in range(0, len(columns), per_table)] or [[]]
 
 
-def _print_estimates(result: Any) -> None:
+def _print_estimates(result: Any, title: str = "Estimates vs exact value") -> None:
     frame = result.estimates_vs_truth()
     frame = frame.rename(columns={"true_value": "truth"})
     for i, chunk in enumerate(_column_chunks(list(frame.columns), 18)):
-        table = _compact_table("Estimates vs exact value" if i == 0 else "(continued)", "policy", chunk)
+        table = _compact_table(title if i == 0 else "(continued)", "policy", chunk)
         for policy, row in frame[chunk].iterrows():
             table.add_row(str(policy), *(_fmt(float(v), 2) for v in row))
         console.print(table)
@@ -263,6 +288,492 @@ def _picks_sentence(picks: Any) -> str:
         counts = ", ".join(f"{name} ×{count}" for name, count in sharpe.value_counts().items())
         parts.append(f"SharpeRatio@{ks[0]}..{ks[-1]}: {counts}")
     return " · ".join(parts)
+
+
+# --------------------------------------------------------------------------- #
+# real tasks: opelab train / collect / evaluate and `opelab demo --task cartpole`
+# --------------------------------------------------------------------------- #
+DISCRETE_HEADS = ("softmax", "epsilon_greedy", "greedy", "uniform")
+CONTINUOUS_HEADS = ("gaussian", "truncated_gaussian")
+HEAD_LEVEL = {"softmax": "temperature", "epsilon_greedy": "epsilon", "gaussian": "sigma", "truncated_gaussian": "sigma"}
+
+
+class _Stages:
+    """A spinner with the elapsed time while a stage runs, then one line per finished stage."""
+
+    def __init__(self) -> None:
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console, transient=True)
+        self.current: tuple[str, float] | None = None
+        self.bar: Any = None
+
+    def __enter__(self) -> _Stages:
+        self.progress.__enter__()
+        self.bar = self.progress.add_task("starting", total=None)
+        return self
+
+    def __call__(self, name: str) -> None:
+        """Start stage ``name`` (and report the one before it as done)."""
+        import time
+
+        self._finish()
+        self.current = (name, time.perf_counter())
+        self.progress.update(self.bar, description=name)
+
+    def _finish(self) -> None:
+        import time
+
+        if self.current is not None:
+            name, start = self.current
+            self.progress.console.print(f"[green]✓[/] {name} ({time.perf_counter() - start:.1f} s)", highlight=False)
+            self.current = None
+
+    def __exit__(self, *exc: Any) -> None:
+        if exc[0] is None:
+            self._finish()
+        self.progress.__exit__(*exc)
+
+
+def _learned_task(name: str, horizon: int | None = None, gamma: float | None = None, option: str = "TASK") -> Any:
+    """A registered non-tabular task (gymnasium, MuJoCo or synthetic), optionally with its horizon and γ."""
+    from opelab.envs import ALIASES, REGISTRY, make
+
+    spec = REGISTRY.get(ALIASES.get(name, name))
+    learned = [n for n, s in REGISTRY.items() if s.kind != "tabular"]
+    if spec is None or spec.kind == "tabular":
+        hint = " (tabular tasks have exact models: `opelab demo --task NAME`)" if spec is not None else ""
+        raise CLIError(f"{option}: expected one of {learned}{hint}, found {name!r}")
+    options: dict[str, Any] = {}
+    if horizon is not None:
+        options["horizon"] = horizon
+    if gamma is not None:
+        options["gamma"] = gamma
+    return make(spec.name, **options)
+
+
+def _load_model(path: Path, option: str = "--policy") -> Any:
+    from opelab.learn import LearnedPolicy
+
+    if not path.is_file():
+        raise CLIError(f"{option}: expected a model file written by `opelab train` (d3rlpy format), found nothing at {path}")
+    try:
+        return LearnedPolicy.load(path, name=path.stem)
+    except Exception as exc:  # d3rlpy raises many kinds on a file that is not its own
+        raise CLIError(f"{option}: expected a model file written by `opelab train` (d3rlpy format), found {path}, unreadable: {exc}") from exc
+
+
+def _check_model(model: Any, space: Any, where: str, path: Path) -> None:
+    expected = f"{space.n_actions} discrete actions" if space.is_discrete else f"{space.action_dim}-dimensional continuous actions"
+    found = f"{model.n_actions} discrete actions" if model.is_discrete else f"{model.action_dim}-dimensional continuous actions"
+    if expected != found:
+        raise CLIError(f"--policy: expected a model with {expected} ({where}), found {found} in {path}")
+
+
+def _head_name(head: str | None, uniform: bool, levels: dict[str, Any], space: Any) -> str:
+    """The head from --head / --uniform, or from the one level option given (--temperature → softmax, ...)."""
+    heads = DISCRETE_HEADS if space.is_discrete else CONTINUOUS_HEADS
+    if uniform:
+        if head not in (None, "uniform"):
+            raise CLIError(f"--uniform: expected no other --head with it, found --head {head}")
+        head = "uniform"
+    if head is None:
+        given = [name for name, value in levels.items() if value is not None]
+        implied = {"temperature": "softmax", "epsilon": "epsilon_greedy", "sigma": CONTINUOUS_HEADS[0]}
+        if len(given) != 1:
+            raise CLIError(
+                f"--head: expected one of {list(heads)} (or exactly one of --temperature, --epsilon, --sigma, --uniform), "
+                f"found {'none' if not given else ', '.join('--' + g for g in given)}"
+            )
+        head = implied[given[0]]
+    if head not in heads:
+        raise CLIError(f"--head: expected one of {list(heads)} for {space.type} actions, found {head!r}")
+    needed = HEAD_LEVEL.get(head)
+    for name, value in levels.items():
+        if value is not None and name != needed:
+            raise CLIError(f"--{name}: expected no --{name} with --head {head}, found {value}")
+    return head
+
+
+def _behavior(model: Any, head: str, level: float | None, space: Any) -> Any:
+    """A saved base policy under a head, named ``<model>_<head><level>`` like the candidates of opelab.learn."""
+    from opelab.learn import LearnedGreedyPolicy
+    from opelab.policies import EpsilonGreedyPolicy, GaussianPolicy, SoftmaxPolicy, UniformPolicy
+    from opelab.policies.continuous import TruncatedGaussianPolicy
+
+    if head == "uniform":
+        return UniformPolicy(space.n_actions, name="uniform")
+    if head == "greedy":
+        return EpsilonGreedyPolicy(LearnedGreedyPolicy(model), 0.0, name=f"{model.name}_greedy")
+    assert level is not None
+    if head == "softmax":
+        return SoftmaxPolicy(model, level, name=f"{model.name}_softmax{level:g}")
+    if head == "epsilon_greedy":
+        return EpsilonGreedyPolicy(LearnedGreedyPolicy(model), level, name=f"{model.name}_eps{level:g}")
+    if head == "gaussian":
+        return GaussianPolicy(model, level, space.low, space.high, name=f"{model.name}_gauss{level:g}")
+    return TruncatedGaussianPolicy(model, level, space.low, space.high, name=f"{model.name}_tgauss{level:g}")
+
+
+def _check_level(head: str, level: float | None) -> None:
+    option = HEAD_LEVEL.get(head)
+    if option is None:
+        return
+    if level is None:
+        raise CLIError(f"--{option}: expected a value for --head {head}, found none")
+    valid = 0 <= level <= 1 if option == "epsilon" else level > 0
+    if not valid or not math.isfinite(level):
+        raise CLIError(f"--{option}: expected {'a number in [0, 1]' if option == 'epsilon' else 'a positive number'}, found {level}")
+
+
+def _writable(path: Path, force: bool) -> None:
+    if path.exists() and not force:
+        raise CLIError(f"--out: {path} exists; pass --force to overwrite it")
+    if path.parent != Path("") and not path.parent.is_dir():
+        raise CLIError(f"--out: expected an existing folder for {path}, found none at {path.parent}")
+
+
+def _hidden(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(part) for part in text.replace("x", ",").split(","))
+    except ValueError:
+        sizes = ()
+    if not sizes or min(sizes) < 1:
+        raise CLIError(f"--hidden: expected positive layer sizes like 64,64, found {text!r}")
+    return sizes
+
+
+ONLINE_ALGORITHMS = {"discrete": "double_dqn", "continuous": "sac"}
+OFFLINE_ALGORITHMS = {"discrete": "discrete_cql", "continuous": "iql"}
+
+
+@app.command()
+def train(
+    task: str = typer.Argument(..., help="A registered task, e.g. cartpole, pendulum, hopper, rtb (gymnasium ids work too)."),
+    algorithm: str | None = typer.Option(
+        None,
+        help="Online: double_dqn or sac (default by action type). Offline: discrete_cql (default), discrete_bcq, "
+        "iql (default), cql, td3_plus_bc, bcq.",
+    ),
+    steps: int | None = typer.Option(None, min=1, help="Environment steps online (default 20000), gradient steps offline (10000)."),
+    seed: int = typer.Option(0, help="Seed of the training."),
+    hidden: str = typer.Option("64,64", help="Hidden layer sizes of every network."),
+    horizon: int | None = typer.Option(None, min=1, help="Online: episode horizon (default: the task's)."),
+    offline: Path | None = typer.Option(None, help="Train offline on this logged dataset (Parquet) instead of online."),
+    return_weighting: bool = typer.Option(False, help="Offline: return-weighted trajectory resampling (Hong et al., 2023)."),
+    eval_episodes: int = typer.Option(20, min=0, help="Rollouts of the trained policy's own action rule to report its value (0: none)."),
+    out: Path = typer.Option(..., help="The model file to write (d3rlpy format, e.g. model.d3)."),
+    force: bool = typer.Option(False, help="Overwrite --out if it exists."),
+    debug: bool = typer.Option(False, help="Show tracebacks."),
+) -> None:
+    """Train a base policy on a task, online (DoubleDQN / SAC) or offline from logged data, and save it."""
+    _guarded(debug, lambda: _train(task, algorithm, steps, seed, hidden, horizon, offline, return_weighting, eval_episodes, out, force))
+
+
+def _train(
+    task_name: str, algorithm: str | None, steps: int | None, seed: int, hidden: str, horizon: int | None,
+    offline: Path | None, return_weighting: bool, eval_episodes: int, out: Path, force: bool,
+) -> None:  # fmt: skip
+    import time
+
+    from opelab.learn import train_offline, train_online
+
+    sizes = _hidden(hidden)
+    _writable(out, force)
+    dataset = None
+    if offline is not None:
+        dataset = _read_dataset(offline, "--offline")
+        task = _learned_task(task_name, dataset.horizon, dataset.gamma)
+        if dataset.info.task != task.name:
+            raise CLIError(f"--offline: expected a dataset logged on {task.name}, found one on {dataset.info.task!r} ({offline})")
+    else:
+        if return_weighting:
+            raise CLIError("--return-weighting: expected --offline DATASET with it, found online training")
+        task = _learned_task(task_name, horizon)
+    kind = task.action_space.type
+    algorithm = algorithm or (OFFLINE_ALGORITHMS if dataset is not None else ONLINE_ALGORITHMS)[kind]
+    start = time.perf_counter()
+    with _Stages() as stage:
+        if dataset is None:
+            n = steps or 20_000
+            stage(f"train {algorithm} online on {task.name} ({n} steps, horizon {task.horizon})")
+            model = train_online(task, algorithm, n_steps=n, seed=seed, hidden=sizes, name=out.stem)
+        else:
+            n = steps or 10_000
+            stage(f"train {algorithm} offline on {offline} ({dataset.n_transitions} steps logged, {n} gradient steps)")
+            weighting = "return" if return_weighting else None
+            model = train_offline(dataset, algorithm, n_steps=n, hidden=sizes, seed=seed, trajectory_weighting=weighting, name=out.stem)
+        stage(f"save {out}")
+        model.save(out)
+        value = None
+        if eval_episodes >= 2:
+            from opelab.envs.rollouts import rollout_values
+            from opelab.learn import LearnedGreedyPolicy
+
+            stage(f"evaluate its action rule ({eval_episodes} rollouts)")
+            policy = LearnedGreedyPolicy(model) if model.is_discrete else _deterministic(model)
+            value = rollout_values(task, [policy], n_episodes=eval_episodes, seed=seed)
+    line = f"[bold]{out}[/]: {model.algorithm} {'x'.join(map(str, model.hidden))} on {task.name}, trained in {time.perf_counter() - start:.1f} s"
+    if value is not None:
+        line += f"; value of its action rule {value.values[0]:.3f} ± {value.standard_errors[0]:.3f} (SE, {eval_episodes} episodes)"
+    console.print(line, highlight=False)
+
+
+def _deterministic(model: Any) -> Any:
+    from opelab.policies.continuous import DeterministicPolicy
+
+    return DeterministicPolicy(model, name=model.name)
+
+
+def _read_dataset(path: Path, option: str = "DATASET") -> Any:
+    from opelab.data import LoggedDataset
+
+    if not path.is_file():
+        raise CLIError(f"{option}: expected a Parquet dataset (LoggedDataset.to_parquet, `opelab collect`), found nothing at {path}")
+    return LoggedDataset.read_parquet(path)
+
+
+@app.command()
+def collect(
+    task: str = typer.Argument(..., help="A registered task, e.g. cartpole, pendulum, rtb (gymnasium ids work too)."),
+    policy: Path | None = typer.Option(None, help="The base policy: a model file written by `opelab train`."),
+    head: str | None = typer.Option(
+        None, help="softmax, epsilon_greedy, greedy or uniform (discrete); gaussian or truncated_gaussian (continuous)."
+    ),
+    temperature: float | None = typer.Option(None, help="Softmax temperature over the model's Q-values."),
+    epsilon: float | None = typer.Option(None, help="ε of the ε-greedy head."),
+    sigma: float | None = typer.Option(None, help="Standard deviation of the Gaussian heads, in action units."),
+    uniform: bool = typer.Option(False, help="Log uniformly random actions (no --policy needed)."),
+    n_trajectories: int = typer.Option(1000, "--n-trajectories", "-n", min=1, help="Trajectories to log."),
+    seed: int = typer.Option(0, help="Seed of the collection."),
+    horizon: int | None = typer.Option(None, min=1, help="Episode horizon (default: the task's)."),
+    out: Path = typer.Option(Path("dataset.parquet"), help="The Parquet file to write."),
+    force: bool = typer.Option(False, help="Overwrite --out if it exists."),
+    debug: bool = typer.Option(False, help="Show tracebacks."),
+) -> None:
+    """Log trajectories of a saved base policy under a head (with the behavior pscores) to Parquet."""
+
+    def body() -> None:
+        from opelab.envs import collect as collect_data
+
+        task_obj = _learned_task(task, horizon)
+        space = task_obj.action_space
+        levels = {"temperature": temperature, "epsilon": epsilon, "sigma": sigma}
+        head_name = _head_name(head, uniform, levels, space)
+        level = levels.get(HEAD_LEVEL.get(head_name, ""))
+        _check_level(head_name, level)
+        _writable(out, force)
+        if head_name == "uniform":
+            if policy is not None:
+                raise CLIError(f"--policy: expected none with --uniform, found {policy}")
+            model = None
+        else:
+            if policy is None:
+                raise CLIError(f"--policy: expected a model file for --head {head_name}, found none")
+            model = _load_model(policy)
+            _check_model(model, space, f"task {task_obj.name}", policy)
+        behavior = _behavior(model, head_name, level, space)
+        with _Stages() as stage:
+            stage(f"collect {n_trajectories} trajectories on {task_obj.name} with {behavior.name}")
+            dataset = collect_data(task_obj, behavior, n_trajectories, seed)
+            stage(f"write {out}")
+            dataset.to_parquet(out)
+        console.print(
+            f"[bold]{out}[/]: {dataset.n_trajectories} trajectories, {dataset.n_transitions} steps (horizon {dataset.horizon}, "
+            f"γ = {dataset.gamma}), behavior {behavior.name}, mean discounted return {dataset.mean_return():.3f}",
+            highlight=False,
+        )
+
+    _guarded(debug, body)
+
+
+def _split(text: str | None) -> list[str] | None:
+    return None if text is None else [part.strip() for part in text.split(",") if part.strip()]
+
+
+@app.command()
+def evaluate(
+    dataset: Path = typer.Argument(..., help="A logged dataset (Parquet), e.g. from `opelab collect`."),
+    policy: list[Path] = typer.Option(..., help="A candidate's base policy (model file); repeat for several."),
+    head: str | None = typer.Option(
+        None, help="Head of every candidate: epsilon_greedy (default, discrete), softmax, greedy; gaussian (default, continuous), truncated_gaussian."
+    ),
+    epsilon: list[float] | None = typer.Option(None, help="ε levels (repeat); default 0, 0.1, 0.3, 0.5."),
+    temperature: list[float] | None = typer.Option(None, help="Softmax temperatures (repeat; required for softmax)."),
+    sigma: list[float] | None = typer.Option(None, help="Gaussian σ levels in action units (repeat); default 0.1..1 × half the box."),
+    estimators: str | None = typer.Option(None, help="Comma-separated estimators, e.g. dm,snpdis,sndr (default: every one the inputs feed)."),
+    interval: str | None = typer.Option(None, help="Confidence intervals: bootstrap, t, hoeffding or bernstein."),
+    alpha: float = typer.Option(0.05, help="1 − level of the intervals."),
+    q_function: str = typer.Option("neural_fqe", help="Q̂: neural_fqe, mql (discrete) or none (no DM / DR)."),
+    fqe_steps: int = typer.Option(100, min=1, help="Neural FQE: Adam steps per iteration."),
+    fqe_iterations: int | None = typer.Option(None, min=1, help="Neural FQE: iterations (default: the horizon)."),
+    kernel: str = typer.Option("gaussian", help="Continuous actions: kernel of the smoothed importance ratios."),
+    bandwidth: float = typer.Option(0.1, help="Continuous actions: bandwidth in standard deviations of the logged actions."),
+    truth_rollouts: int = typer.Option(0, min=0, help="On-policy rollouts per candidate for the true values and the assessment (0: none)."),
+    task: str | None = typer.Option(None, help="The task for --truth-rollouts (default: the dataset's)."),
+    seed: int = typer.Option(0, help="Seed of FQE, the bootstrap and the rollouts."),
+    out: Path | None = typer.Option(None, help="Write the estimates (and truth) as CSV."),
+    force: bool = typer.Option(False, help="Overwrite --out if it exists."),
+    debug: bool = typer.Option(False, help="Show tracebacks."),
+) -> None:
+    """Estimate the value of saved policies under heads on a logged dataset; with rollout truth, assess the estimators."""
+
+    def body() -> None:
+        from opelab.learn import apply_heads
+        from opelab.ope import FQEConfig, evaluate as evaluate_table
+        from opelab.pipeline import learned_inputs
+
+        if out is not None:
+            _writable(out, force)
+        if truth_rollouts == 1:
+            raise CLIError("--truth-rollouts: expected 0 or at least 2 (for a standard error), found 1")
+        data = _read_dataset(dataset)
+        space = data.action_space
+        models = [_load_model(path) for path in policy]
+        for model, path in zip(models, policy):
+            _check_model(model, space, f"the dataset's, {data.info.task}", path)
+        stems = [m.name for m in models]
+        if len(set(stems)) != len(stems):
+            raise CLIError(f"--policy: expected files with distinct names (they name the candidates), found {stems}")
+        levels = {"temperature": temperature or None, "epsilon": epsilon or None, "sigma": sigma or None}
+        default_head = "epsilon_greedy" if space.is_discrete else "gaussian"
+        chosen = head if head is not None or any(v is not None for v in levels.values()) else default_head
+        head_name = _head_name(chosen, False, levels, space)
+        if head_name == "uniform":
+            raise CLIError("--head: expected a head around the models, found 'uniform' (it ignores them)")
+        if head_name == "greedy":
+            candidates = [_behavior(m, "greedy", None, space) for m in models]
+        else:
+            given = levels[HEAD_LEVEL[head_name]]
+            for level in given or []:
+                _check_level(head_name, level)
+            if head_name == "softmax" and given is None:
+                raise CLIError("--temperature: expected at least one temperature for --head softmax, found none")
+            candidates = apply_heads(models, head_name, given)
+        named = _split(estimators)
+        if interval is not None and interval not in ("bootstrap", "t", "hoeffding", "bernstein"):
+            raise CLIError(f"--interval: expected bootstrap, t, hoeffding or bernstein, found {interval!r}")
+        truth = None
+        with _Stages() as stage:
+            if truth_rollouts:
+                from opelab.envs.rollouts import rollout_values
+
+                task_obj = _learned_task(task or data.info.task, data.horizon, data.gamma, option="--task")
+                stage(f"ground truth ({truth_rollouts} rollouts of each of {len(candidates)} candidates on {task_obj.name})")
+                truth = rollout_values(task_obj, candidates, n_episodes=truth_rollouts, seed=seed)
+            stage(f"inputs ({q_function.replace('_', ' ')}{', ' + kernel + ' kernel' if not space.is_discrete else ''})")
+            fqe = FQEConfig(n_steps=fqe_steps, n_iterations=fqe_iterations, seed=seed % 2**31)
+            inputs = learned_inputs(
+                data, candidates, q_function=q_function, fqe=fqe, kernel=kernel, bandwidth=bandwidth, seed=seed,
+                ground_truth=None if truth is None else truth.values, ground_truth_se=None if truth is None else truth.standard_errors,
+            )  # fmt: skip
+            stage("estimate" + (f" ({interval} intervals)" if interval else ""))
+            table = evaluate_table(data, inputs, named, interval=interval, alpha=alpha, seed=seed)
+        _print_estimate_table(table, truth, f"{dataset}: {data.n_trajectories} trajectories on {data.info.task}, behavior {data.info.behavior_policy}")
+        if truth is not None and len(candidates) >= 2:
+            from opelab.select import assess
+
+            result = _Assessed(assess(table, truth.values))
+            _print_assessment(result)
+        if out is not None:
+            frame = table.to_pandas()
+            if truth is not None:
+                frame["true_value"] = np.tile(truth.values, len(table.estimator_names))
+                frame["true_se"] = np.tile(truth.standard_errors, len(table.estimator_names))
+            frame.to_csv(out, index=False)
+            console.print(f"Estimates written to [bold]{out}[/]", highlight=False)
+
+    _guarded(debug, body)
+
+
+@dataclass(frozen=True)
+class _Assessed:
+    assessment: Any
+
+
+def _print_estimate_table(table: Any, truth: Any, title: str) -> None:
+    """Rows: candidates; columns: the truth (± SE) when known, then each estimator (with its interval)."""
+    frame = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1))
+    frame.add_column("policy", no_wrap=True)
+    if truth is not None:
+        frame.add_column("truth ± SE", justify="right")
+    for name in table.estimator_names:
+        frame.add_column(name, justify="right", overflow="fold")
+    for p, policy in enumerate(table.policy_names):
+        cells = [] if truth is None else [f"{_fmt(float(truth.values[p]), 2)} ± {_fmt(float(truth.standard_errors[p]), 2)}"]
+        for e, _ in enumerate(table.estimator_names):
+            text = _fmt(float(table.estimates[e, p]), 2)
+            if table.lower is not None:
+                text += f"\n[{_fmt(float(table.lower[e, p]), 1)}, {_fmt(float(table.upper[e, p]), 1)}]"
+            cells.append(text)
+        frame.add_row(str(policy), *cells)
+    console.print(frame)
+    if table.interval is not None:
+        console.print(f"Intervals: {table.interval}, level {1 - (table.alpha or 0):.0%}. J(π_b) (logged mean return) = {table.behavior_value:.3f}", highlight=False)
+
+
+@dataclass(frozen=True)
+class LearnedDemoBudget:
+    """Sizes of `opelab demo --task cartpole` (defaults: a few minutes on two cores)."""
+
+    horizon: int = 100
+    train_steps: int = 3000
+    candidate_steps: int = 500
+    fqe_steps: int = 30
+    rollouts: int = 100
+
+
+LEARNED_DEMO_ESTIMATORS = ("dm", "tis", "pdis", "dr", "sntis", "snpdis", "sndr")
+
+
+def _learned_demo(
+    task_name: str, n: int, seed: int, temperature: float, out: Path | None, force: bool, html_report: bool,
+    budget: LearnedDemoBudget,
+) -> None:  # fmt: skip
+    from opelab.envs import collect as collect_data
+    from opelab.learn import LearnedGreedyPolicy, candidate_policies, train_online
+    from opelab.ope import FQEConfig
+    from opelab.pipeline import run_learned
+    from opelab.policies import EpsilonGreedyPolicy, SoftmaxPolicy, UniformPolicy
+
+    if not temperature > 0:
+        raise CLIError(f"--behavior-temperature: expected a positive number, found {temperature}")
+    task = _learned_task(task_name, budget.horizon, option="--task")
+    if not task.action_space.is_discrete:
+        raise CLIError(f"--task: expected gridworld, chain, random or a discrete-action task such as cartpole, found {task_name!r} (continuous actions)")
+    out_dir = _fresh_out_dir(out, force)
+    train_seed, data_seed, candidate_seed = (int(s) for s in np.random.SeedSequence(seed).generate_state(3))
+    hidden = (32, 32)
+    with _Stages() as stage:
+        stage(f"train the behavior base online (double_dqn {'x'.join(map(str, hidden))}, {budget.train_steps} steps, horizon {task.horizon})")
+        base = train_online(task, "double_dqn", n_steps=budget.train_steps, seed=train_seed, hidden=hidden, name="behavior_double_dqn")
+        base.save(out_dir / "behavior.d3")
+        behavior = SoftmaxPolicy(base, temperature, name=f"behavior(softmax{temperature:g})")
+        stage(f"learn candidates offline (discrete_cql 32x32 and 64x64, {budget.candidate_steps} steps each, on {n} trajectories of their own)")
+        train_data = collect_data(task, behavior, n, data_seed)
+        learned = candidate_policies(
+            train_data, algorithms=["discrete_cql"], hidden_sizes=[(32, 32), (64, 64)], noise_levels=[0.0, 0.2, 0.5],
+            n_steps=budget.candidate_steps, seed=candidate_seed,
+        )  # fmt: skip
+        candidates = [*learned, EpsilonGreedyPolicy(LearnedGreedyPolicy(base), 0.0, name="online_double_dqn_greedy"), UniformPolicy(task.action_space.n_actions)]
+        result = run_learned(
+            task, behavior, candidates, n_trajectories=n, seed=seed, estimators=LEARNED_DEMO_ESTIMATORS, interval="bootstrap",
+            n_rollouts=budget.rollouts, fqe=FQEConfig(n_steps=budget.fqe_steps, seed=seed % 2**31), on_stage=stage,
+        )  # fmt: skip
+        stage("write the report" if html_report else "write the results")
+        report_path = _write_demo(result, out_dir, html_report)
+
+    ds = result.dataset
+    console.print(
+        f"[bold]{task.name}[/]: {ds.n_trajectories} trajectories, {ds.n_transitions} steps (horizon {ds.horizon}, γ = {ds.gamma}), "
+        f"behavior {behavior.name}: rollout value {result.behavior_true_value:.3f} ± {result.behavior_true_se:.3f} (SE), "
+        f"logged mean return {result.table.behavior_value:.3f}",
+        highlight=False,
+    )
+    _print_estimates(result, f"Estimates vs rollout value ({budget.rollouts} episodes per policy; SE in candidates.csv)")
+    _print_assessment(result)
+    where = f"open the report: [bold]{report_path}[/]" if report_path is not None else f"`opelab report {out_dir}` makes the HTML report"
+    console.print(f"Results and the behavior model (behavior.d3) written to [bold]{out_dir}[/]; {where}")
 
 
 # --------------------------------------------------------------------------- #

@@ -21,21 +21,29 @@ import pandas as pd
 
 from opelab.data.describe import describe
 from opelab.ope.risk import cdf_cvar, cdf_quantile
-from opelab.pipeline import PipelineResult
+from opelab.pipeline import LearnedResult, PipelineResult
 from opelab.report.html import TaskReport
 
 CVAR_LEVELS = tuple(np.round(np.linspace(0.05, 0.95, 19), 2))  # α = 1 (the mean) is left to the value
 PLOT_POINTS = 200
 
 
-def task_report(result: PipelineResult, safety_threshold: float | None = None) -> TaskReport:
-    """The report tables of one pipeline run."""
+def task_report(result: PipelineResult | LearnedResult, safety_threshold: float | None = None) -> TaskReport:
+    """The report tables of one pipeline run (exact truth, or rollout truth with its standard errors)."""
     names = list(result.table.policy_names)
     candidates = pd.DataFrame({"policy": names, "true_value": result.true_values})
     estimates = result.table.to_pandas()
     estimates["true_value"] = np.tile(result.true_values, len(result.table.estimator_names))
+    if isinstance(result, LearnedResult):
+        candidates["true_se"] = result.true_se
+        truth = (
+            f"rollout value {result.behavior_true_value:.4g} ± {result.behavior_true_se:.2g} (standard error); "
+            f"true values are means of {result.n_rollouts} on-policy episodes per candidate"
+        )
+    else:
+        truth = f"exact value {result.behavior_true_value:.4g}"
     notes = [
-        f"Behavior policy {result.dataset.info.behavior_policy}: exact value {result.behavior_true_value:.4g}; "
+        f"Behavior policy {result.dataset.info.behavior_policy}: {truth}; "
         f"SharpeRatio@k uses the logged mean return {result.table.behavior_value:.4g} as J(π_b)."
     ]
     if result.table.interval is not None:
