@@ -221,9 +221,9 @@ def describe(
     _guarded(debug, body)
 
 
-def _compact_table(title: str, first: str, columns: list[str]) -> Table:
+def _compact_table(title: str, first: str, columns: list[str], first_width: int = 18) -> Table:
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 0), pad_edge=False)
-    table.add_column(first, no_wrap=True, overflow="ellipsis", min_width=16, max_width=18)
+    table.add_column(first, no_wrap=True, overflow="ellipsis", min_width=min(16, first_width), max_width=first_width)
     for column in columns:  # long headers fold onto a second line; numbers fit in 6 characters
         table.add_column(column, justify="right", overflow="fold", min_width=6, max_width=6)
     return table
@@ -235,11 +235,11 @@ def _column_chunks(columns: list[str], first_width: int) -> list[list[str]]:
     return [columns[i : i + per_table] for i in range(0, len(columns), per_table)] or [[]]
 
 
-def _print_estimates(result: Any, title: str = "Estimates vs exact value") -> None:
+def _print_estimates(result: Any, title: str = "Estimates vs exact value", first_width: int = 18) -> None:
     frame = result.estimates_vs_truth()
     frame = frame.rename(columns={"true_value": "truth"})
-    for i, chunk in enumerate(_column_chunks(list(frame.columns), 18)):
-        table = _compact_table(title if i == 0 else "(continued)", "policy", chunk)
+    for i, chunk in enumerate(_column_chunks(list(frame.columns), first_width)):
+        table = _compact_table(title if i == 0 else "(continued)", "policy", chunk, first_width)
         for policy, row in frame[chunk].iterrows():
             table.add_row(str(policy), *(_fmt(float(v), 2) for v in row))
         console.print(table)
@@ -741,7 +741,13 @@ def _learned_demo(
     task = _learned_task(task_name, budget.horizon, option="--task")
     if not task.action_space.is_discrete:
         raise CLIError(f"--task: expected gridworld, chain, random or a discrete-action task such as cartpole, found {task_name!r} (continuous actions)")
+    from opelab.learn.algorithms import import_d3rlpy
+
+    import_d3rlpy()  # says which extra to install when torch or d3rlpy is missing
     out_dir = _fresh_out_dir(out, force)
+    import torch
+
+    torch.set_num_threads(1)  # small networks: one thread is as fast, and several collapse on a busy machine
     train_seed, data_seed, candidate_seed = (int(s) for s in np.random.SeedSequence(seed).generate_state(3))
     hidden = (32, 32)
     with _Stages() as stage:
@@ -770,7 +776,8 @@ def _learned_demo(
         f"logged mean return {result.table.behavior_value:.3f}",
         highlight=False,
     )
-    _print_estimates(result, f"Estimates vs rollout value ({budget.rollouts} episodes per policy; SE in candidates.csv)")
+    width = max(18, *(len(name) + 1 for name in result.table.policy_names))
+    _print_estimates(result, f"Estimates vs rollout value ({budget.rollouts} episodes per policy; SE in candidates.csv)", width)
     _print_assessment(result)
     where = f"open the report: [bold]{report_path}[/]" if report_path is not None else f"`opelab report {out_dir}` makes the HTML report"
     console.print(f"Results and the behavior model (behavior.d3) written to [bold]{out_dir}[/]; {where}")
