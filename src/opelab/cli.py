@@ -482,6 +482,8 @@ def _train(
     _writable(out, force)
     dataset = None
     if offline is not None:
+        if horizon is not None:
+            raise CLIError(f"--horizon: expected none with --offline (the dataset's horizon is used), found {horizon}")
         dataset = _read_dataset(offline, "--offline")
         task = _learned_task(task_name, dataset.horizon, dataset.gamma)
         if dataset.info.task != task.name:
