@@ -106,10 +106,10 @@ def demo(
     Tabular tasks: ~10 candidates around Q*, exact truth. cartpole: a DoubleDQN behavior base trained
     online, candidates learned offline (discrete CQL), neural FQE, truth from rollouts (a few minutes).
     """
-    from opelab.envs import REGISTRY
+    from opelab.envs import ALIASES, REGISTRY
 
     def body() -> None:
-        spec = REGISTRY.get(task)
+        spec = REGISTRY.get(ALIASES.get(task, task))
         if spec is not None and spec.kind != "tabular":
             budget = LearnedDemoBudget(horizon, train_steps, candidate_steps, fqe_steps, rollouts)
             _learned_demo(task, n_trajectories or 300, seed, behavior_temperature, out, force, html_report, budget)
@@ -690,6 +690,8 @@ def evaluate(
 
 @dataclass(frozen=True)
 class _Assessed:
+    """What ``_print_assessment`` reads of a pipeline result."""
+
     assessment: Any
 
 
