@@ -181,6 +181,7 @@ class InputsConfig:
     fqe_steps: int = 100  # neural FQE: Adam steps per iteration
     fqe_iterations: int | None = None  # neural FQE: iterations (None: the horizon)
     minimax_steps: int = 1500  # neural DICE / MQL: Adam steps
+    minimax_features: int = 256  # neural DICE / MQL: random Fourier features of vector states
     kernel: str = "gaussian"  # continuous actions: smoothing kernel ...
     bandwidth: float = 0.1  # ... and its bandwidth, in standard deviations of the logged actions
 
@@ -483,6 +484,7 @@ def _read_inputs(r: _Reader, default: InputsConfig) -> InputsConfig:
         fqe_steps=r.take("fqe_steps", "int", default.fqe_steps, _at_least(1)),
         fqe_iterations=r.take("fqe_iterations", "int", default.fqe_iterations, _at_least(1)),
         minimax_steps=r.take("minimax_steps", "int", default.minimax_steps, _at_least(1)),
+        minimax_features=r.take("minimax_features", "int", default.minimax_features, _at_least(1)),
         kernel=r.take("kernel", "str", default.kernel, _one_of(("gaussian", "epanechnikov", "triangular", "cosine", "uniform"))),
         bandwidth=r.take("bandwidth", "float", default.bandwidth, _positive),
     )

@@ -144,7 +144,7 @@ class LearnedTask:
                 candidates,
                 q_function=i.q_function,
                 weights=None if i.weights == "none" else i.weights,
-                minimax=MinimaxConfig(n_steps=i.minimax_steps, seed=seed % 2**31),
+                minimax=MinimaxConfig(n_steps=i.minimax_steps, n_features=i.minimax_features, seed=seed % 2**31),
                 fqe=fqe,
                 n_folds=i.n_folds,
                 fold_seed=seed,
