@@ -126,13 +126,17 @@ def learned_inputs(
     kernel: str = "gaussian",
     bandwidth: float = 0.1,
     seed: int = 0,
+    weights: str | None = None,
+    minimax: Any = None,
+    n_folds: int = 1,
     ground_truth: Sequence[float] | np.ndarray | None = None,
     ground_truth_se: Sequence[float] | np.ndarray | None = None,
 ) -> OPEInput:
     """The estimators' inputs for learned candidates on vector observations.
 
     Discrete actions: ``build_inputs`` with ``q_function`` (``"neural_fqe"``, ``"mql"`` or ``"none"``, which
-    leaves Q̂ out and with it DM and the DR family) and no marginal weights. Continuous actions: neural FQE
+    leaves Q̂ out and with it DM and the DR family), marginal ``weights`` (None or a DICE setting, learned
+    with ``minimax``) and ``n_folds`` cross-fitting. Continuous actions: neural FQE
     evaluated at each candidate's mean action μ(s) (``fit_fqe``), and importance ratios smoothed by ``kernel``
     with ``bandwidth`` in standard deviations of the logged actions (``build_continuous_inputs``).
     """
@@ -147,8 +151,8 @@ def learned_inputs(
         if q_function == "none":
             return _discrete_inputs_without_q(dataset, candidates, ground_truth, ground_truth_se)
         return build_inputs(
-            dataset, candidates, q_function=q_function, weights=None, fqe=fqe, fold_seed=seed,
-            ground_truth=ground_truth, ground_truth_se=ground_truth_se,
+            dataset, candidates, q_function=q_function, weights=weights, minimax=minimax, fqe=fqe, n_folds=n_folds,
+            fold_seed=seed, ground_truth=ground_truth, ground_truth_se=ground_truth_se,
         )  # fmt: skip
     q_functions = None
     if q_function == "neural_fqe":

@@ -134,36 +134,21 @@ class LearnedTask:
         return _CACHE[key]
 
     def build_inputs(self, dataset: LoggedDataset, candidates: Sequence[Any], truth: GroundTruth, seed: int) -> OPEInput:
-        from opelab.ope import FQEConfig, MinimaxConfig, build_continuous_inputs, build_inputs, fit_fqe, fqe_q_function
+        from opelab.ope import FQEConfig, MinimaxConfig
+        from opelab.pipeline import learned_inputs
 
         i = self.inputs
-        fqe = FQEConfig(n_steps=i.fqe_steps, n_iterations=i.fqe_iterations, seed=seed % 2**31)
-        if dataset.action_space.is_discrete:
-            return build_inputs(
-                dataset,
-                candidates,
-                q_function=i.q_function,
-                weights=None if i.weights == "none" else i.weights,
-                minimax=MinimaxConfig(n_steps=i.minimax_steps, n_features=i.minimax_features, seed=seed % 2**31),
-                fqe=fqe,
-                n_folds=i.n_folds,
-                fold_seed=seed,
-                ground_truth=truth.values,
-                ground_truth_se=truth.se,
-            )
-        obs, mask = np.asarray(dataset.observations), dataset.mask
-        steps = np.broadcast_to(np.arange(dataset.horizon), mask.shape)
-        flat = obs.reshape(-1, *obs.shape[2:])
-        means = np.stack([np.asarray(p.mean(flat, steps.reshape(-1)), dtype=np.float64).reshape(*mask.shape, -1) for p in candidates])
-        fit = fit_fqe(dataset, eval_actions=means, config=fqe)
-        return build_continuous_inputs(
+        return learned_inputs(
             dataset,
             candidates,
+            q_function="neural_fqe" if i.q_function == "auto" else i.q_function,
+            fqe=FQEConfig(n_steps=i.fqe_steps, n_iterations=i.fqe_iterations, seed=seed % 2**31),
             kernel=i.kernel,
             bandwidth=i.bandwidth,
-            action_scale="std",
-            q_functions=[fqe_q_function(fit, p) for p in range(len(candidates))],
-            seed=seed % 2**31,
+            seed=seed,
+            weights=None if i.weights in ("auto", "none") else i.weights,
+            minimax=MinimaxConfig(n_steps=i.minimax_steps, n_features=i.minimax_features, seed=seed % 2**31),
+            n_folds=i.n_folds,
             ground_truth=truth.values,
             ground_truth_se=truth.se,
         )
