@@ -163,6 +163,18 @@ def _network(torch: Any, in_dim: int, hidden: tuple[int, ...], out_dim: int, dty
     return torch.nn.Sequential(*layers).to(dtype or torch.float64)
 
 
+MAX_ONE_HOT_STEPS = 32
+
+
+def _time_features(horizon: int) -> np.ndarray:
+    """Network features of t = 0..H: one-hot up to ``MAX_ONE_HOT_STEPS`` steps (exact for tabular data),
+    else t/H and (t/H)² (the kernel keeps 1{t = t'} either way)."""
+    if horizon <= MAX_ONE_HOT_STEPS:
+        return np.eye(horizon + 1)
+    u = np.arange(horizon + 1) / horizon
+    return np.stack([u, u**2], axis=1)
+
+
 def _inputs(encoder: StateEncoder, dataset: LoggedDataset, horizon: int, n_actions: int) -> dict[str, np.ndarray]:
     """Network inputs for the logged (t, s_t, a_t), for (t+1, s_{t+1}, a') and every a', and kernel features."""
     mask = dataset.mask
@@ -170,16 +182,17 @@ def _inputs(encoder: StateEncoder, dataset: LoggedDataset, horizon: int, n_actio
     if H != horizon:
         raise ValueError(f"dataset.horizon: expected {horizon} like the training data, found {H}")
     x_state, k_state = encoder.encode(dataset.observations, mask)
-    steps = np.broadcast_to(np.eye(H + 1)[:H], (n, H, H + 1))
+    time = _time_features(H)  # (H + 1, width)
+    steps = np.broadcast_to(time[:H], (n, H, time.shape[1]))
     actions = np.where(mask, np.asarray(dataset.actions), 0)
     a_onehot = np.eye(n_actions)[actions]
     current = np.concatenate([x_state, steps, a_onehot], axis=-1)
     # next step's state (absorbing after the end; a row of zeros at t = H, where every value is 0)
     nxt_state = np.concatenate([x_state[:, 1:], np.zeros_like(x_state[:, :1])], axis=1)
-    nxt_steps = np.broadcast_to(np.eye(H + 1)[1:], (n, H, H + 1))
+    nxt_steps = np.broadcast_to(time[1:], (n, H, time.shape[1]))
     nxt = np.concatenate(
         [np.broadcast_to(nxt_state[:, :, None], (n, H, n_actions, nxt_state.shape[-1])),
-         np.broadcast_to(nxt_steps[:, :, None], (n, H, n_actions, H + 1)),
+         np.broadcast_to(nxt_steps[:, :, None], (n, H, n_actions, time.shape[1])),
          np.broadcast_to(np.eye(n_actions), (n, H, n_actions, n_actions))],
         axis=-1,
     )  # (n, H, A, in)
@@ -212,6 +225,13 @@ def _check_probs(dataset: LoggedDataset, eval_action_probs: np.ndarray) -> np.nd
     if probs.ndim != 4 or probs.shape[1:] != shape:
         raise ValueError(f"eval_action_probs: expected shape (P, {', '.join(map(str, shape))}), found {probs.shape}")
     return probs
+
+
+def _forward(torch: Any, network: Any, x: np.ndarray) -> np.ndarray:
+    """The network's outputs on ``x`` as float64, the input cast to the network's own precision."""
+    dtype = next(network.parameters()).dtype
+    with torch.no_grad():
+        return network(torch.as_tensor(x, dtype=dtype)).double().numpy()
 
 
 def _unique_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -275,17 +295,18 @@ def fit_weights(
     moved_u = np.stack([np.stack([occurrences @ (pi_flat[p, :, a, None] * k_next_flat) for a in range(A)], axis=1) for p in range(P)])
     reward_u = occurrences @ np.where(mask, dataset.rewards, 0.0).reshape(-1)  # (U,)
     t = lambda x: torch.as_tensor(np.ascontiguousarray(x), dtype=torch.float64)  # noqa: E731
-    x_cur, feat, moved_stats, rewards, counts = t(x_unique), t(feat_u), t(moved_u), t(reward_u), t(count_u)
+    x_cur = torch.as_tensor(x_unique, dtype=torch.float32)  # the network runs in float32, the kernel algebra in float64
+    feat, moved_stats, rewards, counts = t(feat_u), t(moved_u), t(reward_u), t(count_u)
     step_idx, cell_idx = torch.as_tensor(step_u), torch.as_tensor(step_u * A + act_u)
     init_t = torch.zeros(P, H, A, D, dtype=torch.float64)
     init_t[:, 0] = t(init)
-    net = _network(torch, x_cur.shape[1], cfg.hidden, P)
+    net = _network(torch, x_cur.shape[1], cfg.hidden, P, torch.float32)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.learning_rate)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.n_steps)
     losses = np.empty(cfg.n_steps)
 
     def zeta_of(raw: Any) -> tuple[Any, Any]:
-        z = raw.T  # (P, U)
+        z = raw.double().T  # (P, U)
         if s.positive:
             z = torch.nn.functional.softplus(z)
         if not s.normalize:
@@ -344,20 +365,21 @@ def predict_weights(fit: MinimaxFit, dataset: LoggedDataset, every_action: bool 
         if every_action:
             raise ValueError("every_action: a fit of state weights has no action input")
         steps = np.arange(H)
-        with torch.no_grad():
-            raw = fit.network(torch.as_tensor(x[..., :-A].reshape(n * H, -1))).numpy()
+        raw = _forward(torch, fit.network, x[..., :-A].reshape(n * H, -1))
         w = raw.reshape(n, H, -1).transpose(2, 0, 1)
         return np.where(steps == 0, 1.0, w)  # w_0 ≡ 1: both policies start from the same states
     if every_action:
         x = _with_every_action(x, A)
-    with torch.no_grad():
-        raw = fit.network(torch.as_tensor(x.reshape(-1, x.shape[-1]))).numpy()
+    raw = _forward(torch, fit.network, x.reshape(-1, x.shape[-1]))
     z = np.moveaxis(raw.reshape(*x.shape[:-1], -1), -1, 0)
     if fit.settings is not None and fit.settings.positive:
         z = np.logaddexp(0.0, z)  # softplus
     if fit.step_means is not None:
         z = z / (fit.step_means[:, None, :, None] if every_action else fit.step_means[:, None, :])
     return z
+
+
+REGRESSION_BATCH = 1024  # distinct inputs per step of the state-weight regression
 
 
 def fit_state_weights(fit: MinimaxFit, dataset: LoggedDataset, config: MinimaxConfig | None = None) -> MinimaxFit:
@@ -384,14 +406,18 @@ def fit_state_weights(fit: MinimaxFit, dataset: LoggedDataset, config: MinimaxCo
     np.add.at(means, inverse, targets)
     means /= counts[:, None]  # the squared loss over samples = the count-weighted loss over distinct inputs
     torch.manual_seed(cfg.seed)
-    net = _network(torch, unique.shape[1], cfg.hidden, targets.shape[1])
+    net = _network(torch, unique.shape[1], cfg.hidden, targets.shape[1], torch.float32)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.learning_rate)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.n_steps)
-    x_t, y_t, w_t = (torch.as_tensor(a) for a in (unique, means, counts / counts.sum()))
+    x_t, y_t, w_t = (torch.as_tensor(a, dtype=torch.float32) for a in (unique, means, counts / counts.sum()))
     losses = np.empty(cfg.n_steps)
+    rng = np.random.default_rng(cfg.seed)
+    G = len(unique)
     for it in range(cfg.n_steps):
         opt.zero_grad()
-        loss = (w_t[:, None] * (net(x_t) - y_t) ** 2).sum()
+        batch = slice(None) if G <= REGRESSION_BATCH else torch.as_tensor(rng.choice(G, REGRESSION_BATCH, replace=False))
+        scale = 1.0 if G <= REGRESSION_BATCH else G / REGRESSION_BATCH
+        loss = scale * (w_t[batch][:, None] * (net(x_t[batch]) - y_t[batch]) ** 2).sum()
         loss.backward()
         opt.step()
         sched.step()
@@ -461,6 +487,5 @@ def predict_q(fit: MinimaxFit, dataset: LoggedDataset) -> np.ndarray:
     A = fit.n_actions
     data = _inputs(fit.encoder, dataset, fit.horizon, A)
     every_action = _with_every_action(data["current"], A)
-    with torch.no_grad():
-        q = fit.network(torch.as_tensor(every_action.reshape(n * H * A, -1))).numpy()
+    q = _forward(torch, fit.network, every_action.reshape(n * H * A, -1))
     return np.where(dataset.mask[None, ..., None], q.reshape(n, H, A, -1).transpose(3, 0, 1, 2), 0.0)
