@@ -294,10 +294,22 @@ def fit_weights(
     k_next_flat = data["k_next"].reshape(n * H, D)
     moved_u = np.stack([np.stack([occurrences @ (pi_flat[p, :, a, None] * k_next_flat) for a in range(A)], axis=1) for p in range(P)])
     reward_u = occurrences @ np.where(mask, dataset.rewards, 0.0).reshape(-1)  # (U,)
+    # Distinct inputs padded per step, so that both sums of m are batched matrix products (no (P, U, A, D)
+    # temporaries in the loop): slot[u] is u's position among the inputs of its step.
+    order = np.argsort(step_u, kind="stable")
+    per_step = np.bincount(step_u, minlength=H)
+    slot = np.empty(U, dtype=np.int64)
+    slot[order] = np.arange(U) - np.repeat(np.cumsum(per_step) - per_step, per_step)
+    width = int(per_step.max())
+    current_pad = np.zeros((H, width, A, D))
+    current_pad[step_u, slot, act_u] = feat_u  # φ(s) in the block of the logged action
+    moved_pad = np.zeros((P, H, width, A * D))
+    moved_pad[:, step_u, slot] = moved_u.reshape(P, U, A * D)
     t = lambda x: torch.as_tensor(np.ascontiguousarray(x), dtype=torch.float64)  # noqa: E731
     x_cur = torch.as_tensor(x_unique, dtype=torch.float32)  # the network runs in float32, the kernel algebra in float64
-    feat, moved_stats, rewards, counts = t(feat_u), t(moved_u), t(reward_u), t(count_u)
-    step_idx, cell_idx = torch.as_tensor(step_u), torch.as_tensor(step_u * A + act_u)
+    rewards, counts = t(reward_u), t(count_u)
+    current_stats, moved_stats = t(current_pad.reshape(H, width, A * D)), t(moved_pad)
+    step_idx, flat_idx = torch.as_tensor(step_u), torch.as_tensor(step_u * width + slot)
     init_t = torch.zeros(P, H, A, D, dtype=torch.float64)
     init_t[:, 0] = t(init)
     net = _network(torch, x_cur.shape[1], cfg.hidden, P, torch.float32)
@@ -319,8 +331,9 @@ def fit_weights(
         opt.zero_grad()
         zeta, _ = zeta_of(net(x_cur))
         # m = init − E[ζ φ(t, s_t, a_t)] + E[ζ Σ_a' π(a'|s_{t+1}) φ(t+1, s_{t+1}, a')], per (t, a) cell.
-        current = torch.zeros(P, H * A, D, dtype=torch.float64).index_add_(1, cell_idx, zeta[:, :, None] * feat[None])
-        moved = torch.zeros(P, H, A, D, dtype=torch.float64).index_add_(1, step_idx, zeta[:, :, None, None] * moved_stats)
+        padded = torch.zeros(P, H * width, dtype=torch.float64).index_add(1, flat_idx, zeta).reshape(P, H, width)
+        current = torch.bmm(padded.transpose(0, 1), current_stats).transpose(0, 1)  # (P, H, A·D)
+        moved = torch.matmul(padded[:, :, None, :], moved_stats)[:, :, 0].reshape(P, H, A, D)
         nxt = torch.cat([torch.zeros_like(moved[:, :1]), moved[:, :-1]], dim=1)  # lands on step t + 1
         m = init_t + (nxt - current.reshape(P, H, A, D)) / n
         norm = torch.sqrt((m**2).sum(dim=(1, 2, 3)) + 1e-24)  # (P,)
