@@ -6,6 +6,9 @@ a trajectory (as everywhere in ``opelab.ope``). Each outer iteration freezes the
 target and takes ``n_steps`` Adam steps on the squared error; after H iterations the time-indexed
 recursion has reached the first step, so ``n_iterations`` defaults to H.
 
+Bellman targets are clipped to the range of values the logged rewards allow (``clip_targets``), which
+keeps bootstrapping on actions the data never took from running away (extrapolation error).
+
 The network sees one-hot t (or t/H for long horizons, ``time_encoding="scalar"``) and the state (one-hot
 ids for integer states, standardised vectors otherwise), and has one output per policy and action for
 discrete actions — Q_p(t, s, ·) for every p at once — or, for continuous actions, the action as an input
@@ -38,6 +41,7 @@ class FQEConfig:
     learning_rate: float = 3e-3
     batch_size: int | None = 512  # distinct inputs per Adam step (None: all)
     time_encoding: str = "onehot"  # or "scalar" (t / H) for long horizons
+    clip_targets: bool = True  # clip Bellman targets to the value range the logged rewards allow
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -67,6 +71,17 @@ class FQEFit:
     action_dim: int | None
     config: FQEConfig
     losses: np.ndarray = field(repr=False)  # last loss of each iteration
+
+
+def _value_bounds(dataset: LoggedDataset, step: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """[lo_t, hi_t] = Σ_{k < H − t} γ^k [min(r_min, 0), max(r_max, 0)] at each step t, from the logged
+    reward range (0 included: a trajectory may end): the range of every policy's Q_t when rewards stay
+    within the logged range."""
+    rewards = dataset.rewards[dataset.mask]
+    lo, hi = min(float(rewards.min()), 0.0), max(float(rewards.max()), 0.0)
+    H, g = dataset.horizon, dataset.gamma
+    remaining = np.array([np.sum(g ** np.arange(H - t)) for t in range(H)])
+    return lo * remaining[step], hi * remaining[step]
 
 
 def _state_time(encoder: StateEncoder, dataset: LoggedDataset, horizon: int, time_encoding: str) -> tuple[np.ndarray, np.ndarray]:
@@ -155,6 +170,7 @@ def fit_fqe(
     r = rewards.reshape(-1)[steps]
     iterations = cfg.n_iterations or H
     losses = np.empty(iterations)
+    bounds = _value_bounds(dataset, steps % H)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.learning_rate)
     for it in range(iterations):
         with torch.no_grad():
@@ -166,6 +182,8 @@ def fit_fqe(
             q_next = out[nxt_rows].reshape(P, len(steps), P)
             v_next = np.einsum("pjp->pj", q_next) * live[None]
         target = r[None] + dataset.gamma * v_next  # (P, steps)
+        if cfg.clip_targets:  # no policy's value leaves [lo_t, hi_t]: bootstrapping cannot run away
+            target = np.clip(target, bounds[0], bounds[1])
         mean_target = t((occurrences @ target.T) / counts[:, None])  # (G, P)
         full = cfg.batch_size is None or cfg.batch_size >= G
         for _ in range(cfg.n_steps):

@@ -380,7 +380,9 @@ def predict_weights(fit: MinimaxFit, dataset: LoggedDataset, every_action: bool 
         steps = np.arange(H)
         raw = _forward(torch, fit.network, x[..., :-A].reshape(n * H, -1))
         w = raw.reshape(n, H, -1).transpose(2, 0, 1)
-        return np.where(steps == 0, 1.0, w)  # w_0 ≡ 1: both policies start from the same states
+        # w_0 ≡ 1 (both policies start from the same states); true weights are never negative, so a
+        # regression that undershoots is projected back to 0
+        return np.where(steps == 0, 1.0, np.maximum(w, 0.0))
     if every_action:
         x = _with_every_action(x, A)
     raw = _forward(torch, fit.network, x.reshape(-1, x.shape[-1]))
@@ -389,7 +391,7 @@ def predict_weights(fit: MinimaxFit, dataset: LoggedDataset, every_action: bool 
         z = np.logaddexp(0.0, z)  # softplus
     if fit.step_means is not None:
         z = z / (fit.step_means[:, None, :, None] if every_action else fit.step_means[:, None, :])
-    return z
+    return np.maximum(z, 0.0)  # ratios of probabilities: an unconstrained setting's negative outputs are projected to 0
 
 
 REGRESSION_BATCH = 1024  # distinct inputs per step of the state-weight regression
