@@ -50,6 +50,9 @@ Minari (``to_minari`` / ``from_minari``)
 
 from __future__ import annotations
 
+import contextlib
+import io
+
 import warnings
 from collections.abc import Sequence
 from types import ModuleType
@@ -99,9 +102,10 @@ _MINARI_NAGS = (
 
 # ---------------------------------------------------------------------------------------------------- imports
 def _import_d3rlpy() -> ModuleType:
-    """Import d3rlpy lazily, silencing the warnings its import chain emits (gym's deprecation notice, ...)."""
+    """Import d3rlpy lazily, silencing the warnings its import chain emits and the notice the legacy ``gym``
+    package (a d3rlpy dependency, unused here) prints to stderr when imported."""
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
             warnings.simplefilter("ignore")
             import d3rlpy
             import d3rlpy.dataset

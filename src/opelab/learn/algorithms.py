@@ -30,7 +30,6 @@ bitwise the same networks; several threads may reorder floating-point sums (d3rl
 from __future__ import annotations
 
 import contextlib
-import io
 import dataclasses
 import logging
 import random
@@ -82,12 +81,14 @@ DISCRETE_DEFAULTS: Mapping[str, Any] = {"learning_rate": 1e-3, "target_update_in
 
 
 def import_d3rlpy() -> ModuleType:
-    """Import d3rlpy (and torch) lazily, silencing the warnings its import chain emits and the notice the
-    legacy ``gym`` package (a d3rlpy dependency, unused here) prints to stderr when imported."""
+    """Import d3rlpy (and torch) lazily, quietly (``opelab.data.interop``'s importer), with the submodules
+    training needs."""
+    from opelab.data.interop import _import_d3rlpy
+
+    d3rlpy = _import_d3rlpy()
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            import d3rlpy
             import d3rlpy.algos
             import d3rlpy.logging
             import d3rlpy.preprocessing
