@@ -1,0 +1,3 @@
+from opelab.cli import main
+
+main()

@@ -1,0 +1,164 @@
+"""``opelab evaluate``: saved policies under heads, estimated on a logged dataset (and assessed with truth)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import typer
+
+from opelab.cli.app import app
+from opelab.cli.models import (
+    HEAD_LEVEL,
+    TRUST_PICKLE_HELP,
+    behavior_policy,
+    check_level,
+    check_model,
+    head_name,
+    learned_task,
+    load_model,
+    read_dataset,
+)
+from opelab.cli.output import CLIError, Stages, console, guarded, line, writable
+from opelab.cli.tables import print_assessment, print_estimate_table
+
+INTERVALS = ("bootstrap", "t", "hoeffding", "bernstein")
+Q_FUNCTIONS = ("neural_fqe", "mql", "none")
+
+
+def split_names(text: str | None) -> list[str] | None:
+    return None if text is None else [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _check_estimators(names: list[str] | None) -> None:
+    from opelab.ope.estimators import ESTIMATORS
+
+    if names is None:
+        return
+    if not names:
+        raise CLIError("--estimators: expected comma-separated estimator names like dm,snpdis,sndr, found none")
+    unknown = [name for name in names if name not in ESTIMATORS]
+    if unknown:
+        raise CLIError(f"--estimators: expected names from {sorted(ESTIMATORS)}, found {unknown}")
+
+
+@app.command()
+def evaluate(
+    dataset: Path = typer.Argument(..., help="A logged dataset (Parquet), e.g. from `opelab collect`."),
+    policy: list[Path] = typer.Option(..., help="A candidate's base policy (model file); repeat for several."),
+    head: str | None = typer.Option(
+        None, help="Head of every candidate: epsilon_greedy (default, discrete), softmax, greedy; gaussian (default, continuous), truncated_gaussian."
+    ),
+    epsilon: list[float] | None = typer.Option(None, help="ε levels (repeat); default 0, 0.1, 0.3, 0.5."),
+    temperature: list[float] | None = typer.Option(None, help="Softmax temperatures (repeat; required for softmax)."),
+    sigma: list[float] | None = typer.Option(None, help="Gaussian σ levels in action units (repeat); default 0.1..1 × half the box."),
+    estimators: str | None = typer.Option(None, help="Comma-separated estimators, e.g. dm,snpdis,sndr (default: every one the inputs feed)."),
+    interval: str | None = typer.Option(None, help="Confidence intervals: bootstrap, t, hoeffding or bernstein."),
+    alpha: float = typer.Option(0.05, min=1e-6, max=0.5, help="1 − level of the intervals."),
+    q_function: str = typer.Option("neural_fqe", help="Q̂: neural_fqe, mql (discrete) or none (no DM / DR)."),
+    fqe_steps: int = typer.Option(100, min=1, max=10**6, help="Neural FQE: Adam steps per iteration."),
+    fqe_iterations: int | None = typer.Option(None, min=1, max=10**5, help="Neural FQE: iterations (default: the horizon)."),
+    kernel: str = typer.Option("gaussian", help="Continuous actions: kernel of the smoothed importance ratios."),
+    bandwidth: float = typer.Option(0.1, help="Continuous actions: bandwidth in standard deviations of the logged actions."),
+    truth_rollouts: int = typer.Option(
+        0, min=0, max=10**5, help="On-policy rollouts per candidate for the true values and the assessment (0: none)."
+    ),
+    task: str | None = typer.Option(None, help="The task for --truth-rollouts (default: the dataset's)."),
+    seed: int = typer.Option(0, min=0, help="Seed of FQE, the bootstrap and the rollouts."),
+    out: Path | None = typer.Option(None, help="Write the estimates (and truth) as CSV."),
+    force: bool = typer.Option(False, help="Overwrite --out if it exists."),
+    trust_pickle: bool = typer.Option(False, help=TRUST_PICKLE_HELP),
+    memory_limit: float | None = typer.Option(
+        None, min=0.01, help="GiB this command may use (default: the memory available); work estimated above it is refused."
+    ),
+    debug: bool = typer.Option(False, help="Show tracebacks."),
+) -> None:
+    """Estimate the value of saved policies under heads on a logged dataset; with rollout truth, assess the estimators."""
+
+    def body() -> None:
+        from opelab.learn import apply_heads
+        from opelab.ope import FQEConfig, evaluate as evaluate_table
+        from opelab.ope.kernels import KERNELS
+        from opelab.pipeline import learned_inputs
+
+        if out is not None:
+            writable(out, force)
+        if truth_rollouts == 1:
+            raise CLIError("--truth-rollouts: expected 0 or at least 2 (for a standard error), found 1")
+        if interval is not None and interval not in INTERVALS:
+            raise CLIError(f"--interval: expected one of {list(INTERVALS)}, found {interval!r}")
+        if q_function not in Q_FUNCTIONS:
+            raise CLIError(f"--q-function: expected one of {list(Q_FUNCTIONS)}, found {q_function!r}")
+        if kernel not in KERNELS:
+            raise CLIError(f"--kernel: expected one of {sorted(KERNELS)}, found {kernel!r}")
+        if not (bandwidth > 0 and np.isfinite(bandwidth)):
+            raise CLIError(f"--bandwidth: expected a positive number, found {bandwidth}")
+        if len(policy) > 100:
+            raise CLIError(f"--policy: expected at most 100 model files, found {len(policy)}")
+        named = split_names(estimators)
+        _check_estimators(named)
+        data = read_dataset(dataset)
+        space = data.action_space
+        models = [load_model(path, trust_pickle=trust_pickle) for path in policy]
+        for model, path in zip(models, policy):
+            check_model(model, space, f"the dataset's, {data.info.task}", path)
+        stems = [m.name for m in models]
+        if len(set(stems)) != len(stems):
+            raise CLIError(f"--policy: expected files with distinct names (they name the candidates), found {stems}")
+        levels = {"temperature": temperature or None, "epsilon": epsilon or None, "sigma": sigma or None}
+        default_head = "epsilon_greedy" if space.is_discrete else "gaussian"
+        chosen = head if head is not None or any(v is not None for v in levels.values()) else default_head
+        head_kind = head_name(chosen, False, levels, space)
+        if head_kind == "uniform":
+            raise CLIError("--head: expected a head around the models, found 'uniform' (it ignores them)")
+        if head_kind == "greedy":
+            candidates = [behavior_policy(m, "greedy", None, space) for m in models]
+        else:
+            given = levels[HEAD_LEVEL[head_kind]]
+            for level in given or []:
+                check_level(head_kind, level)
+            if head_kind == "softmax" and given is None:
+                raise CLIError("--temperature: expected at least one temperature for --head softmax, found none")
+            candidates = apply_heads(models, head_kind, given)
+        _check_memory(data, len(candidates), interval, memory_limit)
+        truth = None
+        with Stages() as stage:
+            if truth_rollouts:
+                from opelab.envs.rollouts import rollout_values
+
+                task_obj = learned_task(task or data.info.task, data.horizon, data.gamma, option="--task")
+                stage(f"ground truth ({truth_rollouts} rollouts of each of {len(candidates)} candidates on {task_obj.name})")
+                truth = rollout_values(task_obj, candidates, n_episodes=truth_rollouts, seed=seed)
+            stage(f"inputs ({q_function.replace('_', ' ')}{', ' + kernel + ' kernel' if not space.is_discrete else ''})")
+            fqe = FQEConfig(n_steps=fqe_steps, n_iterations=fqe_iterations, seed=seed % 2**31)
+            inputs = learned_inputs(
+                data, candidates, q_function=q_function, fqe=fqe, kernel=kernel, bandwidth=bandwidth, seed=seed,
+                ground_truth=None if truth is None else truth.values, ground_truth_se=None if truth is None else truth.standard_errors,
+            )  # fmt: skip
+            stage("estimate" + (f" ({interval} intervals)" if interval else ""))
+            table = evaluate_table(data, inputs, named, interval=interval, alpha=alpha, seed=seed)
+        print_estimate_table(
+            table, truth, f"{dataset}: {data.n_trajectories} trajectories on {data.info.task}, behavior {data.info.behavior_policy}"
+        )
+        if truth is not None and len(candidates) >= 2:
+            from opelab.select import assess
+
+            print_assessment(assess(table, truth.values))
+        if out is not None:
+            frame = table.to_pandas()
+            if truth is not None:
+                frame["true_value"] = np.tile(truth.values, len(table.estimator_names))
+                frame["true_se"] = np.tile(truth.standard_errors, len(table.estimator_names))
+            frame.to_csv(out, index=False)
+            console.print(line("Estimates written to ", (str(out), "bold")))
+
+    guarded(debug, body)
+
+
+def _check_memory(data: object, n_policies: int, interval: str | None, limit_gib: float | None) -> None:
+    """Refuse, before any work, an evaluation whose estimated memory exceeds what is available (or --memory-limit)."""
+    from opelab.resources import check_memory, evaluate_bytes
+
+    limit = None if limit_gib is None else int(limit_gib * 2**30)
+    required = evaluate_bytes(data, n_policies, n_bootstrap=200 if interval == "bootstrap" else 0)
+    check_memory(required, f"evaluating {n_policies} policies", limit=limit)
