@@ -68,7 +68,7 @@ def test_online_double_dqn_runs_and_round_trips(cartpole_dqn, tmp_path):
     assert q.shape == (7, 2) and q.dtype == np.float64 and np.isfinite(q).all()
     np.testing.assert_array_equal(lp(obs), np.argmax(q, axis=1))
     np.testing.assert_allclose(lp.q_values(obs, lp(obs)), q.max(axis=1), rtol=1e-6)
-    path = tmp_path / "dqn.d3"
+    path = tmp_path / "dqn.safetensors"
     lp.save(path)
     loaded = LearnedPolicy.load(path)
     assert (loaded.name, loaded.algorithm, loaded.hidden, loaded.action_space) == (
@@ -86,7 +86,7 @@ def test_online_sac_runs_and_round_trips(tmp_path):
     actions = lp(obs)
     assert actions.shape == (9, 1) and actions.dtype == np.float64
     assert (np.abs(actions) <= 2.0 + 1e-6).all()
-    path = tmp_path / "sac.d3"
+    path = tmp_path / "sac.safetensors"
     lp.save(path)
     loaded = LearnedPolicy.load(path)
     assert loaded.action_space == task.action_space and loaded.hidden == HIDDEN

@@ -5,7 +5,8 @@
 - ``train_offline``: DiscreteCQL, DiscreteBCQ, CQL, IQL, TD3+BC, BCQ (and DoubleDQN, SAC) on a
   ``LoggedDataset``, optionally with return-weighted trajectory sampling (Hong et al., 2023).
 - ``LearnedPolicy``: a trained algorithm with Q-values for the discrete heads and μ(s) for the continuous
-  ones; saved and loaded in d3rlpy's own format.
+  ones; saved as one safetensors file that cannot run code when opened (``opelab.learn.policy_file``);
+  ``ModelFileError`` / ``UnsafeModelError`` (a pickle such as d3rlpy's ``.d3``, read only when trusted).
 - ``candidate_policies`` / ``apply_heads``: candidate families of algorithms × network sizes × noise levels.
 """
 
@@ -13,6 +14,7 @@ from opelab.learn.algorithms import ALGORITHMS, AlgorithmSpec
 from opelab.learn.candidates import LearnedGreedyPolicy, apply_heads, candidate_policies
 from opelab.learn.env import TaskEnv
 from opelab.learn.policy import LearnedPolicy
+from opelab.learn.policy_file import ModelFileError, UnsafeModelError
 from opelab.learn.train import train_offline, train_online
 from opelab.learn.weighting import return_weighted_resample, return_weights
 
@@ -21,7 +23,9 @@ __all__ = [
     "AlgorithmSpec",
     "LearnedGreedyPolicy",
     "LearnedPolicy",
+    "ModelFileError",
     "TaskEnv",
+    "UnsafeModelError",
     "apply_heads",
     "candidate_policies",
     "return_weighted_resample",

@@ -17,21 +17,25 @@ the argmax of Q̂ for DQN and CQL; for discrete BCQ the argmax over the actions 
 ``GreedyPolicy(lp)``, the plain argmax of Q̂, may differ from ``lp(obs)`` there). ``q_values(obs, actions)``
 evaluates Q̂ at given actions.
 
-Saving uses d3rlpy's own format (``algo.save`` → one ``.d3`` file holding the config and the weights; no
-pickle of opelab objects): ``LearnedPolicy.load(path)`` restores the algorithm with ``d3rlpy.load_learnable``
-and recovers the opelab name, network sizes and action space from the config.
+Saving writes opelab's policy file (``opelab.learn.policy_file``): one safetensors file holding the weights of
+every network and, in its header, a JSON document with the format version, the opelab algorithm, hidden sizes,
+action space, name, observation shape, action size and d3rlpy's serialised config (scalers included). Opening
+it runs no code: no pickle, no ``torch.load``. ``LearnedPolicy.load`` tells the format by content; d3rlpy's own
+``.d3`` file is a pickle and is refused (``UnsafeModelError``) unless ``trust_pickle=True``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from os import PathLike
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from opelab.data import ActionSpace
-from opelab.learn.algorithms import ALGORITHMS, check_hidden, hidden_label, import_d3rlpy
+from opelab.learn.algorithms import ALGORITHMS, check_hidden, hidden_label
+from opelab.learn.policy_file import read_policy_file, write_policy_file
 
 __all__ = ["LearnedPolicy"]
 
@@ -152,34 +156,26 @@ class LearnedPolicy:
                 best = config.action_scaler.reverse_transform(best)
         return best.numpy()
 
-    def save(self, path: str | PathLike[str]) -> None:
-        """Write the algorithm (config and weights) in d3rlpy's format (``algo.save``, a ``.d3`` file)."""
-        self.algo.save(str(path))
+    def save(self, path: str | PathLike[str]) -> Path:
+        """Write the policy as an opelab policy file (safetensors, conventionally ``*.safetensors``; other suffixes
+        are written as given, the format is told by content) and return its path. Optimizer states are not saved
+        (``self.algo.save(path)`` writes d3rlpy's ``.d3`` pickle with them, for d3rlpy's own tools)."""
+        return write_policy_file(
+            path, self.algo, algorithm=self.algorithm, hidden=self.hidden, action_space=self.action_space,
+            name=self.name,
+        )  # fmt: skip
 
     @classmethod
-    def load(cls, path: str | PathLike[str], name: str | None = None) -> LearnedPolicy:
-        """Load what ``save`` wrote (``d3rlpy.load_learnable``); algorithm, sizes and action space come from the
-        config (the action box from the ``MinMaxActionScaler``)."""
-        d3rlpy = import_d3rlpy()
-        algo = d3rlpy.load_learnable(str(path), device=False)
-        config = algo.config
-        matches = [spec for spec in ALGORITHMS.values() if type(config).__name__ == spec.config]
-        if not matches:
-            raise ValueError(
-                f"path: expected a saved algorithm of {[s.config for s in ALGORITHMS.values()]}, "
-                f"found {type(config).__name__}"
-            )
-        spec = matches[0]
-        encoder = next(getattr(config, f) for f in ("encoder_factory", "actor_encoder_factory") if hasattr(config, f))
-        hidden = tuple(int(h) for h in encoder.hidden_units)
-        if spec.action_type == "discrete":
-            space = ActionSpace.discrete(int(algo.action_size))
-        else:
-            scaler = config.action_scaler
-            low = None if scaler is None else np.asarray(scaler.minimum, dtype=np.float64).reshape(-1).tolist()
-            high = None if scaler is None else np.asarray(scaler.maximum, dtype=np.float64).reshape(-1).tolist()
-            space = ActionSpace.continuous(int(algo.action_size), low=low, high=high)
-        return cls(algo, spec.name, hidden, space, name=name)
+    def load(cls, path: str | PathLike[str], name: str | None = None, *, trust_pickle: bool = False) -> LearnedPolicy:
+        """Load what ``save`` wrote; ``name`` overrides the saved name.
+
+        Raises ``ModelFileError`` (a ``ValueError``, one line) on a file that is not a readable policy file and
+        ``UnsafeModelError`` on a pickle such as d3rlpy's ``.d3``, which is read (``d3rlpy.load_learnable``, the
+        algorithm, sizes and action box recovered from its config) only with ``trust_pickle=True``: opening a
+        pickle runs code stored in it, so pass it only for files you made yourself.
+        """
+        algo, document = read_policy_file(path, trust_pickle=trust_pickle)
+        return cls(algo, document.algorithm, document.hidden, document.action_space, name=name or document.name)
 
     def __repr__(self) -> str:
         return f"LearnedPolicy(name={self.name!r}, algorithm={self.algorithm!r}, hidden={self.hidden})"
