@@ -14,6 +14,18 @@ import pytest
 from opelab.data import ActionSpace, DatasetError, DatasetInfo, LoggedDataset
 
 
+def as_format_1(table: pa.Table, metadata: dict[bytes, bytes]) -> pa.Table:
+    """``table`` with ``metadata`` re-stamped as format 1 (no row count, no digest), as a hand-edited old file.
+
+    The edits below change the rows; a format 2 file is refused for that by its row count or digest before
+    the structural checks these tests are about (``test_parquet_integrity.py``).
+    """
+    meta = json.loads(metadata[b"opelab"])
+    meta["format_version"] = 1
+    del meta["n_rows"], meta["content_digest"]
+    return table.replace_schema_metadata({b"opelab": json.dumps(meta).encode()})
+
+
 def round_trip(ds: LoggedDataset, path: Path) -> LoggedDataset:
     ds.to_parquet(path)
     return LoggedDataset.read_parquet(path)
@@ -91,7 +103,7 @@ def test_file_without_opelab_metadata(grid_ds: LoggedDataset, tmp_path: Path) ->
     grid_ds.to_parquet(path)
     plain = tmp_path / "plain.parquet"
     pq.write_table(pq.read_table(path).replace_schema_metadata(None), plain)
-    with pytest.raises(DatasetError, match="opelab"):
+    with pytest.raises(DatasetError, match="found a Parquet file without it"):
         LoggedDataset.read_parquet(plain)
 
 
@@ -102,7 +114,7 @@ def test_wrong_format_version(grid_ds: LoggedDataset, tmp_path: Path) -> None:
     meta = json.loads(table.schema.metadata[b"opelab"])
     meta["format_version"] = 99
     pq.write_table(table.replace_schema_metadata({b"opelab": json.dumps(meta).encode()}), path)
-    with pytest.raises(DatasetError, match="format_version"):
+    with pytest.raises(DatasetError, match=r"format_version: expected one of \[1, 2\], found 99: written by a newer opelab"):
         LoggedDataset.read_parquet(path)
 
 
@@ -111,11 +123,11 @@ def test_duplicated_rows(grid_ds: LoggedDataset, tmp_path: Path) -> None:
     grid_ds.to_parquet(path)
     table = pq.read_table(path)
     metadata = table.schema.metadata
-    duplicated = pa.concat_tables([table, table.slice(5, 1)]).replace_schema_metadata(metadata)
+    duplicated = as_format_1(pa.concat_tables([table, table.slice(5, 1)]), metadata)
     assert duplicated.num_rows == table.num_rows + 1
-    bad = tmp_path / "dup.parquet"
+    bad = tmp_path / "twice.parquet"
     pq.write_table(duplicated, bad)
-    with pytest.raises(DatasetError, match="duplicate"):
+    with pytest.raises(DatasetError, match=r"trajectory/step: expected each \(trajectory, step\) pair once, found 1 duplicates"):
         LoggedDataset.read_parquet(bad)
 
 
@@ -127,8 +139,8 @@ def test_row_moved_onto_another_step(grid_ds: LoggedDataset, tmp_path: Path) -> 
     steps = table["step"].to_numpy().copy()
     steps[1] = steps[0]
     edited = table.set_column(table.column_names.index("step"), "step", pa.array(steps))
-    pq.write_table(edited, tmp_path / "moved.parquet")
-    with pytest.raises(DatasetError, match="trajectory/step"):
+    pq.write_table(as_format_1(edited, table.schema.metadata), tmp_path / "moved.parquet")
+    with pytest.raises(DatasetError, match="trajectory/step: expected each"):
         LoggedDataset.read_parquet(tmp_path / "moved.parquet")
 
 
@@ -139,8 +151,8 @@ def test_missing_step_makes_a_hole(grid_ds: LoggedDataset, tmp_path: Path) -> No
     keep = np.ones(table.num_rows, dtype=bool)
     keep[2] = False  # trajectory 0, step 2 of a trajectory longer than 3 steps
     assert grid_ds.lengths[0] > 3
-    pq.write_table(table.filter(pa.array(keep)), tmp_path / "hole.parquet")
-    with pytest.raises(DatasetError, match="mask"):
+    pq.write_table(as_format_1(table.filter(pa.array(keep)), table.schema.metadata), tmp_path / "hole.parquet")
+    with pytest.raises(DatasetError, match="mask: expected each trajectory's steps to be a prefix"):
         LoggedDataset.read_parquet(tmp_path / "hole.parquet")
 
 
@@ -149,13 +161,13 @@ def test_missing_column_and_out_of_range_step(grid_ds: LoggedDataset, tmp_path: 
     grid_ds.to_parquet(path)
     table = pq.read_table(path)
     pq.write_table(table.drop_columns(["reward"]), tmp_path / "noreward.parquet")
-    with pytest.raises(DatasetError, match="reward"):
+    with pytest.raises(DatasetError, match=r"columns: expected .* missing \['reward'\]"):
         LoggedDataset.read_parquet(tmp_path / "noreward.parquet")
     steps = table["step"].to_numpy().copy()
     steps[0] = grid_ds.horizon
     edited = table.set_column(table.column_names.index("step"), "step", pa.array(steps))
     pq.write_table(edited, tmp_path / "far.parquet")
-    with pytest.raises(DatasetError, match="step"):
+    with pytest.raises(DatasetError, match=r"step: expected values in \[0, \d+\] \(horizon=\d+ in the metadata\)"):
         LoggedDataset.read_parquet(tmp_path / "far.parquet")
 
 
@@ -166,8 +178,8 @@ def test_corrupted_values_are_validated(grid_ds: LoggedDataset, tmp_path: Path) 
     pscore = table["behavior_pscore"].to_numpy().copy()
     pscore[3] = 0.0
     edited = table.set_column(table.column_names.index("behavior_pscore"), "behavior_pscore", pa.array(pscore))
-    pq.write_table(edited, tmp_path / "zero.parquet")
-    with pytest.raises(DatasetError, match="behavior_pscore"):
+    pq.write_table(as_format_1(edited, table.schema.metadata), tmp_path / "zero.parquet")
+    with pytest.raises(DatasetError, match=r"behavior_pscore: expected probabilities in \(0, 1\], found .*0\.0\)? at index"):
         LoggedDataset.read_parquet(tmp_path / "zero.parquet")
 
 
@@ -184,5 +196,5 @@ def test_float_trajectory_column_is_a_dataset_error(grid_ds: LoggedDataset, tmp_
     table = pq.read_table(path)
     as_float = pa.array(table["trajectory"].to_numpy().astype(np.float64))
     pq.write_table(table.set_column(0, "trajectory", as_float), tmp_path / "float.parquet")
-    with pytest.raises(DatasetError, match="trajectory"):
+    with pytest.raises(DatasetError, match="trajectory: expected integers, found type double"):
         LoggedDataset.read_parquet(tmp_path / "float.parquet")

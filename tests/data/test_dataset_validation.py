@@ -316,3 +316,43 @@ def test_continuous_actions_outside_the_bounds_are_named(make_continuous) -> Non
     kw["actions"] = actions
     with pytest.raises(DatasetError, match=r"actions: expected values within the action space's bounds .* \(0, 1\)"):
         LoggedDataset(**kw)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_narrow_float_actions_on_a_bound_are_within_it(make_continuous, dtype: Any) -> None:
+    """float32(0.4) > 0.4: actions clipped to a float bound in float32 sit exactly on it, not outside it."""
+    kw = make_continuous()
+    space = ActionSpace.continuous(2, low=[-0.4, -0.4], high=[0.4, 1e6])  # 1e6 overflows float16 to inf
+    kw["info"] = dataclasses.replace(kw["info"], action_space=space)
+    actions = np.clip(np.array(kw["actions"]), -0.4, 0.4).astype(dtype)
+    assert (actions == dtype(-0.4)).any() and (actions == dtype(0.4)).any()
+    assert float(dtype(0.4)) != 0.4
+    kw["actions"] = actions
+    assert LoggedDataset(**kw).actions.dtype == dtype
+    outside = actions.copy()
+    outside[0, 0, 0] = np.nextafter(dtype(0.4), dtype(1))  # the next float32 above the bound is outside
+    kw["actions"] = outside
+    with pytest.raises(DatasetError, match=r"actions: expected values within the action space's bounds"):
+        LoggedDataset(**kw)
+
+
+# ---------------------------------------------------------------------------------------------- info from JSON
+def test_info_json_round_trip_and_strict_parsing() -> None:
+    info = DatasetInfo(task="t", gamma=0.5, action_space=ActionSpace.continuous(2, low=[-1, -1], high=[1, 1]), seed=3)
+    assert DatasetInfo.from_json(info.to_json()) == info
+    with pytest.raises(DatasetError, match=r"^info: expected a JSON object, found text that does not parse \(Expecting value"):
+        DatasetInfo.from_json("")
+    with pytest.raises(DatasetError, match=r"^info: expected a JSON object, found a list$"):
+        DatasetInfo.from_json("[]")
+    with pytest.raises(DatasetError, match=r"^info: expected the key 'task', found keys \['action_space', 'gamma'\]$"):
+        DatasetInfo.from_json('{"gamma": 0.5, "action_space": {"type": "discrete", "n_actions": 2}}')
+    with pytest.raises(DatasetError, match=r"^info.action_space.n_actions: expected a positive int"):
+        DatasetInfo.from_json('{"task": "t", "gamma": 0.5, "action_space": {"type": "discrete", "n_actions": "2"}}')
+    with pytest.raises(DatasetError, match=r"^info: expected a JSON object, found text that does not parse \(NaN is not valid JSON\)$"):
+        DatasetInfo.from_json('{"task": "t", "gamma": NaN, "action_space": {"type": "discrete", "n_actions": 2}}')
+    with pytest.raises(DatasetError, match=r"^file.info.seed: expected an int or null, found '3'$"):
+        DatasetInfo.from_dict({"task": "t", "gamma": 0.5, "seed": "3", "action_space": {"type": "discrete", "n_actions": 2}}, where="file.info")
+    # the optional keys may be absent (their defaults apply), unknown ones may not be present
+    assert DatasetInfo.from_dict({"task": "t", "gamma": 1, "action_space": {"type": "discrete", "n_actions": 2}}).seed is None
+    with pytest.raises(DatasetError, match=r"found unexpected \['colour'\]"):
+        DatasetInfo.from_dict({"task": "t", "gamma": 1, "colour": 1, "action_space": {"type": "discrete", "n_actions": 2}})

@@ -12,7 +12,9 @@ steps that happened, round-trips exactly. ``LoggedDataset.from_trajectories`` bu
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from functools import cached_property
@@ -23,12 +25,15 @@ import numpy as np
 from opelab.data.validation import (
     DatasetError,
     check_finite,
+    check_keys,
     check_kind,
     check_ndim_prefix,
     first_index,
     format_index,
     freeze,
+    one_line,
     owned_readonly,
+    reject_json_constant,
 )
 
 ActionType = Literal["discrete", "continuous"]
@@ -127,13 +132,55 @@ class DatasetInfo:
         return json.dumps(asdict(self), sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> DatasetInfo:
-        raw = json.loads(text)
-        space = raw.pop("action_space")
+    def from_json(cls, text: str | bytes) -> DatasetInfo:
+        """The inverse of ``to_json``; anything else is a one-line ``DatasetError`` naming the key."""
+        try:
+            raw = json.loads(text, parse_constant=reject_json_constant)
+        except (ValueError, TypeError) as error:  # JSONDecodeError, UnicodeDecodeError, NaN/Infinity, non-text
+            raise DatasetError(f"info: expected a JSON object, found text that does not parse ({one_line(error)})") from None
+        return cls.from_dict(raw)
+
+    @classmethod
+    def from_dict(cls, raw: object, where: str = "info") -> DatasetInfo:
+        """Strictly from the mapping ``asdict(info)`` gives (``where`` prefixes the key path in errors).
+
+        ``task``, ``gamma`` and ``action_space`` are required; unknown keys, bounds that are not lists of
+        numbers and flags that are not booleans are refused, never coerced.
+        """
+        check_keys(raw, where, required=("task", "gamma", "action_space"), optional=("behavior_policy", "seed", "pscore_estimated"))
+        assert isinstance(raw, Mapping)
+        space = raw["action_space"]
+        check_keys(space, f"{where}.action_space", required=("type",), optional=("n_actions", "action_dim", "low", "high"))
+        assert isinstance(space, Mapping)
+        bounds = {}
         for key in ("low", "high"):
-            if space.get(key) is not None:
-                space[key] = tuple(space[key])
-        return cls(action_space=ActionSpace(**space), **raw)
+            bound = space.get(key)
+            if bound is not None and (not isinstance(bound, list) or not all(_is_number(x) for x in bound)):
+                raise DatasetError(f"{where}.action_space.{key}: expected null or a list of numbers, found {bound!r}")
+            bounds[key] = None if bound is None else tuple(float(x) for x in bound)
+        for key, kind in (("task", str), ("behavior_policy", str), ("pscore_estimated", bool)):
+            if key in raw and not isinstance(raw[key], kind):
+                raise DatasetError(f"{where}.{key}: expected a {kind.__name__}, found {raw[key]!r}")
+        if not _is_number(raw["gamma"]):
+            raise DatasetError(f"{where}.gamma: expected a float in [0, 1], found {raw['gamma']!r}")
+        if raw.get("seed") is not None and not _is_int(raw["seed"]):
+            raise DatasetError(f"{where}.seed: expected an int or null, found {raw['seed']!r}")
+        try:
+            action_space = ActionSpace(
+                type=space["type"], n_actions=space.get("n_actions"), action_dim=space.get("action_dim"), **bounds
+            )
+            fields = {key: raw[key] for key in ("behavior_policy", "seed", "pscore_estimated") if key in raw}
+            return cls(task=raw["task"], gamma=raw["gamma"], action_space=action_space, **fields)
+        except DatasetError as error:  # the checks name "info.…"/"action_space.…"; say where they sit
+            message = str(error)
+            raise DatasetError(where + message[4:] if message.startswith("info.") else f"{where}.{message}") from None
+
+
+def _is_number(value: object) -> bool:
+    """A JSON number: an int (any size) or a finite float, not a boolean."""
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
 
 
 FILL_VALUES: Mapping[str, Any] = {
@@ -226,6 +273,25 @@ class LoggedDataset:
         """Discounted return G_i = Σ_t γ^t r_t of every trajectory, shape (n,)."""
         return freeze(self.discounted_rewards.sum(axis=1))
 
+    @cached_property
+    def content_digest(self) -> str:
+        """SHA-256 (hex) of everything ``equals`` compares: the info and every array's dtype, shape and bytes.
+
+        Two datasets that are ``equals`` have the same digest, and different ones (practically surely)
+        different digests. Parquet files store it to detect corruption that still decodes; it also seeds
+        Monte Carlo draws that must differ between datasets but repeat on the same one.
+        """
+        digest = hashlib.sha256(b"opelab.LoggedDataset\0")
+        digest.update(self.info.to_json().encode())
+        for name in ARRAY_FIELDS:
+            array = getattr(self, name)
+            if array is None:
+                digest.update(f"\0{name}:none".encode())
+                continue
+            digest.update(f"\0{name}:{array.dtype.str}:{array.shape}\0".encode())
+            digest.update(np.ascontiguousarray(array).data)
+        return digest.hexdigest()
+
     def mean_return(self) -> float:
         """Mean discounted logged return: the default estimate of the behavior policy's value J(π_b)."""
         return float(self.returns.mean())
@@ -307,7 +373,8 @@ class LoggedDataset:
 
     @classmethod
     def read_parquet(cls, path: str | Any) -> LoggedDataset:
-        """Read a dataset written by ``to_parquet``; validated like any other construction."""
+        """Read a dataset written by ``to_parquet``; validated like any other construction, checked against its
+        page checksums and content digest, and refused with one ``DatasetError`` line naming the file."""
         from opelab.data.io import read_parquet
 
         return read_parquet(path)
@@ -442,7 +509,11 @@ def _validate_arrays(ds: LoggedDataset) -> dict[str, np.ndarray | None]:
         for bound, outside in ((space.low, np.less), (space.high, np.greater)):
             if bound is None:
                 continue
-            bad = mask & outside(actions, np.asarray(bound)).any(axis=-1)
+            # compare in the actions' dtype: float32 actions clipped to a bound of 0.4 hold float32(0.4), which
+            # exceeds the float 0.4; a bound beyond the dtype's range becomes ±inf (no overflow warning)
+            with np.errstate(over="ignore"):
+                limit = np.asarray(bound, dtype=np.float64).astype(actions.dtype)
+            bad = mask & outside(actions, limit).any(axis=-1)
             if bad.any():
                 idx = first_index(bad)
                 raise DatasetError(

@@ -5,11 +5,32 @@ flattened observation), ``action`` (int, or a fixed-size list for continuous act
 ``terminal``, ``behavior_pscore`` and, when present, ``behavior_action_probs`` (fixed-size list). The schema's
 metadata key ``opelab`` holds a JSON document with the format version, the ``DatasetInfo``, the number of
 trajectories, the horizon and the observation shape, so a file round-trips exactly (dtypes included).
+
+Integrity (format version 2). A file is written with Parquet page checksums (CRC-32 of every data page,
+verified on read), and its metadata also holds ``n_rows`` and ``content_digest``, the SHA-256 of the dataset
+(``LoggedDataset.content_digest``: info, dtypes, shapes and values). The reader rebuilds the dataset and
+compares digests. Why both: page checksums cover the page *bodies* only, not the page headers, the footer
+(Thrift: schema, row counts, offsets, encodings) nor the key-value metadata, and a flip there can still
+parse, e.g. a column's type in the embedded Arrow schema, a page's value count, or a digit of the horizon or
+of a reward bound in the JSON. The digest is computed from what was decoded, so whatever changed the
+dataset (data, schema or metadata) is refused; a flip that leaves the decoded dataset unchanged (column
+statistics, the ``created_by`` string, an unused offset) is harmless and the file loads. The digest is an
+integrity check, not a signature: anyone who edits a file can recompute it.
+
+Reading refuses, with one ``DatasetError`` line naming the file, what was expected and what was found: a
+missing path, a directory, an empty, truncated or non-Parquet file, a Parquet file without the ``opelab``
+key, metadata that is not a JSON object or lacks a key or has a key of the wrong type, a format version
+from the future, counts that are not positive integers, columns whose types or widths contradict the
+metadata (observation shape, action space, number of actions), trajectories without rows, failed page
+checksums and a digest that does not match. Format version 1 files (written before page checksums and the
+digest) still load, checked by everything but the digest.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +39,24 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from opelab.data.dataset import FILL_VALUES, DatasetInfo, LoggedDataset
-from opelab.data.validation import DatasetError
+from opelab.data.validation import DatasetError, check_keys, json_type, one_line, reject_json_constant
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 METADATA_KEY = b"opelab"
+MAGIC = b"PAR1"
+# what pyarrow raises on a damaged file: its own errors, I/O errors and names that are not UTF-8
+_READ_ERRORS = (pa.ArrowException, OSError, UnicodeDecodeError)
+COLUMNS = ("trajectory", "step", "observation", "action", "reward", "terminal", "behavior_pscore")
+OPTIONAL_COLUMNS = ("behavior_action_probs",)
+FIELDS = {  # column -> LoggedDataset field
+    "observation": "observations",
+    "action": "actions",
+    "reward": "rewards",
+    "terminal": "terminals",
+    "behavior_pscore": "behavior_pscore",
+    "behavior_action_probs": "behavior_action_probs",
+}
 
 
 def _column(values: np.ndarray) -> pa.Array:
@@ -52,73 +87,226 @@ def write_parquet(dataset: LoggedDataset, path: str | Path) -> None:
         "n_trajectories": dataset.n_trajectories,
         "horizon": dataset.horizon,
         "obs_shape": list(dataset.obs_shape),
+        "n_rows": len(traj),
+        "content_digest": dataset.content_digest,
     }
     table = pa.table(columns).replace_schema_metadata({METADATA_KEY: json.dumps(meta).encode()})
-    pq.write_table(table, path)
-
-
-def _to_numpy(column: pa.ChunkedArray, name: str, trailing: tuple[int, ...]) -> np.ndarray:
-    array = column.combine_chunks()
-    if pa.types.is_fixed_size_list(array.type):
-        if array.null_count:
-            raise DatasetError(f"{name}: expected no missing values, found {array.null_count}")
-        values = array.flatten().to_numpy(zero_copy_only=False)
-        return values.reshape(len(array), *trailing)
-    if array.null_count:
-        raise DatasetError(f"{name}: expected no missing values, found {array.null_count}")
-    return array.to_numpy(zero_copy_only=False)
+    pq.write_table(table, path, write_page_checksum=True)
 
 
 def read_parquet(path: str | Path) -> LoggedDataset:
-    table = pq.read_table(path)
-    raw_meta = (table.schema.metadata or {}).get(METADATA_KEY)
-    if raw_meta is None:
-        raise DatasetError(f"{path}: expected a Parquet file written by LoggedDataset.to_parquet (metadata key 'opelab'), found none")
-    meta: dict[str, Any] = json.loads(raw_meta)
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise DatasetError(f"format_version: expected {FORMAT_VERSION}, found {meta.get('format_version')!r}")
-    info = DatasetInfo.from_json(json.dumps(meta["info"]))
-    n, H, obs_shape = int(meta["n_trajectories"]), int(meta["horizon"]), tuple(meta["obs_shape"])
-    required = ["trajectory", "step", "observation", "action", "reward", "terminal", "behavior_pscore"]
-    missing = [c for c in required if c not in table.column_names]
-    if missing:
-        raise DatasetError(f"{path}: expected columns {required}, missing {missing}")
+    """Read a file written by ``write_parquet`` (module docstring); any defect is one ``DatasetError`` line."""
+    path = Path(path)
+    try:
+        return _read(path)
+    except DatasetError as error:
+        raise DatasetError(f"{path}: {error}") from None
+
+
+# ---------------------------------------------------------------------------------------------- reading
+
+
+def _read(path: Path) -> LoggedDataset:
+    file = _open(path)
+    meta = _metadata(file)
+    try:
+        table = file.read()
+    except _READ_ERRORS as error:
+        raise DatasetError(f"expected intact data pages, found a corrupt file ({one_line(error)})") from None
+    _check_columns(table, meta)
+    n, H = meta["n_trajectories"], meta["horizon"]
+    if meta["n_rows"] is not None and table.num_rows != meta["n_rows"]:
+        raise DatasetError(f"rows: expected n_rows={meta['n_rows']} (the metadata), found {table.num_rows}")
 
     traj = _to_numpy(table["trajectory"], "trajectory", ())
     step = _to_numpy(table["step"], "step", ())
-    for name, values, bound in (("trajectory", traj, n), ("step", step, H)):
-        if values.dtype.kind not in "iu":
-            raise DatasetError(f"{name}: expected an integer column, found dtype {values.dtype}")
+    for name, values, bound, key in (("trajectory", traj, n, "n_trajectories"), ("step", step, H, "horizon")):
         if values.size and (values.min() < 0 or values.max() >= bound):
-            raise DatasetError(f"{name}: expected values in [0, {bound - 1}], found range [{values.min()}, {values.max()}]")
+            raise DatasetError(
+                f"{name}: expected values in [0, {bound - 1}] ({key}={bound} in the metadata), "
+                f"found range [{values.min()}, {values.max()}]"
+            )
+    traj, step = traj.astype(np.int64), step.astype(np.int64)  # in range, so exact
+    rows = np.bincount(traj, minlength=n)
+    if (rows == 0).any():
+        empty = np.flatnonzero(rows == 0)
+        raise DatasetError(
+            f"trajectory: expected rows for each of the n_trajectories={n} trajectories in the metadata, "
+            f"found none for {len(empty)} of them (first: trajectory {empty[0]})"
+        )
     mask = np.zeros((n, H), dtype=bool)
     mask[traj, step] = True
     if int(mask.sum()) != len(traj):
         raise DatasetError(f"trajectory/step: expected each (trajectory, step) pair once, found {len(traj) - int(mask.sum())} duplicates")
 
-    action_shape = () if info.action_space.is_discrete else (info.action_space.action_dim,)
+    info: DatasetInfo = meta["info"]
+    space = info.action_space
     trailing = {
-        "observation": obs_shape,
-        "action": action_shape,
+        "observation": meta["obs_shape"],
+        "action": () if space.is_discrete else (space.action_dim,),
         "reward": (),
         "terminal": (),
         "behavior_pscore": (),
-        "behavior_action_probs": (info.action_space.n_actions,) if info.action_space.is_discrete else (),
-    }
-    names = {
-        "observation": "observations",
-        "action": "actions",
-        "reward": "rewards",
-        "terminal": "terminals",
-        "behavior_pscore": "behavior_pscore",
-        "behavior_action_probs": "behavior_action_probs",
+        "behavior_action_probs": (space.n_actions,) if space.is_discrete else (),
     }
     arrays: dict[str, np.ndarray | None] = {"behavior_action_probs": None}
-    for column, field_name in names.items():
+    for column, field_name in FIELDS.items():
         if column not in table.column_names:
             continue
         values = _to_numpy(table[column], column, trailing[column])
         padded = np.full((n, H, *values.shape[1:]), FILL_VALUES[field_name], dtype=values.dtype)
         padded[traj, step] = values
         arrays[field_name] = padded
-    return LoggedDataset(mask=mask, info=info, **arrays)
+    dataset = LoggedDataset(mask=mask, info=info, **arrays)
+    if meta["content_digest"] is not None and dataset.content_digest != meta["content_digest"]:
+        raise DatasetError(
+            f"content_digest: expected {meta['content_digest'][:16]}… (the metadata), found {dataset.content_digest[:16]}… "
+            "for the data read: the file was changed or corrupted after it was written"
+        )
+    return dataset
+
+
+def _open(path: Path) -> pq.ParquetFile:
+    """The file as a ``ParquetFile`` (page checksums verified on read), after the checks that name the defect."""
+    expected = "expected a Parquet file written by LoggedDataset.to_parquet"
+    if not path.exists():
+        raise DatasetError(f"{expected}, found no such file")
+    if path.is_dir():
+        raise DatasetError(f"{expected}, found a directory (a dataset is one file)")
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as handle:
+            head = handle.read(4)
+            handle.seek(max(size - 4, 0), os.SEEK_SET)
+            tail = handle.read(4)
+    except OSError as error:
+        raise DatasetError(f"{expected}, found a file that cannot be read ({one_line(error)})") from None
+    if size == 0:
+        raise DatasetError(f"{expected}, found an empty file (0 bytes)")
+    if head != MAGIC:
+        raise DatasetError(f"{expected} (starting with {MAGIC!r}), found a file starting with {head!r}: not Parquet")
+    if size < 12 or tail != MAGIC:
+        raise DatasetError(
+            f"{expected} (ending with {MAGIC!r}), found {size} bytes ending with {tail!r}: the file is truncated"
+        )
+    try:
+        return pq.ParquetFile(path, page_checksum_verification=True)
+    except _READ_ERRORS as error:
+        raise DatasetError(f"expected a readable Parquet footer, found a corrupt one ({one_line(error)})") from None
+
+
+def _metadata(file: pq.ParquetFile) -> dict[str, Any]:
+    """The ``opelab`` metadata, parsed and checked key by key (``info`` becomes a ``DatasetInfo``)."""
+    try:
+        key_values = file.metadata.metadata or {}
+    except _READ_ERRORS as error:
+        raise DatasetError(f"expected a readable Parquet footer, found a corrupt one ({one_line(error)})") from None
+    raw = key_values.get(METADATA_KEY)
+    if raw is None:
+        keys = sorted(k.decode("utf-8", "replace") for k in key_values)
+        raise DatasetError(
+            f"expected a Parquet file written by LoggedDataset.to_parquet (metadata key 'opelab'), "
+            f"found a Parquet file without it (metadata keys {keys})"
+        )
+    try:
+        meta = json.loads(raw.decode("utf-8"), parse_constant=reject_json_constant)
+    except UnicodeDecodeError as error:
+        raise DatasetError(f"metadata opelab: expected UTF-8 JSON, found undecodable bytes at position {error.start}") from None
+    except ValueError as error:  # JSONDecodeError, NaN/Infinity
+        raise DatasetError(f"metadata opelab: expected a JSON object, found text that does not parse ({one_line(error)})") from None
+    if not isinstance(meta, dict):
+        raise DatasetError(f"metadata opelab: expected a JSON object, found {json_type(meta)}")
+
+    check_keys(meta, "metadata opelab", required=("format_version",), optional=tuple(meta))
+    version = meta["format_version"]
+    if not _is_int(version) or version not in READABLE_VERSIONS:
+        newer = _is_int(version) and version > FORMAT_VERSION
+        raise DatasetError(
+            f"metadata opelab.format_version: expected one of {list(READABLE_VERSIONS)}, found {version!r}"
+            + (": written by a newer opelab; upgrade to read it" if newer else "")
+        )
+    integrity = ("n_rows", "content_digest") if version >= 2 else ()
+    check_keys(meta, "metadata opelab", required=("format_version", "info", "n_trajectories", "horizon", "obs_shape", *integrity))
+    for key in ("n_trajectories", "horizon", *integrity[:1]):
+        if not _is_int(meta[key]) or meta[key] < 1:
+            raise DatasetError(f"metadata opelab.{key}: expected a positive integer, found {meta[key]!r}")
+    shape = meta["obs_shape"]
+    if not isinstance(shape, list) or not all(_is_int(d) and d >= 1 for d in shape):
+        raise DatasetError(f"metadata opelab.obs_shape: expected a list of positive integers ([] for scalars), found {shape!r}")
+    digest = meta.get("content_digest")
+    if version >= 2 and not (isinstance(digest, str) and len(digest) == 64 and all(c in "0123456789abcdef" for c in digest)):
+        raise DatasetError(f"metadata opelab.content_digest: expected 64 lowercase hex digits (SHA-256), found {digest!r}")
+    return {
+        "info": DatasetInfo.from_dict(meta["info"], where="metadata opelab.info"),
+        "n_trajectories": meta["n_trajectories"],
+        "horizon": meta["horizon"],
+        "obs_shape": tuple(shape),
+        "n_rows": meta.get("n_rows"),
+        "content_digest": digest,
+    }
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_columns(table: pa.Table, meta: dict[str, Any]) -> None:
+    """Every column present with the type and width the metadata implies (before any value is converted)."""
+    names = table.column_names
+    missing = [c for c in COLUMNS if c not in names]
+    if missing:
+        raise DatasetError(f"columns: expected {list(COLUMNS)} (+ optional {list(OPTIONAL_COLUMNS)}), missing {missing}")
+    unknown = [c for c in names if c not in (*COLUMNS, *OPTIONAL_COLUMNS)]
+    if unknown or len(set(names)) != len(names):
+        raise DatasetError(f"columns: expected {list(COLUMNS)} (+ optional {list(OPTIONAL_COLUMNS)}) once each, found {names}")
+    space = meta["info"].action_space
+    integer, floating, boolean = pa.types.is_integer, pa.types.is_floating, pa.types.is_boolean
+
+    def numeric(t: pa.DataType) -> bool:
+        return integer(t) or floating(t)
+
+    shape = meta["obs_shape"]
+    expected: dict[str, tuple[str, Any, int | None]] = {
+        "trajectory": ("integers", integer, None),
+        "step": ("integers", integer, None),
+        "observation": (
+            ("numbers", numeric, None)
+            if not shape
+            else (f"fixed-size lists of {math.prod(shape)} numbers (obs_shape={list(shape)} in the metadata)", numeric, math.prod(shape))
+        ),
+        "action": (
+            (f"integers (discrete actions, n_actions={space.n_actions} in the metadata)", integer, None)
+            if space.is_discrete
+            else (f"fixed-size lists of {space.action_dim} floats (continuous actions, action_dim={space.action_dim} in the metadata)", floating, space.action_dim)
+        ),
+        "reward": ("numbers", numeric, None),
+        "terminal": ("booleans", boolean, None),
+        "behavior_pscore": ("floats", floating, None),
+    }
+    if "behavior_action_probs" in names:
+        if not space.is_discrete:
+            raise DatasetError("behavior_action_probs: expected no such column for continuous actions (the metadata's action space), found one")
+        expected["behavior_action_probs"] = (
+            f"fixed-size lists of {space.n_actions} floats (n_actions={space.n_actions} in the metadata)", floating, space.n_actions
+        )
+    for column, (what, kind, width) in expected.items():
+        column_type = table.schema.field(column).type
+        if width is None:
+            ok = kind(column_type)
+        else:
+            ok = pa.types.is_fixed_size_list(column_type) and column_type.list_size == width and kind(column_type.value_type)
+        if not ok:
+            raise DatasetError(f"{column}: expected {what}, found type {column_type}")
+
+
+def _to_numpy(column: pa.ChunkedArray, name: str, trailing: tuple[int, ...]) -> np.ndarray:
+    """A column (types already checked by ``_check_columns``) as an array of shape (rows, *trailing)."""
+    array = column.combine_chunks()
+    if array.null_count:
+        raise DatasetError(f"{name}: expected no missing values, found {array.null_count}")
+    if pa.types.is_fixed_size_list(array.type):
+        flat = array.flatten()
+        if flat.null_count:
+            raise DatasetError(f"{name}: expected no missing values, found {flat.null_count} inside the lists")
+        return flat.to_numpy(zero_copy_only=False).reshape(len(array), *trailing)
+    return array.to_numpy(zero_copy_only=False)

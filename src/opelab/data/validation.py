@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import numpy as np
 
 
@@ -53,3 +55,34 @@ def check_finite(name: str, array: np.ndarray, error: type[ValueError] = Dataset
     if bad.any():
         idx = first_index(bad)
         raise error(f"{name}: expected finite values, found {array[idx]!r} at index {format_index(idx)}")
+
+
+def one_line(error: BaseException) -> str:
+    """An exception's message on one line (pyarrow's and json's can span several)."""
+    text = " ".join(str(error).split())
+    return text or type(error).__name__
+
+
+def reject_json_constant(name: str) -> float:
+    """``json.loads(..., parse_constant=reject_json_constant)``: NaN and ±Infinity are not JSON; refuse them."""
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def json_type(value: object) -> str:
+    """What a parsed JSON value is, in words ("an object", "a list", "null", ...)."""
+    if value is None:
+        return "null"
+    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
+    return names.get(type(value), type(value).__name__)
+
+
+def check_keys(raw: object, where: str, required: Sequence[str], optional: Sequence[str] = ()) -> None:
+    """``raw`` is a mapping holding every ``required`` key and no key outside ``required + optional``."""
+    if not isinstance(raw, Mapping):
+        raise DatasetError(f"{where}: expected a JSON object, found {json_type(raw)}")
+    missing = [key for key in required if key not in raw]
+    if missing:
+        raise DatasetError(f"{where}: expected the key {missing[0]!r}, found keys {sorted(map(str, raw))}")
+    unknown = sorted(str(key) for key in raw if key not in (*required, *optional))
+    if unknown:
+        raise DatasetError(f"{where}: expected only the keys {sorted([*required, *optional])}, found unexpected {unknown}")
