@@ -16,7 +16,7 @@ preferable whenever π_e exposes a density.
 
 Doubly robust forms need Q̂(s_t, a_t) and V̂(s_t) = E_{a ~ π_e(s_t)} Q̂(s_t, a): for a deterministic policy (and
 ``"mean"``) V̂(s) = Q̂(s, μ_e(s)) (Kallus & Zhou, 2018); for a stochastic one it is the mean of Q̂ over
-``n_value_samples`` actions drawn from π_e (Monte Carlo, seeded).
+``n_value_samples`` actions drawn from π_e (Monte Carlo, seeded; by default from the dataset's content digest).
 
 Action bounds. K_h is a density with respect to Lebesgue measure. A clipped behavior policy logs actions
 *on* the bounds with positive probability, and its pscore there is the atom's probability (see
@@ -90,7 +90,7 @@ def build_continuous_inputs(
     stochastic: StochasticMode = "density",
     q_functions: Sequence[QFunction] | None = None,
     n_value_samples: int = 32,
-    seed: int = 0,
+    seed: int | None = None,
     state_marginal_weights: np.ndarray | None = None,
     marginal_weights: np.ndarray | None = None,
     ground_truth: Sequence[float] | np.ndarray | None = None,
@@ -108,7 +108,13 @@ def build_continuous_inputs(
     ``q_functions`` gives one Q̂ callable per policy, ``q(observations, actions, steps) -> (m,)``, evaluated on
     the logged steps only; it fills ``q_hat``, ``v_hat`` and ``initial_v_hat`` (else they stay None and the DR
     and DM estimators are skipped). ``state_marginal_weights`` / ``marginal_weights`` (P, n, H) are passed
-    through for the marginal estimators. ``seed`` drives the ``"sample"`` mode and the V̂ Monte Carlo.
+    through for the marginal estimators.
+
+    ``seed`` drives the ``"sample"`` mode and the V̂ Monte Carlo. The default (None) derives it from the
+    dataset's ``content_digest``: one dataset always gets the same draws (reruns are reproducible), and
+    different datasets get independent ones, so a loop over datasets does not reuse one set of Monte Carlo
+    draws in every dataset (which a fixed default would, correlating the errors across datasets). Pass an
+    int to choose the draws yourself; the pipeline and the benchmark pass seeds of their own.
     """
     if not isinstance(dataset, LoggedDataset):
         raise OPEInputError(f"dataset: expected a LoggedDataset, found {type(dataset).__name__}")
@@ -129,6 +135,8 @@ def build_continuous_inputs(
         raise OPEInputError(f"n_value_samples: expected a positive int, found {n_value_samples!r}")
     if ground_truth_se is not None and ground_truth is None:
         raise OPEInputError("ground_truth_se: given without ground_truth")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
+        raise OPEInputError(f"seed: expected a non-negative int or None (derived from the dataset), found {seed!r}")
     try:
         k = get_kernel(kernel)
     except ValueError as error:
@@ -148,7 +156,7 @@ def build_continuous_inputs(
         except ValueError as error:
             raise OPEInputError(str(error)) from None
 
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(int(dataset.content_digest[:16], 16) if seed is None else int(seed))
     P, n, H = len(policies), dataset.n_trajectories, dataset.horizon
     pscore = np.ones((P, n, H))
     q_hat = v_hat = None
