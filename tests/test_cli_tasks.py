@@ -58,7 +58,7 @@ def _error_line(args: list[str]) -> str:
 def trained(tmp_path_factory):
     """A DoubleDQN base trained online for 100 steps, and 20 trajectories of it under a softmax head."""
     folder = tmp_path_factory.mktemp("cli_tasks")
-    model, data = folder / "base.d3", folder / "data.parquet"
+    model, data = folder / "base.safetensors", folder / "data.parquet"
     if _rl_available():
         out = _ok(["train", "cartpole", "--steps", "100", "--hidden", "8,8", "--horizon", HORIZON, "--eval-episodes", "5", "--out", str(model)])
         assert "value of its action rule" in out.stdout
@@ -74,7 +74,7 @@ def test_train_collect_evaluate_round_trip_through_files(trained):
     assert (ds.n_trajectories, ds.horizon, ds.info.task, ds.info.seed) == (20, 15, "cartpole", 1)
     assert ds.info.behavior_policy == "base_softmax1" and ds.behavior_action_probs is not None
 
-    offline = folder / "cql.d3"
+    offline = folder / "cql.safetensors"
     _ok(["train", "cartpole", "--offline", str(data), "--algorithm", "discrete_cql", "--steps", "20", "--hidden", "8,8",
          "--eval-episodes", "0", "--out", str(offline)])  # fmt: skip
     assert offline.is_file()
@@ -101,17 +101,17 @@ def test_train_collect_evaluate_round_trip_through_files(trained):
 @pytest.mark.parametrize(
     ("args", "start"),
     [
-        (["train", "nope", "--out", "{d}/m.d3"], "error: TASK: expected one of ['cartpole'"),
-        (["train", "gridworld", "--out", "{d}/m.d3"], "error: TASK: expected one of ['cartpole'"),
-        (["collect", "cartpole", "--policy", "{d}/missing.d3", "--epsilon", "0.1", "--out", "{d}/x.parquet"],
+        (["train", "nope", "--out", "{d}/m.safetensors"], "error: TASK: expected one of ['cartpole'"),
+        (["train", "gridworld", "--out", "{d}/m.safetensors"], "error: TASK: expected one of ['cartpole'"),
+        (["collect", "cartpole", "--policy", "{d}/missing.safetensors", "--epsilon", "0.1", "--out", "{d}/x.parquet"],
          "error: --policy: expected a model file written by `opelab train`"),
-        (["collect", "cartpole", "--policy", "{d}/missing.d3", "--head", "softmax", "--out", "{d}/x.parquet"],
+        (["collect", "cartpole", "--policy", "{d}/missing.safetensors", "--head", "softmax", "--out", "{d}/x.parquet"],
          "error: --temperature: expected a value for --head softmax, found none"),
-        (["collect", "cartpole", "--policy", "{d}/missing.d3", "--out", "{d}/x.parquet"], "error: --head: expected one of"),
+        (["collect", "cartpole", "--policy", "{d}/missing.safetensors", "--out", "{d}/x.parquet"], "error: --head: expected one of"),
         (["collect", "cartpole", "--head", "gaussian", "--sigma", "0.1", "--out", "{d}/x.parquet"],
          "error: --head: expected one of ['softmax', 'epsilon_greedy', 'greedy', 'uniform'] for discrete actions"),
         (["collect", "cartpole", "--epsilon", "1.5", "--out", "{d}/x.parquet"], "error: --epsilon: expected a number in [0, 1], found 1.5"),
-        (["evaluate", "{d}/missing.parquet", "--policy", "{d}/m.d3"], "error: DATASET: expected a Parquet dataset"),
+        (["evaluate", "{d}/missing.parquet", "--policy", "{d}/m.safetensors"], "error: DATASET: expected a Parquet dataset"),
     ],
 )  # fmt: skip
 def test_errors_are_one_line_naming_the_option(tmp_path, args, start):
@@ -122,8 +122,8 @@ def test_errors_are_one_line_naming_the_option(tmp_path, args, start):
 @RL
 def test_evaluate_errors_on_a_missing_model(trained, tmp_path):
     _, _, data = trained
-    line = _error_line(["evaluate", str(data), "--policy", str(tmp_path / "gone.d3")])
-    assert line.startswith("error: --policy: expected a model file written by `opelab train`") and "gone.d3" in line
+    line = _error_line(["evaluate", str(data), "--policy", str(tmp_path / "gone.safetensors")])
+    assert line.startswith("error: --policy: expected a model file written by `opelab train`") and "gone.safetensors" in line
 
 
 @RL
@@ -134,7 +134,7 @@ def test_demo_on_cartpole_with_a_tiny_budget(tmp_path):
     for text in ("Estimates vs rollout value", "Assessment of each estimator", "SharpeRatio@2", "each metric picks"):
         assert text in result.stdout
     written = {p.name for p in out.iterdir()}
-    assert {"dataset.parquet", "behavior.d3", "report.html", "report.json", "candidates.csv", "estimates.csv", "assessment.csv"} <= written
+    assert {"dataset.parquet", "behavior.safetensors", "report.html", "report.json", "candidates.csv", "estimates.csv", "assessment.csv"} <= written
     candidates = pd.read_csv(out / "candidates.csv")
     assert list(candidates.columns) == ["policy", "true_value", "true_se"] and len(candidates) == 8
     assert (candidates.true_se >= 0).all()
