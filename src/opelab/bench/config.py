@@ -8,6 +8,8 @@ these dataclasses and never the raw TOML.
 Errors are ``ConfigError``s that name the key path, its line in the file, the expectation and the value
 found, e.g. ``quick.toml:12: tasks[1].behavior.temperature: expected a positive number, found -1``.
 ``tomllib`` gives no line numbers, so ``locate`` finds them by scanning the text for the key (see there).
+Every integer has an upper bound (``LIMITS``), as does the grid (tasks × n_datasets), so an absurd size is
+refused here, e.g. ``n_datasets: expected an integer in [1, 100000], found 1000000000``.
 
 Example::
 
@@ -51,6 +53,7 @@ __all__ = [
     "ExecutorConfig",
     "InputsConfig",
     "IntervalConfig",
+    "LIMITS",
     "TaskConfig",
     "load_config",
     "locate",
@@ -63,6 +66,32 @@ TOP_LEVEL_KEYS = (
     "estimators", "intervals", "inputs", "executor", "tasks",
 )  # fmt: skip
 TASK_KEYS = ("name", "id", "n_trajectories", "horizon", "behavior", "candidates", "inputs")
+#: Upper bounds of every integer a config takes, and of the grid (``cells`` = tasks × n_datasets). Far above
+#: real benchmarks (the SharpeRatio@k paper's design: 7 tasks × 10 datasets of 10,000 trajectories, 10
+#: candidates, horizons up to 500, 100,000 training steps), low enough that a typo (``n_datasets =
+#: 1000000000``) is refused at parse time instead of filling the memory. Lower bounds stay where they were.
+LIMITS: dict[str, int] = {
+    "seed": 2**63 - 1,  # the store keeps it as a BIGINT
+    "n_datasets": 100_000,
+    "cells": 1_000_000,  # tasks × n_datasets
+    "tasks": 10_000,
+    "n_trajectories": 10_000_000,  # also candidates.train_trajectories
+    "horizon": 100_000,
+    "ks": 10_000,  # each k
+    "ground_truth_rollouts": 10_000_000,
+    "n_bootstrap": 100_000,
+    "workers": 4_096,
+    "retries": 100,
+    "candidates": 10_000,  # generated (and sampled) candidates of a task, and each list they come from
+    "hidden_units": 65_536,  # units of one hidden layer
+    "hidden_layers": 64,
+    "train_steps": 100_000_000,  # behavior.train_steps, candidates.n_steps, minimax_steps
+    "fqe_steps": 10_000_000,
+    "fqe_iterations": 100_000,
+    "minimax_features": 1_000_000,
+    "n_folds": 1_000,
+    "option": 1_000_000_000,  # absolute value of an integer estimator option
+}
 #: Behavior heads and the one parameter each needs. Which heads a task supports is its family's business.
 HEAD_PARAMETERS = {"softmax": "temperature", "epsilon_greedy": "epsilon", "gaussian": "sigma", "uniform": None}
 
@@ -404,8 +433,42 @@ def _positive(v: float) -> str | None:
     return None if v > 0 else "a positive number"
 
 
-def _at_least(low: int) -> Callable[[int], str | None]:
-    return lambda v: None if v >= low else f"an integer >= {low}"
+def _sized(low: int, limit: str) -> Callable[[int], str | None]:
+    """At least ``low`` and at most ``LIMITS[limit]`` (below: "an integer >= low", as before the bounds)."""
+    high = LIMITS[limit]
+    return lambda v: f"an integer >= {low}" if v < low else f"an integer in [{low}, {high}]" if v > high else None
+
+
+def _sizes(low: int, limit: str, length: str | None = None) -> Callable[[tuple[int, ...]], str | None]:
+    """An array of integers each in [low, LIMITS[limit]], at most ``LIMITS[length]`` long when given."""
+    high, longest = LIMITS[limit], None if length is None else LIMITS[length]
+
+    def check(values: tuple[int, ...]) -> str | None:
+        if longest is not None and len(values) > longest:
+            return f"an array of at most {longest} integers"
+        if any(v < low for v in values):
+            return f"an array of integers >= {low}"
+        return f"an array of integers in [{low}, {high}]" if any(v > high for v in values) else None
+
+    return check
+
+
+def _at_most(limit: str, check: Callable[[Any], str | None] | None = None) -> Callable[[tuple[Any, ...]], str | None]:
+    """An array of at most ``LIMITS[limit]`` items, passing ``check`` too (an expectation on failure)."""
+
+    def checked(values: tuple[Any, ...]) -> str | None:
+        if len(values) > LIMITS[limit]:
+            return f"an array of at most {LIMITS[limit]} values"
+        return None if check is None else check(values)
+
+    return checked
+
+
+def _hidden_sizes(sizes: tuple[tuple[int, ...], ...]) -> str | None:
+    units, layers = LIMITS["hidden_units"], LIMITS["hidden_layers"]
+    if all(h and min(h) >= 1 and max(h) <= units and len(h) <= layers for h in sizes):
+        return None
+    return f"an array of non-empty arrays of at most {layers} integers in [1, {units}]"
 
 
 def _unit(v: float) -> str | None:
@@ -434,8 +497,8 @@ def _read_behavior(r: _Reader) -> BehaviorConfig:
     values: dict[str, float | None] = {}
     for param, check in (("temperature", _positive), ("epsilon", _unit), ("sigma", _positive)):
         values[param] = r.take(param, "float", None, check)
-    train_steps = r.take("train_steps", "int", None, _at_least(1))
-    hidden = r.take("hidden", "int_list", None, _all(_at_least(1), "positive integers"))
+    train_steps = r.take("train_steps", "int", None, _sized(1, "train_steps"))
+    hidden = r.take("hidden", "int_list", None, _sizes(1, "hidden_units", "hidden_layers"))
     needed = HEAD_PARAMETERS[head]
     for param, value in values.items():
         if param != needed and value is not None:
@@ -448,24 +511,34 @@ def _read_behavior(r: _Reader) -> BehaviorConfig:
 
 def _read_candidates(r: _Reader) -> CandidateConfig:
     default = CandidateConfig()
+    unit_numbers, positive = "numbers in [0, 1]", "positive numbers"
     out = CandidateConfig(
         family=r.take("family", "str", default.family, _name),
-        epsilons=r.take("epsilons", "float_list", default.epsilons, _all(_unit, "numbers in [0, 1]")),
-        temperatures=r.take("temperatures", "float_list", default.temperatures, _all(_positive, "positive numbers")),
+        epsilons=r.take("epsilons", "float_list", default.epsilons, _at_most("candidates", _all(_unit, unit_numbers))),
+        temperatures=r.take("temperatures", "float_list", default.temperatures, _at_most("candidates", _all(_positive, positive))),
         include_uniform=r.take("include_uniform", "bool", default.include_uniform),
         adversarial_epsilons=r.take(
-            "adversarial_epsilons", "float_list", default.adversarial_epsilons, _all(_unit, "numbers in [0, 1]")
+            "adversarial_epsilons", "float_list", default.adversarial_epsilons, _at_most("candidates", _all(_unit, unit_numbers))
         ),
-        n_sampled=r.take("n_sampled", "int", None, _at_least(1)),
-        algorithms=r.take("algorithms", "str_list", default.algorithms),
-        hidden_sizes=r.take("hidden_sizes", "int_lists", default.hidden_sizes, _all(lambda h: None if h and min(h) >= 1 else "x", "non-empty arrays of positive integers")),
+        n_sampled=r.take("n_sampled", "int", None, _sized(1, "candidates")),
+        algorithms=r.take("algorithms", "str_list", default.algorithms, _at_most("candidates")),
+        hidden_sizes=r.take("hidden_sizes", "int_lists", default.hidden_sizes, _at_most("candidates", _hidden_sizes)),
         head=r.take("head", "str", None, _name),
-        sigmas=r.take("sigmas", "float_list", default.sigmas, _all(_positive, "positive numbers")),
-        n_steps=r.take("n_steps", "int", default.n_steps, _at_least(1)),
-        train_trajectories=r.take("train_trajectories", "int", None, _at_least(2)),
+        sigmas=r.take("sigmas", "float_list", default.sigmas, _at_most("candidates", _all(_positive, positive))),
+        n_steps=r.take("n_steps", "int", default.n_steps, _sized(1, "train_steps")),
+        train_trajectories=r.take("train_trajectories", "int", None, _sized(2, "n_trajectories")),
         trajectory_weighting=r.take("trajectory_weighting", "str", None, _one_of(("return",))),
     )
     r.finish()
+    if out.family == "heads" and out.n_generated > LIMITS["candidates"]:
+        raise r.error(None, f"expected at most {LIMITS['candidates']} generated candidates, found {out.n_generated}")
+    if out.family == "offline":  # algorithms × sizes × noise levels (an upper bound: the head picks one list)
+        levels = max(len(out.epsilons), len(out.temperatures), len(out.sigmas) or 4)
+        generated = max(len(out.algorithms), 2) * len(out.hidden_sizes) * levels
+        if generated > LIMITS["candidates"]:
+            raise r.error(
+                None, f"expected at most {LIMITS['candidates']} candidates (algorithms × hidden_sizes × noise levels), found up to {generated}"
+            )
     if out.family == "heads":
         if out.n_generated < 1:
             raise r.error(None, "expected at least one candidate, found empty epsilons, temperatures and adversarial_epsilons without uniform")
@@ -479,12 +552,12 @@ def _read_inputs(r: _Reader, default: InputsConfig) -> InputsConfig:
     config's)."""
     out = InputsConfig(
         weights=r.take("weights", "str", default.weights, _name),
-        n_folds=r.take("n_folds", "int", default.n_folds, _at_least(1)),
+        n_folds=r.take("n_folds", "int", default.n_folds, _sized(1, "n_folds")),
         q_function=r.take("q_function", "str", default.q_function, _one_of(("auto", "fqe", "neural_fqe", "mql"))),
-        fqe_steps=r.take("fqe_steps", "int", default.fqe_steps, _at_least(1)),
-        fqe_iterations=r.take("fqe_iterations", "int", default.fqe_iterations, _at_least(1)),
-        minimax_steps=r.take("minimax_steps", "int", default.minimax_steps, _at_least(1)),
-        minimax_features=r.take("minimax_features", "int", default.minimax_features, _at_least(1)),
+        fqe_steps=r.take("fqe_steps", "int", default.fqe_steps, _sized(1, "fqe_steps")),
+        fqe_iterations=r.take("fqe_iterations", "int", default.fqe_iterations, _sized(1, "fqe_iterations")),
+        minimax_steps=r.take("minimax_steps", "int", default.minimax_steps, _sized(1, "train_steps")),
+        minimax_features=r.take("minimax_features", "int", default.minimax_features, _sized(1, "minimax_features")),
         kernel=r.take("kernel", "str", default.kernel, _one_of(("gaussian", "epanechnikov", "triangular", "cosine", "uniform"))),
         bandwidth=r.take("bandwidth", "float", default.bandwidth, _positive),
     )
@@ -517,6 +590,9 @@ def _read_estimator(item: Any, path: tuple[str | int, ...], text: str, source: s
             raise r.error("options", f"expected options of {name} among {accepted or 'none'}, found {key!r}")
         if isinstance(value, (dict, list)):
             raise r.error("options", f"expected a number, string or boolean for option {key!r}, found {_show(value)}")
+        if _as_int(value) is not _BAD and abs(value) > LIMITS["option"]:
+            bound = LIMITS["option"]
+            raise r.error("options", f"expected an integer in [-{bound}, {bound}] for option {key!r}, found {value!r}")
     try:
         cls(**options)
     except (TypeError, ValueError) as exc:
@@ -542,21 +618,21 @@ def parse_config(text: str, *, source: str = "<config>", name: str | None = None
         except Exception as exc:  # noqa: BLE001 - any import failure is a config error
             raise r.error("imports", f"expected importable modules, found {module!r} failing with {type(exc).__name__}: {exc}") from None
     config_name = r.take("name", "str", name or "benchmark", _name)
-    seed = r.take("seed", "int", 0, _at_least(0))
-    n_datasets = r.take("n_datasets", "int", 1, _at_least(1))
-    default_n = r.take("n_trajectories", "int", 1000, _at_least(2))
-    ks = r.take("ks", "int_list", None, _all(_at_least(1), "integers >= 1"))
+    seed = r.take("seed", "int", 0, _sized(0, "seed"))
+    n_datasets = r.take("n_datasets", "int", 1, _sized(1, "n_datasets"))
+    default_n = r.take("n_trajectories", "int", 1000, _sized(2, "n_trajectories"))
+    ks = r.take("ks", "int_list", None, _sizes(1, "ks"))
     if ks is not None and (len(ks) == 0 or len(set(ks)) != len(ks)):
         raise r.error("ks", f"expected a non-empty array of distinct integers, found {list(ks)!r}")
     threshold = r.take("safety_threshold", "float", None)
-    rollouts = r.take("ground_truth_rollouts", "int", 100, _at_least(1))
+    rollouts = r.take("ground_truth_rollouts", "int", 100, _sized(2, "ground_truth_rollouts"))  # 2: a standard error
 
     ir = r.table("intervals")
     method = ir.take("method", "str", None)
     intervals = IntervalConfig(
         method=None if method in (None, "none") else method,
         alpha=ir.take("alpha", "float", 0.05, _open_unit),
-        n_bootstrap=ir.take("n_bootstrap", "int", 200, _at_least(2)),
+        n_bootstrap=ir.take("n_bootstrap", "int", 200, _sized(2, "n_bootstrap")),
     )
     if intervals.method is not None:
         from opelab.ope.intervals import INTERVAL_METHODS
@@ -570,8 +646,8 @@ def parse_config(text: str, *, source: str = "<config>", name: str | None = None
     er = r.table("executor")
     executor = ExecutorConfig(
         kind=er.take("kind", "str", "local", _one_of(EXECUTORS)),
-        workers=er.take("workers", "int", 1, _at_least(1)),
-        retries=er.take("retries", "int", 1, _at_least(0)),
+        workers=er.take("workers", "int", 1, _sized(1, "workers")),
+        retries=er.take("retries", "int", 1, _sized(0, "retries")),
         address=er.take("address", "str", None),
     )
     er.finish()
@@ -588,6 +664,14 @@ def parse_config(text: str, *, source: str = "<config>", name: str | None = None
     raw_tasks = r.raw("tasks")
     if not isinstance(raw_tasks, list) or not raw_tasks:
         raise r.error("tasks", f"expected a non-empty array of tables ([[tasks]]), found {'nothing' if raw_tasks is None else _show(raw_tasks)}")
+    if len(raw_tasks) > LIMITS["tasks"]:
+        raise r.error("tasks", f"expected at most {LIMITS['tasks']} tasks, found {len(raw_tasks)}")
+    if len(raw_tasks) * n_datasets > LIMITS["cells"]:  # before any task is read: the grid is too large anyway
+        most = LIMITS["cells"] // len(raw_tasks)
+        raise r.error(
+            "n_datasets",
+            f"expected an integer in [1, {most}] (at most {LIMITS['cells']} cells = {len(raw_tasks)} task(s) × n_datasets), found {n_datasets}",
+        )
     tasks = []
     for i, item in enumerate(raw_tasks):
         if not isinstance(item, dict):
@@ -601,8 +685,8 @@ def parse_config(text: str, *, source: str = "<config>", name: str | None = None
 
             raise tr.error("name", f"expected a registered task, one of {known_task_names()}, found {task_name!r}")
         task_id = tr.take("id", "str", task_name, _name)
-        n: int = tr.take("n_trajectories", "int", default_n, _at_least(2))
-        horizon = tr.take("horizon", "int", None, _at_least(1))
+        n: int = tr.take("n_trajectories", "int", default_n, _sized(2, "n_trajectories"))
+        horizon = tr.take("horizon", "int", None, _sized(1, "horizon"))
         task = TaskConfig(
             id=task_id,
             name=task_name,
