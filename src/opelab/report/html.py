@@ -38,6 +38,10 @@ class TaskReport:
     ``estimates``: [policy, estimator, estimate] (+ lower, upper); ``candidates``: [policy, true_value, ...];
     ``assessment``: index estimator, metric columns; ``topk``: [estimator, k, best, worst, mean, std,
     sharpe_ratio]; ``picks``: [metric, estimator, value]. CDF inputs are optional.
+
+    Construction checks the tables against each other once (``opelab.report.validation``): a pick, a top-k row
+    or an assessment row naming an estimator without estimates, estimates of a policy that is not a candidate,
+    no finite true value at all, ... raise ``ReportError``.
     """
 
     task: str
@@ -54,6 +58,11 @@ class TaskReport:
     risk: pd.DataFrame | None = None
     true_risk: pd.DataFrame | None = None
     notes: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        from opelab.report.validation import check_task_report
+
+        check_task_report(self)
 
 
 def recommendation(report: TaskReport) -> tuple[str | None, str]:

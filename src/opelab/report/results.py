@@ -15,14 +15,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from opelab.data.describe import describe
+from opelab.data.validation import json_type, one_line
 from opelab.ope.risk import cdf_cvar, cdf_quantile
 from opelab.pipeline import LearnedResult, PipelineResult
 from opelab.report.html import TaskReport
+from opelab.report.validation import KEYS, MissingReportFile, ReportError
 
 CVAR_LEVELS = tuple(np.round(np.linspace(0.05, 0.95, 19), 2))  # α = 1 (the mean) is left to the value
 PLOT_POINTS = 200
@@ -145,36 +148,96 @@ def save_task_report(report: TaskReport, folder: str | Path) -> None:
 
 
 def load_task_report(folder: str | Path) -> TaskReport:
-    """Read a folder written by ``save_task_report`` (``opelab demo`` writes one)."""
+    """Read a folder written by ``save_task_report`` (``opelab demo`` writes one).
+
+    Everything is checked before anything is rendered: a missing folder or file (``MissingReportFile``, also a
+    ``FileNotFoundError``), a report.json that does not parse or lacks a key, a CSV that does not parse or lacks
+    a column, and the tables against each other (``opelab.report.validation``) raise one ``ReportError`` line
+    naming the file.
+    """
     folder = Path(folder)
+    expected = "expected a results folder (report.json and its CSV tables, written by `opelab demo`)"
+    if not folder.exists():
+        raise MissingReportFile(f"{folder}: {expected}, found nothing")
+    if not folder.is_dir():
+        raise ReportError(f"{folder}: {expected}, found a file")
     meta_path = folder / "report.json"
-    if not meta_path.is_file():
-        raise FileNotFoundError(f"{folder}: expected a results folder with report.json (written by `opelab demo`), found none")
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    if meta.get("format_version") != 1:
-        raise ValueError(f"{meta_path}: expected format_version 1, found {meta.get('format_version')!r}")
-    frames = {}
-    for name in _TABLES:
+    meta = _report_json(meta_path)
+    frames: dict[str, pd.DataFrame | None] = {}
+    for name in ("assessment", *_TABLES):
         path = folder / f"{name}.csv"
-        frames[name] = pd.read_csv(path) if path.is_file() else None
-    for required in ("candidates", "estimates", "topk", "picks"):
-        if frames[required] is None:
-            raise FileNotFoundError(f"{folder}: expected {required}.csv, found none")
+        if not path.is_file():
+            if name in _REQUIRED_TABLES:
+                raise MissingReportFile(f"{path}: expected the {name} table of the results folder (written by `opelab demo`), found no such file")
+            frames[name] = None
+            continue
+        frames[name] = _read_table(path)
+    assessment = frames.pop("assessment")
+    assert assessment is not None
+    if "estimator" not in assessment.columns:
+        raise ReportError(f"{folder / 'assessment.csv'}: expected an estimator column (one row per estimator), found {list(assessment.columns)}")
     picks = frames["picks"]
-    picks["estimator"] = picks["estimator"].astype(object).where(picks["estimator"].notna(), None)
-    return TaskReport(
-        task=meta["task"],
-        dataset_summary=[tuple(pair) for pair in meta["dataset_summary"]],
-        candidates=frames["candidates"],
-        estimates=frames["estimates"],
-        assessment=pd.read_csv(folder / "assessment.csv", index_col="estimator"),
-        topk=frames["topk"],
-        picks=picks,
-        behavior_value=float(meta["behavior_value"]),
-        safety_threshold=meta.get("safety_threshold"),
-        cdfs=frames["cdfs"],
-        true_cdfs=frames["true_cdfs"],
-        risk=frames["risk"],
-        true_risk=frames["true_risk"],
-        notes=list(meta.get("notes", [])),
-    )
+    if picks is not None and "estimator" in picks.columns:  # an empty cell: the metric picked nothing
+        picks["estimator"] = picks["estimator"].astype(object).where(picks["estimator"].notna(), None)
+    try:
+        return TaskReport(
+            task=meta["task"],
+            dataset_summary=[tuple(pair) for pair in meta["dataset_summary"]],
+            assessment=assessment.set_index("estimator"),
+            behavior_value=meta["behavior_value"],
+            safety_threshold=meta.get("safety_threshold"),
+            notes=meta.get("notes", []),
+            **frames,  # type: ignore[arg-type]
+        )
+    except ReportError as error:  # "table: column: ..." becomes "folder/table.csv: column: ..."
+        path = meta_path if error.table is None else folder / f"{error.table}.csv"
+        message = str(error).removeprefix(f"{error.table}: ")
+        raise type(error)(f"{path}: {message}", error.table) from None
+
+
+_REQUIRED_TABLES = ("assessment", "candidates", "estimates", "topk", "picks")
+_JSON_KEYS = ("format_version", "task", "behavior_value", "dataset_summary")
+_OPTIONAL_JSON_KEYS = ("safety_threshold", "notes")
+
+
+def _report_json(path: Path) -> dict[str, Any]:
+    """report.json, parsed and checked for its keys (values are checked with the tables)."""
+    if not path.is_file():
+        raise MissingReportFile(f"{path}: expected the report's metadata (written by `opelab demo`), found no such file")
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as error:
+        raise ReportError(f"{path}: expected UTF-8 JSON, found undecodable bytes at position {error.start}") from None
+    except json.JSONDecodeError as error:
+        raise ReportError(f"{path}: expected a JSON object, found text that does not parse ({error.msg}: line {error.lineno} column {error.colno})") from None
+    except OSError as error:
+        raise ReportError(f"{path}: expected a readable file, found {one_line(error)}") from None
+    if not isinstance(meta, dict):
+        raise ReportError(f"{path}: expected a JSON object, found {json_type(meta)}")
+    missing = [key for key in _JSON_KEYS if key not in meta]
+    if missing:
+        raise ReportError(f"{path}: expected the key {missing[0]!r}, found keys {sorted(meta)}")
+    unknown = sorted(key for key in meta if key not in (*_JSON_KEYS, *_OPTIONAL_JSON_KEYS))
+    if unknown:
+        raise ReportError(f"{path}: expected only the keys {sorted((*_JSON_KEYS, *_OPTIONAL_JSON_KEYS))}, found unexpected {unknown}")
+    version = meta["format_version"]
+    if version != 1 or isinstance(version, bool):
+        raise ReportError(f"{path}: format_version: expected 1, found {version!r}")
+    pairs = meta["dataset_summary"]
+    if not isinstance(pairs, list) or not all(isinstance(p, list) and len(p) == 2 for p in pairs):
+        raise ReportError(f"{path}: dataset_summary: expected a list of [label, value] pairs, found {json_type(pairs)}")
+    return meta
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    """One CSV table; names (policy, estimator, metric) stay strings, only empty cells are missing values."""
+    try:
+        header = pd.read_csv(path, nrows=0)
+        names = {c: str for c in header.columns if c in KEYS}
+        return pd.read_csv(path, dtype=names, keep_default_na=False, na_values=[""])  # type: ignore[arg-type]
+    except pd.errors.EmptyDataError:
+        raise ReportError(f"{path}: expected a CSV table with a header row, found an empty file") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as error:
+        raise ReportError(f"{path}: expected a CSV table, found one that does not parse ({one_line(error)})") from None
+    except OSError as error:
+        raise ReportError(f"{path}: expected a readable file, found {one_line(error)}") from None
