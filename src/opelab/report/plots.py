@@ -21,23 +21,31 @@ Conventions shared by all figures
 * Empty input: an empty table (zero rows) renders a placeholder panel that says what is missing
   (e.g. "no CDF estimates"); it never raises. Missing *required* columns in a non-empty table
   raise ``ValueError`` naming them.
+* Text is literal: policy names, estimator labels, task names and titles are user strings, so no text
+  of these figures is parsed as mathtext or sent to LaTeX (``$x^$`` is drawn as the five characters
+  ``$x^$``, not an error). Each figure is built under ``text.parse_math = False`` and
+  ``text.usetex = False`` and every text it holds is marked so; :func:`figure_to_svg` and
+  :func:`figure_to_png_base64` draw under the same settings (tick labels may be created when drawn).
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import math
 import textwrap
-from collections.abc import Iterable, Mapping, Sequence
-from typing import NamedTuple
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import NamedTuple, ParamSpec
 
 import numpy as np
 import pandas as pd
+from matplotlib import rc_context
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
+from matplotlib.text import Text
 from matplotlib.ticker import MaxNLocator
 
 __all__ = [
@@ -220,6 +228,27 @@ def _as_series(true_values: pd.Series | Mapping[object, float] | None, what: str
 # --------------------------------------------------------------------------------------------
 # Drawing helpers
 # --------------------------------------------------------------------------------------------
+
+
+LITERAL_TEXT = {"text.parse_math": False, "text.usetex": False}
+"""rcParams under which figures are built and drawn: user strings are never mathtext or LaTeX."""
+
+_P = ParamSpec("_P")
+
+
+def _literal_text(build: Callable[_P, Figure]) -> Callable[_P, Figure]:
+    """Build the figure under ``LITERAL_TEXT`` and mark every text in it literal (module docstring)."""
+
+    @functools.wraps(build)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> Figure:
+        with rc_context(LITERAL_TEXT):
+            fig = build(*args, **kwargs)
+        for text in fig.findobj(Text):
+            text.set_parse_math(False)
+            text.set_usetex(False)
+        return fig
+
+    return wrapper
 
 
 def _new_figure(width: float, height: float) -> Figure:
@@ -435,6 +464,7 @@ def _short(text: str, width: int = 12) -> str:
 # --------------------------------------------------------------------------------------------
 
 
+@_literal_text
 def plot_sharpe_ratio(
     topk: pd.DataFrame, *, styles: StyleMap | None = None, n_boot: int = 1000, seed: int = 0
 ) -> Figure:
@@ -525,6 +555,7 @@ def plot_sharpe_ratio(
 # --------------------------------------------------------------------------------------------
 
 
+@_literal_text
 def plot_topk_statistics(
     topk: pd.DataFrame,
     behavior_value: float | None,
@@ -635,6 +666,7 @@ def _joined_estimates(
     return df, truth, intervals
 
 
+@_literal_text
 def plot_estimates_vs_truth(
     estimates: pd.DataFrame,
     true_values: pd.Series | Mapping[object, float],
@@ -719,6 +751,7 @@ def plot_estimates_vs_truth(
 # --------------------------------------------------------------------------------------------
 
 
+@_literal_text
 def plot_estimate_bars(
     estimates: pd.DataFrame,
     true_values: pd.Series | Mapping[object, float] | None,
@@ -926,6 +959,7 @@ def _curve_tables(
     return e, t
 
 
+@_literal_text
 def plot_return_cdfs(
     cdfs: pd.DataFrame | None,
     true_cdfs: pd.DataFrame | None = None,
@@ -961,6 +995,7 @@ def plot_return_cdfs(
     )
 
 
+@_literal_text
 def plot_cvar_curves(
     risk: pd.DataFrame | None,
     true_risk: pd.DataFrame | None = None,
@@ -999,6 +1034,7 @@ def plot_cvar_curves(
 # --------------------------------------------------------------------------------------------
 
 
+@_literal_text
 def plot_interquartile_ranges(
     risk: pd.DataFrame | None,
     true_risk: pd.DataFrame | None = None,
@@ -1109,6 +1145,7 @@ def plot_interquartile_ranges(
 # --------------------------------------------------------------------------------------------
 
 
+@_literal_text
 def plot_agreement_matrix(picks: pd.DataFrame, *, styles: StyleMap | None = None) -> Figure:
     """Matrix of the estimator each metric picks: rows (task, dataset), columns metric.
 
@@ -1194,11 +1231,12 @@ def figure_to_svg(fig: Figure) -> str:
     are dropped so the string can be pasted into HTML as is.
     """
     buffer = io.StringIO()
-    fig.savefig(
-        buffer,
-        format="svg",
-        metadata={"Creator": None, "Date": None, "Format": None, "Type": None},
-    )
+    with rc_context(LITERAL_TEXT):
+        fig.savefig(
+            buffer,
+            format="svg",
+            metadata={"Creator": None, "Date": None, "Format": None, "Type": None},
+        )
     text = buffer.getvalue()
     start = text.find("<svg")
     return text[start:] if start >= 0 else text
@@ -1207,5 +1245,6 @@ def figure_to_svg(fig: Figure) -> str:
 def figure_to_png_base64(fig: Figure, dpi: int = 100) -> str:
     """The figure as a base64-encoded PNG (for ``<img src="data:image/png;base64,...">``)."""
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi)
+    with rc_context(LITERAL_TEXT):
+        fig.savefig(buffer, format="png", dpi=dpi)
     return base64.b64encode(buffer.getvalue()).decode("ascii")
