@@ -154,7 +154,7 @@ def test_a_flipped_data_page_fails_its_checksum(tmp_path: Path) -> None:
     data = bytearray(path.read_bytes())
     data[last] ^= 0x01
     path.write_bytes(bytes(data))
-    assert "expected intact data pages, found a corrupt file (" in read_error(path)
+    assert "expected intact data pages, found a corrupt page in column 'reward' (" in read_error(path)
     assert "crc" in read_error(path).lower()
 
 

@@ -112,7 +112,7 @@ def _read(path: Path) -> LoggedDataset:
     try:
         table = file.read()
     except _READ_ERRORS as error:
-        raise DatasetError(f"expected intact data pages, found a corrupt file ({one_line(error)})") from None
+        raise DatasetError(f"expected intact data pages, found {_corrupt_column(file)}({one_line(error)})") from None
     _check_columns(table, meta)
     n, H = meta["n_trajectories"], meta["horizon"]
     if meta["n_rows"] is not None and table.num_rows != meta["n_rows"]:
@@ -193,6 +193,20 @@ def _open(path: Path) -> pq.ParquetFile:
         return pq.ParquetFile(path, page_checksum_verification=True)
     except _READ_ERRORS as error:
         raise DatasetError(f"expected a readable Parquet footer, found a corrupt one ({one_line(error)})") from None
+
+
+def _corrupt_column(file: pq.ParquetFile) -> str:
+    """Which column fails to decode, in words ("a corrupt page in column 'reward' "), for the error message."""
+    try:
+        names = file.schema_arrow.names
+    except _READ_ERRORS:
+        return "a corrupt file "
+    for name in names:
+        try:
+            file.read(columns=[name])
+        except _READ_ERRORS:
+            return f"a corrupt page in column {name!r} "
+    return "a corrupt file "
 
 
 def _metadata(file: pq.ParquetFile) -> dict[str, Any]:
