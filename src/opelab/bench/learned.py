@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from opelab.bench.tasks import GroundTruth, TaskFamily, register_task_family
+from opelab.bench.tasks import GroundTruth, TaskFamily, TaskShape, register_task_family
 
 if TYPE_CHECKING:
     from opelab.bench.config import InputsConfig, TaskConfig
@@ -191,6 +191,33 @@ class LearnedFamily(TaskFamily):
         if c.n_sampled is not None:
             return c.n_sampled
         return None
+
+    def shape(self, task: TaskConfig) -> TaskShape | None:
+        """Sizes from the task itself (``make``: cheap, nothing trained); None when it cannot be built here
+        (e.g. MuJoCo missing on the driver)."""
+        from opelab.envs import make
+        from opelab.learn.candidates import DEFAULT_ALGORITHMS, DEFAULT_SIGMA_FRACTIONS
+
+        try:
+            env = make(task.name) if task.horizon is None else make(task.name, horizon=task.horizon)
+        except Exception:  # noqa: BLE001 - no estimate rather than no benchmark
+            return None
+        space, c = env.action_space, task.candidates
+        if c.n_sampled is not None:
+            n_policies = c.n_sampled
+        else:
+            head = c.head or CANDIDATE_HEADS[space.type][0]
+            levels = {"epsilon_greedy": c.epsilons, "softmax": c.temperatures}.get(head, c.sigmas)  # as candidates() passes them
+            levels = levels or DEFAULT_SIGMA_FRACTIONS  # none given: the learner's defaults (four levels)
+            n_policies = len(c.algorithms or DEFAULT_ALGORITHMS[space.type]) * len(c.hidden_sizes) * len(levels)
+        return TaskShape(
+            horizon=int(env.horizon),
+            n_policies=max(n_policies, 1),
+            n_actions=space.n_actions if space.is_discrete else None,
+            action_dim=1 if space.is_discrete else int(space.action_dim),
+            obs_size=int(np.prod(getattr(env, "obs_shape", ()) or (1,))),
+            learned=True,
+        )
 
     def create(self, task: TaskConfig, inputs: InputsConfig, ground_truth_rollouts: int, seed: int = 0) -> LearnedTask:
         return LearnedTask(name=task.name, config=task, inputs=inputs, ground_truth_rollouts=ground_truth_rollouts, seed=seed)

@@ -35,6 +35,7 @@ __all__ = [
     "GroundTruth",
     "TabularFamily",
     "TaskFamily",
+    "TaskShape",
     "find_family",
     "known_task_names",
     "register_task_family",
@@ -49,6 +50,22 @@ class GroundTruth:
     values: np.ndarray  # (P,)
     se: np.ndarray  # (P,)
     behavior_value: float
+
+
+@dataclass(frozen=True)
+class TaskShape:
+    """The sizes that set a cell's memory, known before anything runs (``opelab.bench.runner.cell_memory``):
+    the horizon, the candidates, the actions (``n_actions`` for discrete ones, None for continuous ones of
+    ``action_dim`` values), the values of one observation, the states of a tabular task, and whether the
+    task trains networks (torch)."""
+
+    horizon: int
+    n_policies: int
+    n_actions: int | None
+    action_dim: int = 1
+    obs_size: int = 1
+    n_states: int = 0  # tabular tasks: the tables of tabular FQE and flow weights are (P, H, S, A)
+    learned: bool = False
 
 
 class BenchTask(Protocol):
@@ -82,6 +99,10 @@ class TaskFamily(ABC):
 
     def n_candidates(self, task: TaskConfig) -> int | None:
         """How many candidates the task will have, when known before running (checks ``ks``)."""
+        return None
+
+    def shape(self, task: TaskConfig) -> TaskShape | None:
+        """The task's sizes for a memory estimate before running (None: unknown, no estimate)."""
         return None
 
     @abstractmethod
@@ -216,6 +237,11 @@ class TabularFamily(TaskFamily):
     def n_candidates(self, task: TaskConfig) -> int | None:
         c = task.candidates
         return c.n_sampled if c.n_sampled is not None else c.n_generated
+
+    def shape(self, task: TaskConfig) -> TaskShape | None:
+        mdp = _tabular(task.name)[0]
+        n_policies = self.n_candidates(task) or 1
+        return TaskShape(horizon=mdp.horizon, n_policies=n_policies, n_actions=mdp.n_actions, n_states=mdp.n_states)
 
     def create(self, task: TaskConfig, inputs: InputsConfig, ground_truth_rollouts: int, seed: int = 0) -> BenchTask:
         return TabularTask(name=task.name, config=task, inputs=inputs)
