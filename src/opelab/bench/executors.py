@@ -8,9 +8,24 @@
   with ``ray.init(num_cpus=workers)``. ``ray`` is imported only here, only when chosen (the ``[ray]`` extra).
 
 Workers compute; only the driver (``run_benchmark``) writes, one transaction per finished cell. A failed
-attempt is resubmitted up to ``retries`` times, then recorded as failed with its error; the other cells go
-on. Worker processes run single-threaded numerical libraries (OMP_NUM_THREADS=1, torch.set_num_threads(1)):
-parallelism comes from the cells, and N workers × M threads each would oversubscribe the cores.
+attempt is resubmitted up to ``retries`` times, then recorded as failed with its error (one line, never
+empty; a dead worker is described by its signal); the other cells go on. Worker processes run
+single-threaded numerical libraries (OMP_NUM_THREADS=1, torch.set_num_threads(1)): parallelism comes from
+the cells, and N workers × M threads each would oversubscribe the cores.
+
+Before any cell starts, ``run_benchmark`` compares an estimate of the memory the run needs (the largest
+cell, ``runner.cell_memory``, times the cells that run at once) with the memory available
+(``opelab.resources.check_memory``; override with ``memory_limit`` or ``OPELAB_MEMORY_LIMIT``). Cells on a
+Ray cluster given by ``address`` run on its machines and are not checked here.
+
+No orphans: a pool worker watches the driver (its pid and start time, every ``WATCHDOG_INTERVAL_S``) and
+exits when it is gone, even after a SIGKILL that let no cleanup run; on Linux it also dies with its parent
+(``PR_SET_PDEATHSIG``). The workers hold the fork server's and the resource tracker's pipes, so once they
+are gone those two see end-of-file and exit too. A local Ray cluster started by ``ray.init`` shares the
+driver's fate through Ray's own mechanism: its GCS, raylet and task workers exit within seconds of a
+SIGKILL, its dashboard and runtime-env agents about a minute later, when they notice the raylet is gone
+(measured with Ray 2.60; nothing to add here). A cluster given by ``address`` outlives the driver, and Ray
+cancels the dead driver's tasks there.
 """
 
 from __future__ import annotations
@@ -18,7 +33,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import sys
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections import deque
@@ -29,7 +46,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from opelab.bench.config import BenchmarkConfig
-from opelab.bench.runner import Cell, CellOutcome, execute_cell, expand
+from opelab.bench.runner import Cell, CellOutcome, cell_memory, describe_error, execute_cell, expand
+from opelab.resources import ResourceError, check_memory, format_bytes
 
 __all__ = [
     "EXECUTORS",
@@ -38,6 +56,7 @@ __all__ = [
     "LocalExecutor",
     "RayExecutor",
     "RunSummary",
+    "check_benchmark_memory",
     "make_executor",
     "run_benchmark",
 ]
@@ -57,6 +76,69 @@ def limit_threads() -> None:
     except ImportError:
         return
     threadpool_limits(1)
+
+
+WATCHDOG_INTERVAL_S = 0.5  # how often a worker checks that its driver still runs
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def process_start_time(pid: int) -> str | None:
+    """When process ``pid`` started (Linux: field 22 of ``/proc/<pid>/stat``, clock ticks since boot), to tell
+    it from a later process that reuses its pid; None where there is no ``/proc`` or no such process."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return fields[19] if len(fields) > 19 else None
+
+
+def process_alive(pid: int, started: str | None) -> bool:
+    """Whether the process ``pid`` that started at ``started`` (``process_start_time``) still runs: not
+    gone, not a zombie, not another process with its pid."""
+    if started is not None:
+        try:
+            with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            return False
+        return len(fields) > 19 and fields[0] not in ("Z", "X", "x") and fields[19] == started
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process has the pid now
+        return False
+    return True
+
+
+def _watch_driver(pid: int, started: str | None) -> None:
+    while process_alive(pid, started):
+        time.sleep(WATCHDOG_INTERVAL_S)
+    os._exit(1)  # the driver is gone: nobody will read this worker's results
+
+
+def _die_with_parent() -> None:
+    """Linux: SIGKILL this process when its parent (the fork server, or the driver under spawn) dies."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    parent = os.getppid()
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before the signal was armed
+        os._exit(1)
+
+
+def init_worker(driver_pid: int, driver_started: str | None) -> None:
+    """A pool worker's initializer: one thread per numerical library, and no life after the driver's."""
+    limit_threads()
+    _die_with_parent()
+    watchdog = threading.Thread(target=_watch_driver, args=(driver_pid, driver_started), name="opelab-driver-watchdog", daemon=True)
+    watchdog.start()
 
 
 @contextlib.contextmanager
@@ -110,8 +192,31 @@ class InProcessExecutor(Executor):
             yield execute_cell(config, cell)
 
 
-def _failed(cell: Cell, exc: BaseException) -> CellOutcome:
-    return CellOutcome(cell, None, f"{type(exc).__name__}: {exc}", None, 0.0)
+def _failed(cell: Cell, exc: BaseException, description: str | None = None) -> CellOutcome:
+    return CellOutcome(cell, None, description or describe_error(exc), None, 0.0)
+
+
+def describe_exit(exitcode: int | None) -> str:
+    """How a worker process ended, for people: "killed by SIGKILL", "exit code 3", "an unknown cause"."""
+    if exitcode is None:
+        return "an unknown cause"
+    if exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        return f"killed by {name}" + (", e.g. by the kernel's out-of-memory killer" if -exitcode == signal.SIGKILL else "")
+    return f"exit code {exitcode}"
+
+
+def _dead_worker(pool: ProcessPoolExecutor) -> str:
+    """Why a broken pool broke: the exit of the worker that died first (the others are terminated by the
+    pool afterwards with SIGTERM). Reads the pool's process table, a CPython detail: unknown without it."""
+    processes = getattr(pool, "_processes", None) or {}
+    codes = [p.exitcode for p in list(processes.values())]
+    died = [c for c in codes if c not in (None, 0, -signal.SIGTERM)] or [c for c in codes if c == -signal.SIGTERM]
+    cause = describe_exit(died[0]) if died else "killed or out of memory"
+    return f"WorkerDied: the worker process died ({cause}) while this cell was running or queued; the pool was restarted"
 
 
 class LocalExecutor(Executor):
@@ -130,7 +235,8 @@ class LocalExecutor(Executor):
 
     def _current_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=self._context, initializer=limit_threads)
+            driver = (os.getpid(), process_start_time(os.getpid()))
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=self._context, initializer=init_worker, initargs=driver)
         return self._pool
 
     def submit(self, config: BenchmarkConfig, cell: Cell) -> None:
@@ -146,10 +252,11 @@ class LocalExecutor(Executor):
                 try:
                     yield future.result()
                 except BrokenProcessPool as exc:  # a worker died (killed, out of memory): new pool
+                    description = _dead_worker(pool)
                     if pool is self._pool:
                         pool.shutdown(wait=False, cancel_futures=True)
                         self._pool = None
-                    yield _failed(cell, exc)
+                    yield _failed(cell, exc, description)
 
     def close(self) -> None:
         if self._pool is not None:
@@ -221,7 +328,8 @@ def make_executor(config: BenchmarkConfig) -> Executor:
 
 @dataclass(frozen=True)
 class RunSummary:
-    """What ``run_benchmark`` did: the run id, cells in the grid, skipped (already done), done, failed."""
+    """What ``run_benchmark`` did: the run id, cells in the grid, skipped (already done), done, failed, and
+    the failed cells with their errors in grid order (``first_error`` is the first one's, for a final line)."""
 
     run_id: int
     n_cells: int
@@ -229,6 +337,45 @@ class RunSummary:
     n_done: int
     n_failed: int
     wall_s: float
+    failures: tuple[tuple[Cell, str], ...] = ()
+
+    @property
+    def first_error(self) -> str | None:
+        """``task dataset d: Type: message`` of the first failed cell in grid order, or None."""
+        if not self.failures:
+            return None
+        cell, error = self.failures[0]
+        return f"{cell.task} dataset {cell.dataset}: {error}"
+
+
+def check_benchmark_memory(config: BenchmarkConfig, cells: list[Cell], *, limit: int | str | None = None) -> int | None:
+    """Refuse (``ResourceError``) a run whose cells cannot fit: the largest per-cell estimate
+    (``runner.cell_memory``) among the tasks of ``cells``, times the cells that run at once (workers, at most
+    the cells), against ``opelab.resources.check_memory(limit=...)``. Returns the estimate (None: nothing to
+    check: no cells, tasks of unknown sizes, or a Ray cluster given by address)."""
+    ex = config.executor
+    if not cells or (ex.kind == "ray" and ex.address):
+        return None
+    tasks = {cell.task for cell in cells}
+    estimates = {t.id: m for t in config.tasks if t.id in tasks and (m := cell_memory(config, t)) is not None}
+    if not estimates:
+        return None
+    worst = max(estimates, key=lambda task_id: estimates[task_id][0])
+    per_cell, shape = estimates[worst]
+    concurrent = min(ex.workers, len(cells))
+    task = config.task(worst)
+    actions = f"{shape.n_actions} actions" if shape.n_actions is not None else f"{shape.action_dim}-dimensional actions"
+    bootstrap = f", n_bootstrap = {config.intervals.n_bootstrap}" if config.intervals.method == "bootstrap" else ""
+    what = (
+        f"{concurrent} cell(s) at once of task {worst!r} (about {format_bytes(per_cell)} each: n_trajectories = "
+        f"{task.n_trajectories}, horizon {shape.horizon}, {shape.n_policies} policies, {actions}{bootstrap})"
+    )
+    try:
+        advice = "lower n_trajectories, n_bootstrap or the workers"
+        check_memory(concurrent * per_cell, what, limit=limit, advice=advice)
+    except ResourceError as exc:
+        raise ResourceError(f"{config.source}: {exc}") from None
+    return concurrent * per_cell
 
 
 class _Progress:
@@ -277,25 +424,34 @@ def run_benchmark(
     progress: bool = False,
     console: Any | None = None,
     progress_file: str | os.PathLike[str] | None = None,
+    memory_limit: int | str | None = None,
 ) -> RunSummary:
     """Run every cell of ``config`` and store the results in the DuckDB file ``db``.
 
     ``resume``: continue the latest run of the same config text in ``db``, skipping its finished (done)
     cells; failed cells run again. Without it a new run is recorded. ``progress`` shows rich progress bars;
     ``progress_file`` gets one JSON line per recorded cell (after its transaction committed), for scripts.
+    Before any cell runs (and, for a new run, before ``db`` is touched) the memory estimate is checked
+    (``check_benchmark_memory``): ``memory_limit`` (bytes or ``"16G"``; ``"off"``: no check) replaces the
+    available memory, as ``OPELAB_MEMORY_LIMIT`` does.
     """
     from opelab.bench.store import ResultStore
 
     start = time.perf_counter()
+    if not resume:
+        check_benchmark_memory(config, expand(config), limit=memory_limit)
     with ResultStore(db) as store:
         run_id = store.find_run(config) if resume else None
         if resume and run_id is None:
             raise ValueError(f"--resume: expected a run of this config in {db}, found none (run it without --resume)")
+        done = set(store.done_cells(run_id)) if run_id is not None else set()
+        pending = [cell for cell in expand(config) if cell not in done]
+        if resume:
+            check_benchmark_memory(config, pending, limit=memory_limit)
         if run_id is None:
             run_id = store.start_run(config)
-        done = set(store.done_cells(run_id))
-        pending = [cell for cell in expand(config) if cell not in done]
         attempts: dict[Cell, int] = {}
+        failures: dict[Cell, str] = {}
         n_done = n_failed = 0
         bars = _Progress(config, pending, console, progress)
         log = open(progress_file, "a", encoding="utf-8") if progress_file is not None else None  # noqa: SIM115
@@ -313,6 +469,8 @@ def run_benchmark(
                     else:
                         store.record(run_id, outcome, attempts[cell])
                         n_done, n_failed = n_done + outcome.ok, n_failed + (not outcome.ok)
+                        if not outcome.ok:
+                            failures[cell] = outcome.error or "the cell failed without an error (a bug)"
                         if log is not None:
                             status = "done" if outcome.ok else "failed"
                             log.write(json.dumps({"run_id": run_id, "task": cell.task, "dataset": cell.dataset, "status": status}) + "\n")
@@ -329,5 +487,6 @@ def run_benchmark(
         n_done=n_done,
         n_failed=n_failed,
         wall_s=time.perf_counter() - start,
+        failures=tuple((cell, failures[cell]) for cell in pending if cell in failures),  # grid order
     )
 

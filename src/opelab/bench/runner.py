@@ -13,13 +13,16 @@ stream))`` (``cell_seed``), where the task key is a hash of the task id. So a ce
 bit for bit, whichever executor, worker or order runs it. The candidate subset (when sampled) comes from
 the task-level stream ``(task key,)``: every dataset of a task assesses the same candidates.
 
-``execute_cell`` wraps ``run_cell`` for executors: it never raises, it reports the error as text.
+``execute_cell`` wraps ``run_cell`` for executors: it never raises, it reports the error as one line of text
+(``describe_error``: ``Type: message``, never empty). ``cell_memory`` estimates a cell's peak memory from the
+config alone, so a run that cannot fit is refused before it starts (``opelab.resources``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib
+import math
 import re
 import time
 import traceback
@@ -29,15 +32,18 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from opelab.bench.config import BenchmarkConfig, EstimatorConfig
-from opelab.bench.tasks import find_family
+from opelab.bench.config import BenchmarkConfig, EstimatorConfig, TaskConfig
+from opelab.bench.tasks import TaskShape, find_family
+from opelab.resources import DataSize, dataset_bytes, evaluate_bytes
 
 __all__ = [
     "STAGES",
     "Cell",
     "CellOutcome",
     "CellResult",
+    "cell_memory",
     "cell_seed",
+    "describe_error",
     "execute_cell",
     "expand",
     "make_estimator",
@@ -205,14 +211,73 @@ class CellOutcome:
         return self.result is not None
 
 
+MAX_ERROR_CHARS = 2000  # a recorded error is one line; its traceback keeps everything
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line, never empty: ``Type: message``. An exception without a message is described instead: a
+    ``MemoryError`` as "out of memory (...)", any other by where it was raised."""
+    name = type(exc).__name__
+    message = " ".join(str(exc).split())
+    if not message and isinstance(exc, MemoryError):
+        message = "out of memory (an allocation failed in the cell; lower n_trajectories, n_bootstrap or the workers)"
+    elif not message:
+        frames = traceback.extract_tb(exc.__traceback__)
+        where = f" raised at {frames[-1].filename}:{frames[-1].lineno} in {frames[-1].name}" if frames else ""
+        message = f"(no message){where}"
+    text = f"{name}: {message}"
+    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…"
+
+
 def execute_cell(config: BenchmarkConfig, cell: Cell) -> CellOutcome:
     """``run_cell`` that never raises: what executors call, in any process."""
     start = time.perf_counter()
     try:
         result = run_cell(config, cell)
     except Exception as exc:  # noqa: BLE001 - a failing cell is recorded, the others go on
-        return CellOutcome(cell, None, f"{type(exc).__name__}: {exc}", traceback.format_exc(), time.perf_counter() - start)
+        return CellOutcome(cell, None, describe_error(exc), traceback.format_exc(), time.perf_counter() - start)
     return CellOutcome(cell, result, None, None, time.perf_counter() - start)
+
+
+#: A process that trains networks (learned tasks) holds torch, d3rlpy and their buffers besides the arrays.
+TORCH_BYTES = 1 << 30
+
+
+def cell_memory(config: BenchmarkConfig, task: TaskConfig) -> tuple[int, TaskShape] | None:
+    """An upper-ish estimate of the peak memory of one cell of ``task`` (bytes) and the sizes it came from;
+    None when the task's family cannot tell its sizes before running (``TaskFamily.shape``).
+
+    With the dataset D = ``dataset_bytes`` of the task's n_trajectories, the peak is
+
+        D + max(D / 2 (collection's temporaries), evaluate_bytes(data, P, B, E) (building the inputs, then
+                evaluating), 6·P·H·S·A·8 (tabular tasks' tables))  [+ D with n_folds > 1: the folds' subsets]
+
+    (``opelab.resources`` has the formulas). A task that trains networks adds ``TORCH_BYTES``, 4× its
+    training dataset (d3rlpy's copies) and 2·D (the torch copies of the data).
+    """
+    from opelab.ope.estimators import ESTIMATORS
+
+    family = find_family(task.name)
+    try:
+        shape = None if family is None else family.shape(task)
+    except Exception:  # noqa: BLE001 - a family that cannot tell its sizes gets no estimate, not a failed run
+        shape = None
+    if shape is None:
+        return None
+    inputs = task.inputs or config.inputs
+    size = DataSize(task.n_trajectories, shape.horizon, shape.obs_size, shape.n_actions, shape.action_dim)
+    P = shape.n_policies
+    data = dataset_bytes(size.n_trajectories, size)
+    B = config.intervals.n_bootstrap if config.intervals.method == "bootstrap" else 0
+    E = len(config.estimators) or len(ESTIMATORS)
+    tables = 6 * P * shape.horizon * shape.n_states * size.actions * 8
+    peak = data + max(data // 2, evaluate_bytes(size, P, n_bootstrap=B, n_estimators=E) + tables)
+    if inputs.n_folds > 1:
+        peak += data
+    if shape.learned:
+        train = dataset_bytes(task.candidates.train_trajectories or size.n_trajectories, size)
+        peak += TORCH_BYTES + 4 * train + 2 * data
+    return int(math.ceil(peak)), shape
 
 
 def pending_cells(config: BenchmarkConfig, done: Sequence[Cell]) -> list[Cell]:
