@@ -12,9 +12,21 @@ Tables (primary keys in brackets; ``task`` is the task id of the config):
 - ``metrics`` [run_id, task, dataset, estimator, metric]: value (nmse, rank_correlation, regret@k,
   normalized_regret@k, sharpe_ratio@k, best/worst/mean/std@k, type_i/type_ii).
 
+- ``opelab_store`` [key]: value; ``format`` = ``opelab results store`` and ``schema_version`` (1) mark the
+  file as a store (stores written before the marker, with exactly the five tables, are recognised and
+  marked when next opened for writing).
+
 Crash safety: a cell's rows (its ``cells`` row and all its estimates, truth and metrics) are written in one
 transaction, so a crash loses only unfinished cells; the primary keys make a duplicate impossible, and a
 cell that is rerun (a failed one, on resume) replaces its rows inside the same kind of transaction.
+
+Opening refuses, in one line (``StoreError``), what is not a store: a folder, an empty file, a file that is
+not DuckDB (Parquet, SQLite, anything else), a DuckDB file holding other tables (a benchmark must not add
+its tables to an unrelated database). ``read_only`` opens for queries only, with DuckDB's external access
+off and the configuration locked: ``query()`` cannot write or read files (``COPY … TO``, ``EXPORT``,
+``read_csv``), attach databases or install and load extensions. ``export_parquet`` therefore writes the
+Parquet files itself (pyarrow, from the query results, batch by batch), each through a temporary file
+renamed into place, and refuses to overwrite existing files without ``force``.
 """
 
 from __future__ import annotations
@@ -32,7 +44,7 @@ import pandas as pd
 from opelab.bench.config import BenchmarkConfig
 from opelab.bench.runner import STAGES, Cell, CellOutcome
 
-__all__ = ["TABLES", "ResultStore", "package_versions"]
+__all__ = ["SCHEMA_VERSION", "TABLES", "ResultStore", "StoreError", "package_versions"]
 
 TABLES = ("runs", "cells", "estimates", "ground_truth", "metrics")
 KEYS = {
@@ -61,6 +73,18 @@ CREATE TABLE IF NOT EXISTS metrics (
     run_id INTEGER, task VARCHAR, dataset INTEGER, estimator VARCHAR, metric VARCHAR, value DOUBLE,
     PRIMARY KEY (run_id, task, dataset, estimator, metric));
 """
+MARKER = "opelab_store"
+STORE_FORMAT = "opelab results store"
+SCHEMA_VERSION = 1
+MARKER_SCHEMA = f"CREATE TABLE IF NOT EXISTS {MARKER} (key VARCHAR PRIMARY KEY, value VARCHAR);"
+#: DuckDB settings of a read-only store: no files, no network, no extensions, and no way to switch them back.
+READ_ONLY_CONFIG = {
+    "enable_external_access": False,
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+    "lock_configuration": True,
+}
+EXPORT_BATCH_ROWS = 100_000
 #: Columns that change from run to run of the same config (left out when comparing stores).
 VOLATILE_COLUMNS = ("created_at", "finished_at", "wall_s", *(f"{stage}_s" for stage in STAGES), "traceback")
 
@@ -82,18 +106,95 @@ def _now() -> _dt.datetime:
     return _dt.datetime.now(_dt.timezone.utc).replace(tzinfo=None)
 
 
+class StoreError(ValueError):
+    """A results store that cannot be opened or used as asked (one line naming the file and what was found)."""
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
+def _not_duckdb(path: Path) -> str | None:
+    """What ``path`` is when it is not a DuckDB database (None when it is one, or does not exist)."""
+    if path.is_dir():
+        return f"a folder at {path}"
+    if not path.exists():
+        return None
+    try:
+        with path.open("rb") as f:
+            head = f.read(16)
+    except OSError as exc:
+        return f"an unreadable file at {path} ({exc.strerror or exc})"
+    if not head:
+        return f"an empty file at {path}"
+    if head[8:12] == b"DUCK":  # DuckDB's magic bytes follow an 8-byte checksum
+        return None
+    if head[:4] == b"PAR1":
+        return f"a Parquet file at {path}"
+    if head.startswith(b"SQLite format 3"):
+        return f"an SQLite database at {path}"
+    return f"a file that is not a DuckDB database at {path}"
+
+
 class ResultStore:
-    """A DuckDB results file. ``read_only`` opens it for queries (``opelab results``)."""
+    """A DuckDB results file. ``read_only`` opens it for queries (``opelab results``): no writes, no files,
+    no extensions (see the module docstring)."""
 
     def __init__(self, path: str | os.PathLike[str], *, read_only: bool = False) -> None:
         import duckdb
 
         self.path = Path(path)
+        self.read_only = read_only
+        found = _not_duckdb(self.path)
+        if found is not None:
+            raise StoreError(f"db: expected a DuckDB results file written by opelab, found {found}")
         if read_only and not self.path.exists():
-            raise FileNotFoundError(f"db: expected an existing results file, found nothing at {self.path}")
-        self.con = duckdb.connect(str(self.path), read_only=read_only)
-        if not read_only:
-            self.con.execute(SCHEMA)
+            raise StoreError(f"db: expected an existing results file, found nothing at {self.path}")
+        if not self.path.exists() and not self.path.parent.is_dir():
+            raise StoreError(f"db: expected an existing folder for {self.path}, found none at {self.path.parent}")
+        try:
+            self.con = duckdb.connect(str(self.path), read_only=read_only, config=dict(READ_ONLY_CONFIG if read_only else {}))
+        except duckdb.Error as exc:
+            raise StoreError(
+                f"db: expected a DuckDB results file opelab can open, found {self.path} failing with {_one_line(exc)}"
+            ) from None
+        try:
+            self._check_identity()
+        except BaseException:
+            self.con.close()
+            raise
+
+    def _check_identity(self) -> None:
+        """Refuse a DuckDB file that is not an opelab store; create (or mark) the store when writing."""
+        rows = self.con.execute(
+            "SELECT table_schema, table_name FROM information_schema.tables WHERE table_catalog = current_database()"
+        ).fetchall()
+        names = {name if schema == "main" else f"{schema}.{name}" for schema, name in rows}
+        if MARKER in names:
+            version = self._scalar(f"SELECT max(value) FROM {MARKER} WHERE key = 'schema_version'")
+            if version is None or not str(version).isdigit() or int(version) > SCHEMA_VERSION:
+                found = "none" if version is None else version
+                raise StoreError(
+                    f"db: expected a results store of schema version <= {SCHEMA_VERSION}, found {found} in {self.path} (written by a newer opelab?)"
+                )
+        elif names and names != set(TABLES):  # stores from before the marker hold exactly the five tables
+            shown = sorted(names)
+            listed = ", ".join(shown[:8]) + (f" and {len(shown) - 8} more" if len(shown) > 8 else "")
+            raise StoreError(
+                f"db: expected an opelab results store (tables {', '.join(TABLES)}), found {self.path} holding other "
+                f"tables: {listed}; pass a new file (--db) instead"
+            )
+        if not self.read_only:
+            self.con.begin()
+            self.con.execute(SCHEMA + MARKER_SCHEMA)
+            marker = [STORE_FORMAT, str(SCHEMA_VERSION)]
+            self.con.execute(f"INSERT OR IGNORE INTO {MARKER} VALUES ('format', ?), ('schema_version', ?)", marker)
+            self.con.commit()
+
+    def _scalar(self, sql: str, parameters: Sequence[object] = ()) -> Any:
+        """The one value of a one-row query (fetched to the end: DuckDB keeps a half-read result open)."""
+        rows = self.con.execute(sql, list(parameters)).fetchall()
+        return rows[0][0] if rows else None
 
     def close(self) -> None:
         self.con.close()
@@ -107,7 +208,7 @@ class ResultStore:
     # runs ------------------------------------------------------------------
     def start_run(self, config: BenchmarkConfig) -> int:
         """Record a new run of ``config`` and return its id."""
-        (last,) = self.con.execute("SELECT coalesce(max(run_id), 0) FROM runs").fetchone()
+        last = self._scalar("SELECT coalesce(max(run_id), 0) FROM runs")
         run_id = int(last) + 1
         self.con.execute(
             "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -117,13 +218,11 @@ class ResultStore:
 
     def find_run(self, config: BenchmarkConfig) -> int | None:
         """The latest run of this exact config text, or None."""
-        row = self.con.execute(
-            "SELECT max(run_id) FROM runs WHERE config_hash = ?", [config.config_hash]
-        ).fetchone()
-        return None if row is None or row[0] is None else int(row[0])
+        run_id = self._scalar("SELECT max(run_id) FROM runs WHERE config_hash = ?", [config.config_hash])
+        return None if run_id is None else int(run_id)
 
     def latest_run(self) -> int | None:
-        (run_id,) = self.con.execute("SELECT max(run_id) FROM runs").fetchone()
+        run_id = self._scalar("SELECT max(run_id) FROM runs")
         return None if run_id is None else int(run_id)
 
     def done_cells(self, run_id: int) -> list[Cell]:
@@ -190,16 +289,48 @@ class ResultStore:
         return frame
 
     def query(self, sql: str) -> pd.DataFrame:
-        return self.con.execute(sql).df()
+        """The rows of one SQL query. A read-only store answers queries only: statements that write, read or
+        write files, attach databases or load extensions fail with a ``StoreError``."""
+        import duckdb
 
-    def export_parquet(self, folder: str | os.PathLike[str], tables: Sequence[str] = TABLES) -> list[Path]:
-        """Every table as ``folder/<table>.parquet`` (DuckDB ``COPY``), ordered by primary key."""
+        try:
+            return self.con.execute(sql).df()
+        except duckdb.Error as exc:
+            kind = "a read-only query (no writes, no files, no extensions)" if self.read_only else "a query"
+            name = self.path.name
+            raise StoreError(f"sql: expected {kind} the results store {name} can answer, found {_one_line(exc)}") from None
+
+    def export_parquet(
+        self, folder: str | os.PathLike[str], tables: Sequence[str] = TABLES, *, force: bool = False
+    ) -> list[Path]:
+        """Every table as ``folder/<table>.parquet``, ordered by primary key, written with pyarrow from the
+        query results (a read-only store cannot ``COPY``): batch by batch, into a temporary file renamed into
+        place. Existing files are refused unless ``force``."""
+        import pyarrow.parquet as pq
+
+        unknown = [name for name in tables if name not in TABLES]
+        if unknown:
+            raise StoreError(f"export: expected tables among {list(TABLES)}, found {unknown[0]!r}")
         out = Path(folder)
+        if out.exists() and not out.is_dir():
+            raise StoreError(f"export: expected a folder, found a file at {out}")
+        targets = [out / f"{name}.parquet" for name in tables]
+        existing = ", ".join(path.name for path in targets if path.exists())
+        if existing and not force:
+            raise StoreError(f"export: expected no existing Parquet files in {out} (force=True, or --force, overwrites them), found {existing}")
         out.mkdir(parents=True, exist_ok=True)
-        written = []
-        for name in tables:
-            path = out / f"{name}.parquet"
-            target = str(path).replace("'", "''")
-            self.con.execute(f"COPY (SELECT * FROM {name} ORDER BY {', '.join(KEYS[name])}) TO '{target}' (FORMAT parquet)")
-            written.append(path)
-        return written
+        for name, path in zip(tables, targets):
+            relation = self.con.sql(f"SELECT * FROM {name} ORDER BY {', '.join(KEYS[name])}")
+            # DuckDB 2: to_arrow_reader; 1.x: fetch_arrow_reader
+            reader = getattr(relation, "to_arrow_reader", None) or relation.fetch_arrow_reader
+            batches = reader(EXPORT_BATCH_ROWS)
+            partial = path.with_name(f".{path.name}.partial")
+            try:
+                with pq.ParquetWriter(partial, batches.schema) as writer:
+                    for batch in batches:
+                        writer.write_batch(batch)
+                os.replace(partial, path)
+            finally:
+                batches.close()  # DuckDB keeps the connection busy until the reader is closed
+                partial.unlink(missing_ok=True)
+        return targets
