@@ -8,7 +8,7 @@ and a crash-safe DuckDB results store.
 from opelab.bench.config import BenchmarkConfig, ConfigError, load_config, parse_config
 from opelab.bench.executors import RunSummary, make_executor, run_benchmark
 from opelab.bench.runner import Cell, CellOutcome, CellResult, cell_seed, execute_cell, expand, run_cell
-from opelab.bench.store import ResultStore
+from opelab.bench.store import ResultStore, StoreError
 from opelab.bench.tasks import TASK_FAMILIES, BenchTask, GroundTruth, TaskFamily, register_task_family
 from opelab.bench import learned as _learned  # noqa: F401  (registers the learned-task family)
 
@@ -23,6 +23,7 @@ __all__ = [
     "GroundTruth",
     "ResultStore",
     "RunSummary",
+    "StoreError",
     "TaskFamily",
     "cell_seed",
     "execute_cell",
