@@ -734,4 +734,6 @@ def load_config(path: str | os.PathLike[str]) -> BenchmarkConfig:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError("", f"expected a readable TOML file, found {exc.strerror or exc}", source=str(p)) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError("", f"expected a UTF-8 text (TOML) file, found undecodable bytes at offset {exc.start}", source=str(p)) from None
     return parse_config(text, source=p.name, name=p.stem)
