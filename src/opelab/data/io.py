@@ -40,6 +40,7 @@ import pyarrow.parquet as pq
 
 from opelab.data.dataset import FILL_VALUES, DatasetInfo, LoggedDataset
 from opelab.data.validation import DatasetError, check_keys, json_type, one_line, reject_json_constant
+from opelab.resources import DataSize, ResourceError, check_memory, dataset_bytes
 
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
@@ -101,6 +102,8 @@ def read_parquet(path: str | Path) -> LoggedDataset:
         return _read(path)
     except DatasetError as error:
         raise DatasetError(f"{path}: {error}") from None
+    except ResourceError as error:
+        raise ResourceError(f"{path}: {error}") from None
 
 
 # ---------------------------------------------------------------------------------------------- reading
@@ -134,6 +137,7 @@ def _read(path: Path) -> LoggedDataset:
             f"trajectory: expected rows for each of the n_trajectories={n} trajectories in the metadata, "
             f"found none for {len(empty)} of them (first: trajectory {empty[0]})"
         )
+    _check_padded_size(meta, n, H)
     mask = np.zeros((n, H), dtype=bool)
     mask[traj, step] = True
     if int(mask.sum()) != len(traj):
@@ -164,6 +168,18 @@ def _read(path: Path) -> LoggedDataset:
             "for the data read: the file was changed or corrupted after it was written"
         )
     return dataset
+
+
+def _check_padded_size(meta: dict, n: int, H: int) -> None:
+    """Refuse (``ResourceError``), before allocating, padded (n, H) arrays that cannot fit in memory: a file
+    holding one very long trajectory, or metadata claiming an absurd horizon."""
+
+    space = meta["info"].action_space
+    size = DataSize(
+        n, H, int(np.prod(meta["obs_shape"], dtype=np.int64)), space.n_actions if space.is_discrete else None,
+        1 if space.is_discrete else int(space.action_dim),
+    )  # fmt: skip
+    check_memory(dataset_bytes(n, size), f"reading {n} trajectories padded to horizon {H}")
 
 
 def _open(path: Path) -> pq.ParquetFile:
