@@ -209,11 +209,12 @@ def describe_exit(exitcode: int | None) -> str:
     return f"exit code {exitcode}"
 
 
-def _dead_worker(pool: ProcessPoolExecutor) -> str:
-    """Why a broken pool broke: the exit of the worker that died first (the others are terminated by the
-    pool afterwards with SIGTERM). Reads the pool's process table, a CPython detail: unknown without it."""
-    processes = getattr(pool, "_processes", None) or {}
-    codes = [p.exitcode for p in list(processes.values())]
+def _dead_worker(processes: dict[int, Any]) -> str:
+    """Why a broken pool broke: the exit of the worker that died first (the pool terminates the others
+    afterwards with SIGTERM). ``processes`` is the pool's process table (a CPython detail: unknown without
+    it), read once the pool's manager thread has joined them all: two threads reading a fork-server
+    worker's exit status at once garble it."""
+    codes = [p.exitcode for p in processes.values()]
     died = [c for c in codes if c not in (None, 0, -signal.SIGTERM)] or [c for c in codes if c == -signal.SIGTERM]
     cause = describe_exit(died[0]) if died else "killed or out of memory"
     return f"WorkerDied: the worker process died ({cause}) while this cell was running or queued; the pool was restarted"
@@ -232,6 +233,7 @@ class LocalExecutor(Executor):
             self._context.set_forkserver_preload(["opelab.bench.runner"])
         self._pool: ProcessPoolExecutor | None = None
         self._futures: dict[Future[CellOutcome], tuple[Cell, ProcessPoolExecutor]] = {}
+        self._broken: dict[ProcessPoolExecutor, str] = {}  # broken pools and why they broke
 
     def _current_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
@@ -252,13 +254,16 @@ class LocalExecutor(Executor):
                 try:
                     yield future.result()
                 except BrokenProcessPool as exc:  # a worker died (killed, out of memory): new pool
-                    description = _dead_worker(pool)
-                    if pool is self._pool:
-                        pool.shutdown(wait=False, cancel_futures=True)
-                        self._pool = None
-                    yield _failed(cell, exc, description)
+                    if pool not in self._broken:
+                        processes = dict(getattr(pool, "_processes", None) or {})
+                        pool.shutdown(wait=True, cancel_futures=True)  # its manager thread joins every worker
+                        self._broken[pool] = _dead_worker(processes)
+                        if pool is self._pool:
+                            self._pool = None
+                    yield _failed(cell, exc, self._broken[pool])
 
     def close(self) -> None:
+        self._broken.clear()
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
