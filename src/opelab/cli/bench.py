@@ -24,7 +24,7 @@ def benchmark(
     address: str | None = typer.Option(None, help="Address of an existing Ray cluster (with --executor ray)."),
     progress_file: Path | None = typer.Option(None, help="Append one JSON line per recorded cell (for scripts)."),
     memory_limit: float | None = typer.Option(
-        None, min=0.01, help="GiB one cell may use (default: the memory available); cells estimated above it are refused."
+        None, min=0.01, help="GiB the run may use (default: the memory available); a run whose cells at once (workers × the largest) are estimated above it is refused."
     ),
     debug: bool = typer.Option(False, help="Show tracebacks."),
 ) -> None:
@@ -56,6 +56,8 @@ def benchmark(
             raise CLIError(f"--db: expected an existing folder for {path}, found none at {path.parent}")
         if progress_file is not None and (progress_file.is_dir() or not progress_file.parent.is_dir()):
             raise CLIError(f"--progress-file: expected a file path in an existing folder, found {progress_file}")
+        limit = None if memory_limit is None else int(memory_limit * 2**30)
+        _preflight(cfg, path, resume, limit)
         ex = cfg.executor
         console.print(
             line(
@@ -64,7 +66,6 @@ def benchmark(
                 f"({ex.workers} worker{'s' if ex.workers != 1 else ''}) → {path}",
             )
         )
-        limit = None if memory_limit is None else int(memory_limit * 2**30)
         summary = run_benchmark(
             cfg, path, resume=resume, progress=True, console=console, progress_file=progress_file, memory_limit=limit
         )
@@ -73,21 +74,32 @@ def benchmark(
             f"{summary.n_failed} failed, in {summary.wall_s:.1f} s. Summary: `opelab results {path}`"
         )
         if summary.n_failed:
-            from opelab.bench import ResultStore
-
-            with ResultStore(path, read_only=True) as store:
-                failed = store.query(
-                    f"SELECT task, dataset, attempts, error FROM cells WHERE run_id = {summary.run_id} AND status = 'failed' "
-                    "ORDER BY task, dataset"
-                )
-            for row in failed.itertuples(index=False):
-                console.print(f"  failed: {row.task} dataset {row.dataset} after {row.attempts} attempt(s): {one_line(row.error)}")
-            first = one_line(failed.error.iloc[0]) if len(failed) else "unknown"
+            for cell, error in summary.failures:
+                console.print(f"  failed: {cell.task} dataset {cell.dataset}: {one_line(error)}")
             raise CLIError(
-                f"{summary.n_failed} cell(s) failed (the first: {first}); fix the cause and rerun with --resume to run them again"
+                f"{summary.n_failed} cell(s) failed (the first: {one_line(summary.first_error or 'unknown')}); "
+                "fix the cause and rerun with --resume to run them again"
             )
 
     guarded(debug, body)
+
+
+def _preflight(cfg: Any, path: Path, resume: bool, limit: int | None) -> None:
+    """What can be refused before the header line: a store that is not opelab's, a --resume without its
+    run, a grid that cannot fit in memory (so a refused run prints one line and touches no file)."""
+    from opelab.bench import ResultStore
+    from opelab.bench.executors import check_benchmark_memory
+    from opelab.bench.runner import expand
+
+    if resume and not path.exists():
+        raise CLIError(f"--resume: expected a run of this config in {path}, found no such file (run it without --resume)")
+    if path.exists():
+        with ResultStore(path, read_only=True) as store:  # refuses files that are not opelab stores
+            run_id = store.find_run(cfg)
+        if resume and run_id is None:
+            raise CLIError(f"--resume: expected a run of this config in {path}, found none (run it without --resume)")
+    if not resume:
+        check_benchmark_memory(cfg, expand(cfg), limit=limit)
 
 
 RESULT_METRICS = ("nmse", "rank_correlation", "regret@", "sharpe_ratio@")
@@ -136,14 +148,29 @@ def results(
             raise CLIError(f"--export: expected a folder, found a file at {export}")
         with ResultStore(db, read_only=True) as store:
             if export is not None:
-                for path in store.export_parquet(export, force=force):
+                try:
+                    written = store.export_parquet(export, force=force)
+                except ValueError as exc:
+                    raise CLIError(_as_option("--export", exc)) from exc
+                for path in written:
                     console.print(f"wrote {path}")
             if sql is not None:
-                _print_frame(store.query(sql), sql)
+                try:
+                    frame = store.query(sql)
+                except ValueError as exc:
+                    raise CLIError(_as_option("--sql", exc)) from exc
+                _print_frame(frame, sql)
             if export is None and sql is None:
                 _print_results(store, run, alpha, n_bootstrap)
 
     guarded(debug, body)
+
+
+def _as_option(option: str, exc: Exception) -> str:
+    """The store's message for its ``export`` / ``sql`` argument, naming the command line's option instead."""
+    text = one_line(str(exc))
+    name = option.lstrip("-") + ": "
+    return f"{option}: {text[len(name):]}" if text.startswith(name) else f"{option}: {text}"
 
 
 def _print_frame(frame: Any, title: str) -> None:

@@ -55,6 +55,7 @@ def evaluate(
     estimators: str | None = typer.Option(None, help="Comma-separated estimators, e.g. dm,snpdis,sndr (default: every one the inputs feed)."),
     interval: str | None = typer.Option(None, help="Confidence intervals: bootstrap, t, hoeffding or bernstein."),
     alpha: float = typer.Option(0.05, min=1e-6, max=0.5, help="1 − level of the intervals."),
+    n_bootstrap: int = typer.Option(1000, min=2, max=10**5, help="Bootstrap resamples (with --interval bootstrap)."),
     q_function: str = typer.Option("neural_fqe", help="Q̂: neural_fqe, mql (discrete) or none (no DM / DR)."),
     fqe_steps: int = typer.Option(100, min=1, max=10**6, help="Neural FQE: Adam steps per iteration."),
     fqe_iterations: int | None = typer.Option(None, min=1, max=10**5, help="Neural FQE: iterations (default: the horizon)."),
@@ -120,7 +121,7 @@ def evaluate(
             if head_kind == "softmax" and given is None:
                 raise CLIError("--temperature: expected at least one temperature for --head softmax, found none")
             candidates = apply_heads(models, head_kind, given)
-        _check_memory(data, len(candidates), interval, memory_limit)
+        _check_memory(data, len(candidates), n_bootstrap if interval == "bootstrap" else 0, memory_limit)
         truth = None
         with Stages() as stage:
             if truth_rollouts:
@@ -136,7 +137,7 @@ def evaluate(
                 ground_truth=None if truth is None else truth.values, ground_truth_se=None if truth is None else truth.standard_errors,
             )  # fmt: skip
             stage("estimate" + (f" ({interval} intervals)" if interval else ""))
-            table = evaluate_table(data, inputs, named, interval=interval, alpha=alpha, seed=seed)
+            table = evaluate_table(data, inputs, named, interval=interval, alpha=alpha, n_bootstrap=n_bootstrap, seed=seed)
         print_estimate_table(
             table, truth, f"{dataset}: {data.n_trajectories} trajectories on {data.info.task}, behavior {data.info.behavior_policy}"
         )
@@ -155,10 +156,10 @@ def evaluate(
     guarded(debug, body)
 
 
-def _check_memory(data: object, n_policies: int, interval: str | None, limit_gib: float | None) -> None:
+def _check_memory(data: object, n_policies: int, n_bootstrap: int, limit_gib: float | None) -> None:
     """Refuse, before any work, an evaluation whose estimated memory exceeds what is available (or --memory-limit)."""
     from opelab.resources import check_memory, evaluate_bytes
 
     limit = None if limit_gib is None else int(limit_gib * 2**30)
-    required = evaluate_bytes(data, n_policies, n_bootstrap=200 if interval == "bootstrap" else 0)
+    required = evaluate_bytes(data, n_policies, n_bootstrap=n_bootstrap)
     check_memory(required, f"evaluating {n_policies} policies", limit=limit)
