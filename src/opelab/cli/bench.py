@@ -87,14 +87,13 @@ def benchmark(
 def _preflight(cfg: Any, path: Path, resume: bool, limit: int | None) -> None:
     """What can be refused before the header line: a store that is not opelab's, a --resume without its
     run, a grid that cannot fit in memory (so a refused run prints one line and touches no file)."""
-    from opelab.bench import ResultStore
     from opelab.bench.executors import check_benchmark_memory
     from opelab.bench.runner import expand
 
     if resume and not path.exists():
         raise CLIError(f"--resume: expected a run of this config in {path}, found no such file (run it without --resume)")
     if path.exists():
-        with ResultStore(path, read_only=True) as store:  # refuses files that are not opelab stores
+        with _open_store(path, "--db") as store:  # refuses files that are not opelab stores
             run_id = store.find_run(cfg)
         if resume and run_id is None:
             raise CLIError(f"--resume: expected a run of this config in {path}, found none (run it without --resume)")
@@ -138,15 +137,13 @@ def results(
     """Summaries per task and estimator (mean and bootstrap CI across datasets), SQL queries, Parquet export."""
 
     def body() -> None:
-        from opelab.bench import ResultStore
-
         if not db.exists():
             raise CLIError(f"DB: expected a results file written by `opelab benchmark`, found nothing at {db}")
         if not db.is_file():
             raise CLIError(f"DB: expected a results file written by `opelab benchmark`, found a folder at {db}")
         if export is not None and export.exists() and not export.is_dir():
             raise CLIError(f"--export: expected a folder, found a file at {export}")
-        with ResultStore(db, read_only=True) as store:
+        with _open_store(db, "DB") as store:
             if export is not None:
                 try:
                     written = store.export_parquet(export, force=force)
@@ -167,10 +164,20 @@ def results(
 
 
 def _as_option(option: str, exc: Exception) -> str:
-    """The store's message for its ``export`` / ``sql`` argument, naming the command line's option instead."""
+    """The store's message for its ``db`` / ``export`` / ``sql`` argument, naming the command line's option."""
     text = one_line(str(exc))
-    name = option.lstrip("-") + ": "
+    name = option.lstrip("-").lower() + ": "
     return f"{option}: {text[len(name):]}" if text.startswith(name) else f"{option}: {text}"
+
+
+def _open_store(path: Path, option: str) -> Any:
+    """The results store at ``path``, read-only; a file that is not one is an error naming ``option``."""
+    from opelab.bench import ResultStore, StoreError
+
+    try:
+        return ResultStore(path, read_only=True)
+    except StoreError as exc:
+        raise CLIError(_as_option(option, exc)) from exc
 
 
 def _print_frame(frame: Any, title: str) -> None:
