@@ -82,27 +82,29 @@ WATCHDOG_INTERVAL_S = 0.5  # how often a worker checks that its driver still run
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
-def process_start_time(pid: int) -> str | None:
-    """When process ``pid`` started (Linux: field 22 of ``/proc/<pid>/stat``, clock ticks since boot), to tell
-    it from a later process that reuses its pid; None where there is no ``/proc`` or no such process."""
+def _stat_fields(pid: int) -> list[str] | None:
+    """The fields of ``/proc/<pid>/stat`` after the command name (state first); None without one."""
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
             fields = f.read().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
         return None
-    return fields[19] if len(fields) > 19 else None
+    return fields if len(fields) > 19 else None
+
+
+def process_start_time(pid: int) -> str | None:
+    """When process ``pid`` started (Linux: field 22 of ``/proc/<pid>/stat``, clock ticks since boot), to tell
+    it from a later process that reuses its pid; None where there is no ``/proc`` or no such process."""
+    fields = _stat_fields(pid)
+    return None if fields is None else fields[19]
 
 
 def process_alive(pid: int, started: str | None) -> bool:
     """Whether the process ``pid`` that started at ``started`` (``process_start_time``) still runs: not
     gone, not a zombie, not another process with its pid."""
     if started is not None:
-        try:
-            with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            return False
-        return len(fields) > 19 and fields[0] not in ("Z", "X", "x") and fields[19] == started
+        fields = _stat_fields(pid)
+        return fields is not None and fields[0] not in ("Z", "X", "x") and fields[19] == started
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

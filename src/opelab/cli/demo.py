@@ -102,18 +102,22 @@ def _demo(
         stage("write the report" if html_report else "write the results")
         report_path = _write_demo(result, out_dir, html_report)
 
-    ds = result.dataset
-    console.print(
-        line(
-            (task.name, "bold"),
-            f": {ds.n_trajectories} trajectories, {ds.n_transitions} steps (horizon {ds.horizon}, γ = {ds.gamma}), "
-            f"behavior {behavior.name}: true value {result.behavior_true_value:.3f}, "
-            f"logged mean return {result.table.behavior_value:.3f}",
-        )
-    )
+    _print_summary(task.name, result, behavior.name, f"true value {result.behavior_true_value:.3f}")
     print_estimates(result)
     print_assessment(result.assessment)
     _print_written(out_dir, report_path)
+
+
+def _print_summary(task: str, result: Any, behavior: str, truth: str) -> None:
+    """One line: the task, the dataset's sizes, the behavior policy, its true value and its logged mean return."""
+    ds = result.dataset
+    console.print(
+        line(
+            (task, "bold"),
+            f": {ds.n_trajectories} trajectories, {ds.n_transitions} steps (horizon {ds.horizon}, γ = {ds.gamma}), "
+            f"behavior {behavior}: {truth}, logged mean return {result.table.behavior_value:.3f}",
+        )
+    )
 
 
 def _print_written(out_dir: Path, report_path: Path | None, what: str = "Results") -> None:
@@ -177,15 +181,8 @@ def _learned_demo(
         stage("write the report" if html_report else "write the results")
         report_path = _write_demo(result, out_dir, html_report)
 
-    ds = result.dataset
-    console.print(
-        line(
-            (task.name, "bold"),
-            f": {ds.n_trajectories} trajectories, {ds.n_transitions} steps (horizon {ds.horizon}, γ = {ds.gamma}), "
-            f"behavior {behavior.name}: rollout value {result.behavior_true_value:.3f} ± {result.behavior_true_se:.3f} (SE), "
-            f"logged mean return {result.table.behavior_value:.3f}",
-        )
-    )
+    truth = f"rollout value {result.behavior_true_value:.3f} ± {result.behavior_true_se:.3f} (SE)"
+    _print_summary(task.name, result, behavior.name, truth)
     width = max(18, *(len(name) + 1 for name in result.table.policy_names))
     print_estimates(result, f"Estimates vs rollout value ({budget.rollouts} episodes per policy; SE in candidates.csv)", width)
     print_assessment(result.assessment)
