@@ -225,3 +225,78 @@ def test_self_normalization_survives_underflowing_weights():
     inputs = OPEInput(policy_names=("e",), eval_pscore=pscore)
     table = evaluate(ds, inputs, ["sntis", "snpdis"])
     assert np.isfinite(table.estimates).all(), table.estimates
+
+
+def _all_point_estimators() -> list:
+    """Every registered point estimator, plus points of the SOPE spectrum (their weights blend two kinds)."""
+    from opelab.ope.estimators.marginal import spectrum
+
+    return [get_estimator(name) for name in sorted(ESTIMATORS)] + [spectrum("sam_sndr", 1), spectrum("sm_snis", 2), spectrum("sam_is", 3)]
+
+
+def test_bootstrap_estimates_equal_a_reference_loop_over_resamples(variable_length_case, monkeypatch):
+    """The shared matrix-product bootstrap of all estimators at once equals, resample by resample, each
+    estimator run on the dataset subset by that resample's counts (to 1e-10); chunks of 7 resamples, so
+    that the chunking is exercised too."""
+    from opelab.ope import intervals
+
+    task, _, evals, ds = variable_length_case
+    inputs = build_inputs(ds, evals, n_folds=2)
+    estimators = _all_point_estimators()
+    ctx = EstimationContext(ds, inputs)
+    n, B = ds.n_trajectories, 20
+    monkeypatch.setattr(intervals, "_BOOTSTRAP_CHUNK_ELEMENTS", 7 * n)
+    resampled = intervals.bootstrap_estimates(estimators, ctx, B, seed=4)
+    counts = np.concatenate(list(bootstrap_counts(n, B, seed=4)))
+    assert counts.shape == (B, n)
+    for b in range(B):
+        idx = np.repeat(np.arange(n), counts[b].astype(int))
+        sub = EstimationContext(*_resample(ds, inputs, idx))
+        for est, values in zip(estimators, resampled):
+            np.testing.assert_allclose(values[:, b], est.estimate(sub), rtol=1e-10, atol=1e-12, err_msg=f"{est.name}, resample {b}")
+
+
+def test_bootstrap_estimates_equal_each_estimators_resampled_estimates(variable_length_case):
+    """Computing every estimator's sums at once (shared terms summed once) changes nothing but rounding."""
+    from opelab.ope.intervals import bootstrap_estimates
+
+    task, _, evals, ds = variable_length_case
+    inputs = build_inputs(ds, evals, n_folds=2)
+    estimators = _all_point_estimators()
+    ctx = EstimationContext(ds, inputs)
+    counts = np.concatenate(list(bootstrap_counts(ds.n_trajectories, 50, seed=9)))
+    for est, values in zip(estimators, bootstrap_estimates(estimators, ctx, 50, seed=9)):
+        np.testing.assert_allclose(values, est.resampled_estimates(ctx, counts), rtol=1e-12, atol=1e-14, err_msg=est.name)
+
+
+def test_bootstrap_counts_do_not_depend_on_the_chunk_size(monkeypatch):
+    from opelab.ope import intervals
+
+    want = np.concatenate(list(bootstrap_counts(37, 100, seed=3)))
+    for elements in (1, 37 * 3, 10**6):
+        monkeypatch.setattr(intervals, "_BOOTSTRAP_CHUNK_ELEMENTS", elements)
+        chunks = list(bootstrap_counts(37, 100, seed=3))
+        assert max(c.size for c in chunks) <= max(elements, 37)
+        np.testing.assert_array_equal(np.concatenate(chunks), want)
+
+
+def test_bootstrap_memory_does_not_grow_with_the_number_of_resamples(monkeypatch):
+    """Counts are drawn and consumed chunk by chunk: going from 50 to 2000 resamples adds to the peak of
+    numpy allocations no more than the (P, B) outputs themselves (plus 64 kB of slack)."""
+    import tracemalloc
+
+    from opelab.ope import intervals
+
+    n = 2000
+    ds, inputs = _one_state_case(n, seed=1)
+    ests = [get_estimator(name) for name in ("tis", "pdis", "sntis", "snpdis", "sndr", "dr")]
+    monkeypatch.setattr(intervals, "_BOOTSTRAP_CHUNK_ELEMENTS", 20 * n)
+    peaks = {}
+    for B in (50, 2000):
+        ctx = EstimationContext(ds, inputs)
+        tracemalloc.start()
+        intervals.bootstrap_estimates(ests, ctx, B, seed=0)
+        peaks[B] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    outputs = len(ests) * inputs.n_policies * 2000 * 8
+    assert peaks[2000] - peaks[50] <= outputs + 65_536, peaks

@@ -25,7 +25,7 @@ interval ignores ``value_range``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,7 +33,7 @@ import numpy as np
 from opelab.ope.estimators.base import EstimationContext, PointEstimator
 
 INTERVAL_METHODS = ("bootstrap", "t", "hoeffding", "bernstein")
-_BOOTSTRAP_CHUNK_ELEMENTS = 4_000_000  # counts held at once: B_chunk · n
+_BOOTSTRAP_CHUNK_ELEMENTS = 8_000_000  # counts held at once: B_chunk · n (64 MB of float64)
 
 
 @dataclass(frozen=True)
@@ -62,16 +62,20 @@ class IntervalSpec:
 def bootstrap_counts(n: int, n_bootstrap: int, seed: int) -> Iterator[np.ndarray]:
     """Multinomial resampling counts (B_chunk, n), in chunks that together make ``n_bootstrap`` resamples.
 
-    The same seed gives the same resamples, so every estimator sees the same bootstrap draws.
+    Resample b draws n trajectory indices uniformly with replacement (``rng.integers(0, n, n)``) and counts
+    them. The same seed gives the same resamples, so every estimator sees the same bootstrap draws; the
+    draws do not depend on the chunk size (the generator's stream is the same whether it draws a chunk's
+    indices at once or a resample at a time). Each chunk holds at most ``_BOOTSTRAP_CHUNK_ELEMENTS`` counts.
     """
     rng = np.random.default_rng(seed)
     chunk = max(1, _BOOTSTRAP_CHUNK_ELEMENTS // n)
     done = 0
     while done < n_bootstrap:
-        size = min(chunk, n_bootstrap - done)
-        picks = rng.integers(0, n, size=(size, n)) + n * np.arange(size)[:, None]  # n draws per resample
-        yield np.bincount(picks.ravel(), minlength=size * n).reshape(size, n).astype(np.float64)
-        done += size
+        counts = np.empty((min(chunk, n_bootstrap - done), n))
+        for row in counts:  # one resample at a time: no (B_chunk, n) array of indices next to the counts
+            row[:] = np.bincount(rng.integers(0, n, size=n), minlength=n)
+        yield counts
+        done += len(counts)
 
 
 def confidence_intervals(
@@ -87,14 +91,65 @@ def confidence_intervals(
             values = estimator.interval_values(ctx)  # (P, n)
             out.append(mean_interval(values, spec.method, spec.alpha, spec.value_range, name=estimator.name))
         return out
-    draws: list[list[np.ndarray]] = [[] for _ in estimators]
-    for counts in bootstrap_counts(ctx.dataset.n_trajectories, spec.n_bootstrap, spec.seed):
-        for estimator, chunks in zip(estimators, draws):
-            chunks.append(estimator.resampled_estimates(ctx, counts))
     out = []
-    for chunks in draws:
-        lower, upper = np.quantile(np.concatenate(chunks, axis=1), [spec.alpha / 2, 1 - spec.alpha / 2], axis=1)
+    for resampled in bootstrap_estimates(estimators, ctx, spec.n_bootstrap, spec.seed):
+        lower, upper = np.quantile(resampled, [spec.alpha / 2, 1 - spec.alpha / 2], axis=1)
         out.append((lower, upper))
+    return out
+
+
+def bootstrap_estimates(
+    estimators: Sequence[PointEstimator], ctx: EstimationContext, n_bootstrap: int, seed: int
+) -> list[np.ndarray]:
+    """Every estimator's estimates on the same ``n_bootstrap`` resamples: one (P, B) array per estimator.
+
+    Equal, up to float rounding, to ``estimator.resampled_estimates(ctx, counts)`` on the counts of
+    ``bootstrap_counts``, but computed at once for all estimators: the per-trajectory terms of every
+    estimator (``PointEstimator.resampling_terms``; a term that several estimators share, such as the
+    weights W_t that SNPDIS and SNDR divide by, only once) are laid out as the columns of a few matrices
+    T (n, K), so that each chunk of counts (B_c, n) costs one matrix product counts @ T per matrix. Memory:
+    the terms (K · n floats, about the size of the estimators' inputs) plus, per chunk, the counts and the
+    sums: the chunks keep B_c · n ≤ ``_BOOTSTRAP_CHUNK_ELEMENTS`` whatever ``n_bootstrap``.
+    """
+    n = ctx.dataset.n_trajectories
+    P = ctx.inputs.n_policies
+    blocks: list[tuple[np.ndarray, list[tuple[Hashable, int, int]]]] = []  # (T (n, K), [(key, first column, m)])
+    small: dict[Hashable, np.ndarray] = {}  # (P, n) terms, stacked into one matrix at the end
+    seen: set[Hashable] = set()
+    for estimator in estimators:
+        ctx.require(estimator.name, *estimator.requires)
+        for key, term in estimator.resampling_terms(ctx).items():
+            if key in seen:
+                continue
+            seen.add(key)
+            if term.ndim == 2:
+                small[key] = term
+            else:  # (P, n, m) -> columns p·m + t, one matrix per term (no second copy of every term at once)
+                m = term.shape[-1]
+                blocks.append((np.ascontiguousarray(term.transpose(1, 0, 2).reshape(n, P * m)), [(key, 0, m)]))
+    if small:
+        columns = np.empty((n, P * len(small)))
+        layout = []
+        for j, (key, term) in enumerate(small.items()):
+            columns[:, j * P : (j + 1) * P] = term.T
+            layout.append((key, j * P, 0))  # m = 0: a (P, n) term
+        blocks.append((columns, layout))
+    out = [np.empty((P, n_bootstrap)) for _ in estimators]
+    done = 0
+    for counts in bootstrap_counts(n, n_bootstrap, seed):
+        size = len(counts)
+        sums: dict[Hashable, np.ndarray] = {}
+        for columns, layout in blocks:
+            flat = counts @ columns  # (B_c, K)
+            for key, first, m in layout:
+                if m == 0:
+                    sums[key] = flat[:, first : first + P].T  # (P, B_c)
+                else:
+                    sums[key] = flat[:, first : first + P * m].reshape(size, P, m).transpose(1, 0, 2)  # (P, B_c, m)
+        totals = counts.sum(axis=1)
+        for estimator, resampled in zip(estimators, out):
+            resampled[:, done : done + size] = estimator.estimates_from_sums(sums, totals)
+        done += size
     return out
 
 

@@ -151,17 +151,39 @@ class PointEstimator(ABC):
         """Estimates on B resamples of the trajectories, shape (P, B).
 
         ``counts[b, i]`` is how often trajectory i appears in resample b (a bootstrap draws them from a
-        multinomial). A plain average reweights the trajectory values; a self-normalised estimator must
-        override this and renormalise inside each resample.
+        multinomial). Every estimate on a resample is a function of count-weighted sums Σ_i counts[b, i] ·
+        T[p, i, ...] of a few per-trajectory arrays T (``resampling_terms``) and of the resample sizes
+        (``estimates_from_sums``): a plain average reweights its trajectory values, a self-normalised
+        estimator divides two such sums. The bootstrap (``opelab.ope.intervals``) computes the sums of all
+        estimators at once; this method is the same computation for one estimator.
         """
         ctx.require(self.name, *self.requires)
+        sums = {key: resampled_sums(counts, term) for key, term in self.resampling_terms(ctx).items()}
+        return self.estimates_from_sums(sums, counts.sum(axis=1))
+
+    def resampling_terms(self, ctx: EstimationContext) -> dict[Hashable, np.ndarray]:
+        """The per-trajectory arrays whose count-weighted sums determine the estimate on a resample:
+        key -> (P, n) or (P, n, H). Estimators that need the same array use the same key (e.g. the
+        denominators W_t of the self-normalised forms), so the bootstrap sums it once.
+
+        A plain average needs its trajectory values; a self-normalised estimator must override this (and
+        ``estimates_from_sums``).
+        """
         if self.self_normalized:
-            raise NotImplementedError(f"{self.name}: a self-normalised estimator must implement resampled_estimates")
-        return self.trajectory_values(ctx) @ counts.T / counts.sum(axis=1)
+            raise NotImplementedError(f"{self.name}: a self-normalised estimator must implement resampling_terms")
+        return {(self, "values"): self.trajectory_values(ctx)}
+
+    def estimates_from_sums(self, sums: dict[Hashable, np.ndarray], totals: np.ndarray) -> np.ndarray:
+        """Estimates (P, B) from the sums of ``resampling_terms`` over B resamples (key -> (P, B) or (P, B, H))
+        and the resample sizes ``totals`` (B,) = Σ_i counts[b, i]."""
+        return sums[(self, "values")] / totals
 
 
 def resampled_sums(counts: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """Σ_i counts[b, i] · values[p, i, ...] for every resample: (B, n), (P, n, H) -> (P, B, H)."""
+    """Σ_i counts[b, i] · values[p, i, ...] for every resample: (B, n) with (P, n) -> (P, B), or with
+    (P, n, H) -> (P, B, H)."""
+    if values.ndim == 2:
+        return values @ counts.T
     return np.matmul(counts, values)  # broadcasts over the policy axis
 
 

@@ -27,7 +27,6 @@ from opelab.ope.estimators.base import (
     linearized_ratio,
     previous_step,
     register_estimator,
-    resampled_sums,
     safe_ratio,
     self_normalize,
 )
@@ -67,9 +66,12 @@ class SelfNormalizedTrajectoryIS(PointEstimator):
     def trajectory_values(self, ctx: EstimationContext) -> np.ndarray:
         return self_normalize(ctx.trajectory_ratio) * ctx.returns
 
-    def resampled_estimates(self, ctx: EstimationContext, counts: np.ndarray) -> np.ndarray:
+    def resampling_terms(self, ctx: EstimationContext) -> dict[Hashable, np.ndarray]:
         W = ctx.trajectory_ratio  # (P, n)
-        return safe_ratio((W * ctx.returns) @ counts.T, W @ counts.T)
+        return {(self, "WG"): W * ctx.returns, ("trajectory_ratio", "W"): W}
+
+    def estimates_from_sums(self, sums: dict[Hashable, np.ndarray], totals: np.ndarray) -> np.ndarray:
+        return safe_ratio(sums[(self, "WG")], sums[("trajectory_ratio", "W")])
 
     def interval_values(self, ctx: EstimationContext) -> np.ndarray:
         return linearized_ratio(ctx.trajectory_ratio, np.broadcast_to(ctx.returns, ctx.trajectory_ratio.shape))
@@ -115,17 +117,30 @@ class PerDecisionFamily(PointEstimator):
         values = linearized_ratio(W, ctx.discounted_residual).sum(axis=-1)
         return values + linearized_ratio(previous_step(W), ctx.discounted_v_hat).sum(axis=-1)
 
-    def resampled_estimates(self, ctx: EstimationContext, counts: np.ndarray) -> np.ndarray:
+    def resampling_terms(self, ctx: EstimationContext) -> dict[Hashable, np.ndarray]:
+        """Self-normalised forms: per-step numerators and the weights W_t, whose resampled sums divide.
+
+        The DR form's baseline term W_{t−1} V̂(s_t) / mean(W_{t−1}) shares the denominator of step t − 1, so
+        its numerator joins that step's: Σ_t [S(W_t δ_t) + S(W_t γ^{t+1} V̂(s_{t+1}))] / S(W_t) + S(V̂(s_0)) / n_b
+        with S the resampled sum, δ_t = γ^t (r_t − Q̂) and n_b the resample size (W_{−1} = 1).
+        """
         if not self.self_normalized:
-            return super().resampled_estimates(ctx, counts)
-        ctx.require(self.name, *self.requires)
-        W = self._weights(ctx, normalized=False)
+            return super().resampling_terms(ctx)
+        W = self._weights(ctx, normalized=False)  # (P, n, H)
         if self.form == "is":
-            return safe_ratio(resampled_sums(counts, W * ctx.discounted_rewards), resampled_sums(counts, W)).sum(axis=-1)
-        W_prev = previous_step(W)
-        per_step = safe_ratio(resampled_sums(counts, W * ctx.discounted_residual), resampled_sums(counts, W))
-        per_step += safe_ratio(resampled_sums(counts, W_prev * ctx.discounted_v_hat), resampled_sums(counts, W_prev))
-        return per_step.sum(axis=-1)
+            return {(self, "numerator"): W * ctx.discounted_rewards, (self.weight_key(), "W"): W}
+        baseline = ctx.discounted_v_hat
+        numerator = W * ctx.discounted_residual
+        numerator[..., :-1] += W[..., :-1] * baseline[..., 1:]
+        return {(self, "numerator"): numerator, (self.weight_key(), "W"): W, (self, "baseline"): baseline[..., 0]}
+
+    def estimates_from_sums(self, sums: dict[Hashable, np.ndarray], totals: np.ndarray) -> np.ndarray:
+        if not self.self_normalized:
+            return super().estimates_from_sums(sums, totals)
+        estimates = safe_ratio(sums[(self, "numerator")], sums[(self.weight_key(), "W")]).sum(axis=-1)  # (P, B)
+        if self.form == "dr":
+            estimates += sums[(self, "baseline")] / totals
+        return estimates
 
 
 @dataclass(frozen=True)
