@@ -2,33 +2,47 @@
 
 Finite-horizon FQE regresses Q_t(s_t, a_t) on the Bellman target r_t + γ V_{t+1}(s_{t+1}) with
 V_{t+1}(s) = E_{a~π_{t+1}(·|s)} Q_{t+1}(s, a), V_H ≡ 0 and V ≡ 0 in the absorbing state after the end of
-a trajectory (as everywhere in ``opelab.ope``). Each outer iteration freezes the current network as the
-target and takes ``n_steps`` Adam steps on the squared error; after H iterations the time-indexed
-recursion has reached the first step, so ``n_iterations`` defaults to H.
+a trajectory (as everywhere in ``opelab.ope``). Each outer iteration freezes a copy of the network as the
+target network and takes ``n_steps`` Adam steps on the squared error over minibatches of ``batch_size``
+logged steps drawn uniformly (with replacement; every step when there are no more than ``batch_size``);
+the targets of a minibatch come from the frozen copy, evaluated on that minibatch only. After H
+iterations the time-indexed recursion has reached the first step, so ``n_iterations`` defaults to H.
+A fit costs n_iterations × n_steps × batch_size rows through the network whatever the number N of
+logged steps, and holds only the logged arrays and one minibatch: network inputs are built for the
+sampled rows, never for the whole dataset. Repeated inputs (tabular data) are not deduplicated: uniform
+sampling of logged steps already weights each input by its count, which is all the old count-weighting did.
 
 Bellman targets are clipped to the range of values the logged rewards allow (``clip_targets``), which
 keeps bootstrapping on actions the data never took from running away (extrapolation error).
 
-The network sees one-hot t (or t/H for long horizons, ``time_encoding="scalar"``) and the state (one-hot
-ids for integer states, standardised vectors otherwise), and has one output per policy and action for
-discrete actions — Q_p(t, s, ·) for every p at once — or, for continuous actions, the action as an input
-and one output per policy. Squared errors over logged steps equal count-weighted errors against the mean
-target over distinct inputs, so repeated inputs (tabular data) are evaluated once.
+The network sees the state (one-hot ids for integer states, standardised vectors otherwise;
+``StateEncoder.fit_inputs``, no kernel features) and one-hot t (or t/H for long horizons,
+``time_encoding="scalar"``), and has one output per policy and action for discrete actions —
+Q_p(t, s, ·) for every p at once — or, for continuous actions, the action as an input and one output per
+policy. Predictions on logged steps run ``PREDICT_CHUNK`` rows at a time into the output arrays.
 
 Continuous actions: V_{t+1}(s) = Q_{t+1}(s, π_e(s)) with the action ``eval_actions`` gives for every
 logged step (a deterministic evaluation policy, or a sampled or mean action of a stochastic one).
+
+Threads: these networks are small, and torch's default of one thread per core is slower on them (and
+collapses on a busy machine), so fit and prediction run with ``FQEConfig.torch_threads`` intra-op threads
+(1 by default; None leaves torch's setting alone) and restore the caller's setting afterwards.
 """
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy import sparse
 
 from opelab.data import LoggedDataset
-from opelab.ope.minimax import MinimaxConfig, StateEncoder, _network, _torch, _unique_rows
+from opelab.ope.minimax import StateEncoder, _network, _torch
+
+PREDICT_CHUNK = 65_536  # logged steps per forward pass in predict_fqe / fqe_q_function
 
 
 @dataclass(frozen=True)
@@ -39,15 +53,16 @@ class FQEConfig:
     n_iterations: int | None = None
     n_steps: int = 100  # Adam steps per iteration
     learning_rate: float = 3e-3
-    batch_size: int | None = 512  # distinct inputs per Adam step (None: all)
+    batch_size: int | None = 2048  # logged steps per Adam step (None: all)
     time_encoding: str = "onehot"  # or "scalar" (t / H) for long horizons
     clip_targets: bool = True  # clip Bellman targets to the value range the logged rewards allow
     seed: int = 0
+    torch_threads: int | None = 1  # intra-op threads during fit / predict (None: leave torch's setting)
 
     def __post_init__(self) -> None:
         if not self.hidden or any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in self.hidden):
             raise ValueError(f"hidden: expected positive layer widths, found {self.hidden!r}")
-        for name in ("n_iterations", "n_steps", "batch_size"):
+        for name in ("n_iterations", "n_steps", "batch_size", "torch_threads"):
             value = getattr(self, name)
             if name != "n_steps" and value is None:
                 continue
@@ -73,32 +88,69 @@ class FQEFit:
     losses: np.ndarray = field(repr=False)  # last loss of each iteration
 
 
-def _value_bounds(dataset: LoggedDataset, step: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """[lo_t, hi_t] = Σ_{k < H − t} γ^k [min(r_min, 0), max(r_max, 0)] at each step t, from the logged
+@contextmanager
+def torch_threads(n_threads: int | None) -> Iterator[None]:
+    """Run the block with ``n_threads`` torch intra-op threads (None: as they are), then restore them."""
+    torch = _torch()
+    before = torch.get_num_threads()
+    if n_threads is not None:
+        torch.set_num_threads(n_threads)
+    try:
+        yield
+    finally:
+        if n_threads is not None:
+            torch.set_num_threads(before)
+
+
+def _value_bounds(dataset: LoggedDataset) -> tuple[np.ndarray, np.ndarray]:
+    """[lo_t, hi_t] = Σ_{k < H − t} γ^k [min(r_min, 0), max(r_max, 0)] for t = 0..H−1, from the logged
     reward range (0 included: a trajectory may end): the range of every policy's Q_t when rewards stay
     within the logged range."""
-    rewards = dataset.rewards[dataset.mask]
-    lo, hi = min(float(rewards.min()), 0.0), max(float(rewards.max()), 0.0)
+    rewards, mask = np.asarray(dataset.rewards), dataset.mask
+    lo = min(float(np.min(rewards, where=mask, initial=np.inf)), 0.0)
+    hi = max(float(np.max(rewards, where=mask, initial=-np.inf)), 0.0)
     H, g = dataset.horizon, dataset.gamma
     remaining = np.array([np.sum(g ** np.arange(H - t)) for t in range(H)])
-    return lo * remaining[step], hi * remaining[step]
+    return lo * remaining, hi * remaining
 
 
-def _state_time(encoder: StateEncoder, dataset: LoggedDataset, horizon: int, time_encoding: str) -> tuple[np.ndarray, np.ndarray]:
-    """Inputs (t, s_t) and (t+1, s_{t+1}) for every step, each (n, H, width)."""
-    mask = dataset.mask
-    n, H = mask.shape
-    if H != horizon:
-        raise ValueError(f"dataset.horizon: expected {horizon} like the training data, found {H}")
-    x_state, _ = encoder.encode(dataset.observations, mask)
-    if time_encoding == "onehot":
-        steps = np.eye(H + 1)
-    else:
-        steps = (np.arange(H + 1) / H)[:, None]
-    cur = np.concatenate([x_state, np.broadcast_to(steps[:H], (n, H, steps.shape[1]))], axis=-1)
-    nxt_state = np.concatenate([x_state[:, 1:], np.zeros_like(x_state[:, :1])], axis=1)
-    nxt = np.concatenate([nxt_state, np.broadcast_to(steps[1:], (n, H, steps.shape[1]))], axis=-1)
-    return cur, nxt
+class _LoggedSteps:
+    """The N live steps of a dataset, numbered trajectory by trajectory; ``locate`` turns numbers into
+    (trajectory, step) pairs from the n trajectory lengths (every trajectory is a prefix of the horizon)."""
+
+    def __init__(self, mask: np.ndarray) -> None:
+        self.lengths = mask.sum(axis=1)  # (n,)
+        self.ends = np.cumsum(self.lengths)
+        self.n_steps = int(self.ends[-1])
+
+    def locate(self, number: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        i = np.searchsorted(self.ends, number, side="right")
+        return i, number - (self.ends[i] - self.lengths[i])
+
+    def chunks(self, size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for lo in range(0, self.n_steps, size):
+            yield self.locate(np.arange(lo, min(lo + size, self.n_steps)))
+
+
+def _time_inputs(t: np.ndarray, horizon: int, time_encoding: str) -> np.ndarray:
+    """One-hot t over 0..H, or t/H: (m, H + 1) or (m, 1) float32."""
+    if time_encoding == "scalar":
+        return (t / horizon).astype(np.float32)[:, None]
+    out = np.zeros((len(t), horizon + 1), dtype=np.float32)
+    out[np.arange(len(t)), t] = 1.0
+    return out
+
+
+def _inputs(encoder: StateEncoder, dataset: LoggedDataset, i: np.ndarray, t: np.ndarray, alive: np.ndarray, time_encoding: str) -> np.ndarray:
+    """Network inputs (s_t, t) of the rows (trajectory i, step t), t ≤ H; ``alive`` False gives the
+    absorbing state (and t = H needs it)."""
+    H = dataset.horizon
+    state = encoder.network_inputs(np.asarray(dataset.observations)[i, np.minimum(t, H - 1)], alive)
+    return np.concatenate([state, _time_inputs(t, H, time_encoding)], axis=1)
+
+
+def _logged_actions(dataset: LoggedDataset, i: np.ndarray, t: np.ndarray, d: int) -> np.ndarray:
+    return np.asarray(dataset.actions)[i, t].reshape(len(i), d).astype(np.float32)
 
 
 def fit_fqe(
@@ -132,113 +184,91 @@ def fit_fqe(
         if acts.ndim != 4 or acts.shape[1:] != (n, H, d):
             raise ValueError(f"eval_actions: expected shape (P, {n}, {H}, {d}), found {acts.shape}")
         P, A = acts.shape[0], None
-    torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-    encoder = StateEncoder.fit(dataset, MinimaxConfig(seed=cfg.seed), n_states)
-    cur, nxt = _state_time(encoder, dataset, H, cfg.time_encoding)
-    live_next = np.concatenate([mask[:, 1:], np.zeros((n, 1), dtype=bool)], axis=1)
-    rewards = np.where(mask, dataset.rewards, 0.0)
-    steps = np.flatnonzero(mask.reshape(-1))  # only live steps are regressed (absorbed ones are worth 0)
-    t = lambda x: torch.as_tensor(np.ascontiguousarray(x), dtype=torch.float32)  # noqa: E731
-
-    if discrete:
-        x_cur = cur.reshape(n * H, -1)[steps]
-        x_nxt = nxt.reshape(n * H, -1)[steps]
-        group_x, group = _unique_rows(np.concatenate([x_cur, np.asarray(dataset.actions).reshape(-1, 1)[steps]], axis=1))
-        group_inputs, group_actions = group_x[:, :-1], group_x[:, -1].astype(np.int64)
-        nxt_unique, nxt_rows = _unique_rows(x_nxt)
-        pi_next = np.concatenate([probs[:, :, 1:], np.zeros_like(probs[:, :, :1])], axis=2).reshape(P, n * H, A)[:, steps]
-        pi_next = pi_next * live_next.reshape(-1)[steps][None, :, None]
-        net = _network(torch, group_inputs.shape[1], cfg.hidden, P * A, torch.float32)
-    else:
-        a_flat = np.asarray(dataset.actions, dtype=np.float64).reshape(n * H, d)[steps]
-        x_cur = np.concatenate([cur.reshape(n * H, -1)[steps], a_flat], axis=1)
-        group_inputs, group = _unique_rows(x_cur)
-        group_actions = None
-        # next inputs: (t+1, s_{t+1}, π_p(s_{t+1})) for each policy p
-        nxt_acts = np.concatenate([acts[:, :, 1:], np.zeros_like(acts[:, :, :1])], axis=2).reshape(P, n * H, d)[:, steps]
-        x_nxt = nxt.reshape(n * H, -1)[steps]
-        nxt_all = np.concatenate([np.broadcast_to(x_nxt, (P, *x_nxt.shape)), nxt_acts], axis=-1).reshape(P * len(steps), -1)
-        nxt_unique, nxt_rows = _unique_rows(nxt_all)
-        net = _network(torch, group_inputs.shape[1], cfg.hidden, P, torch.float32)
-    G = len(group_inputs)
-    occurrences = sparse.csr_matrix((np.ones(len(steps)), (group, np.arange(len(steps)))), shape=(G, len(steps)))
-    counts = np.asarray(occurrences.sum(axis=1)).ravel()
-    weight = t(counts / counts.sum())
-    x_group, x_next = t(group_inputs), t(nxt_unique)
-    live = live_next.reshape(-1)[steps].astype(np.float64)
-    r = rewards.reshape(-1)[steps]
-    iterations = cfg.n_iterations or H
-    losses = np.empty(iterations)
-    bounds = _value_bounds(dataset, steps % H)
-    opt = torch.optim.Adam(net.parameters(), lr=cfg.learning_rate)
-    for it in range(iterations):
-        with torch.no_grad():
-            out = net(x_next).numpy().astype(np.float64)
-        if discrete:
-            q_next = out.reshape(-1, P, A)[nxt_rows].transpose(1, 0, 2)  # (P, steps, A)
-            v_next = (pi_next * q_next).sum(-1)
-        else:
-            q_next = out[nxt_rows].reshape(P, len(steps), P)
-            v_next = np.einsum("pjp->pj", q_next) * live[None]
-        target = r[None] + dataset.gamma * v_next  # (P, steps)
-        if cfg.clip_targets:  # no policy's value leaves [lo_t, hi_t]: bootstrapping cannot run away
-            target = np.clip(target, bounds[0], bounds[1])
-        mean_target = t((occurrences @ target.T) / counts[:, None])  # (G, P)
-        full = cfg.batch_size is None or cfg.batch_size >= G
-        for _ in range(cfg.n_steps):
-            batch = slice(None) if full else torch.as_tensor(rng.choice(G, cfg.batch_size, replace=False))
-            opt.zero_grad()
-            pred = net(x_group[batch])
-            if discrete:
-                idx = torch.as_tensor(group_actions)[batch]
-                pred = pred.reshape(-1, P, A).gather(2, idx[:, None, None].expand(-1, P, 1))[..., 0]
-            loss = (weight[batch][:, None] * (pred - mean_target[batch]) ** 2).sum()
-            if not full:
-                loss = loss * (G / cfg.batch_size)
-            loss.backward()
-            opt.step()
-        losses[it] = float(loss.detach())
+    with torch_threads(cfg.torch_threads):
+        torch.manual_seed(cfg.seed)
+        rng = np.random.default_rng(cfg.seed)
+        encoder = StateEncoder.fit_inputs(dataset, n_states, chunk_steps=PREDICT_CHUNK)
+        logged = _LoggedSteps(mask)
+        time_width = H + 1 if cfg.time_encoding == "onehot" else 1
+        in_dim = encoder.input_dim + time_width + (0 if discrete else d)
+        net = _network(torch, in_dim, cfg.hidden, P * A if discrete else P, torch.float32)
+        lo, hi = (torch.as_tensor(b, dtype=torch.float32) for b in _value_bounds(dataset))
+        rewards = np.asarray(dataset.rewards)
+        N = logged.n_steps
+        B = N if cfg.batch_size is None else min(cfg.batch_size, N)
+        iterations = cfg.n_iterations or H
+        losses = np.empty(iterations)
+        opt = torch.optim.Adam(net.parameters(), lr=cfg.learning_rate)
+        f32 = lambda x: torch.as_tensor(np.ascontiguousarray(x), dtype=torch.float32)  # noqa: E731
+        for it in range(iterations):
+            target_net = copy.deepcopy(net).requires_grad_(False)  # the previous iterate, frozen
+            for _ in range(cfg.n_steps):
+                i, t = logged.locate(np.arange(N) if B == N else rng.integers(N, size=B))
+                live_next = t + 1 < logged.lengths[i]
+                x = _inputs(encoder, dataset, i, t, np.ones(B, dtype=bool), cfg.time_encoding)
+                x_next = _inputs(encoder, dataset, i, t + 1, live_next, cfg.time_encoding)
+                t_next = np.minimum(t + 1, H - 1)
+                with torch.no_grad():  # Bellman target of this minibatch, (B, P)
+                    if discrete:
+                        q_next = target_net(f32(x_next)).reshape(B, P, A)
+                        pi_next = f32(probs[:, i, t_next].transpose(1, 0, 2) * live_next[:, None, None])  # (B, P, A)
+                        v_next = (pi_next * q_next).sum(-1)
+                    else:
+                        a_next = acts[:, i, t_next].reshape(P * B, d)
+                        q_next = target_net(f32(np.concatenate([np.tile(x_next, (P, 1)), a_next], axis=1))).reshape(P, B, P)
+                        v_next = torch.diagonal(q_next, dim1=0, dim2=2) * f32(live_next)[:, None]  # (B, P)
+                    target = f32(rewards[i, t])[:, None] + dataset.gamma * v_next
+                    if cfg.clip_targets:  # no policy's value leaves [lo_t, hi_t]: bootstrapping cannot run away
+                        target = torch.minimum(torch.maximum(target, lo[t][:, None]), hi[t][:, None])
+                opt.zero_grad()
+                if discrete:
+                    a = torch.as_tensor(np.asarray(dataset.actions)[i, t], dtype=torch.int64)
+                    pred = net(f32(x)).reshape(B, P, A).gather(2, a[:, None, None].expand(-1, P, 1))[..., 0]
+                else:
+                    pred = net(f32(np.concatenate([x, _logged_actions(dataset, i, t, d)], axis=1)))
+                loss = ((pred - target) ** 2).sum(axis=1).mean()
+                loss.backward()
+                opt.step()
+            losses[it] = float(loss.detach())
     return FQEFit(encoder=encoder, network=net, horizon=H, n_policies=P, n_actions=A, action_dim=d, config=cfg, losses=losses)
 
 
 def predict_fqe(fit: FQEFit, dataset: LoggedDataset, eval_actions: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Q̂ on every step of ``dataset``: discrete → (Q(s_t, ·) (P, n, H, A), Q(s_t, a_t) (P, n, H));
     continuous → (Q(s_t, π_e(s_t)) (P, n, H), Q(s_t, a_t) (P, n, H)) with ``eval_actions`` (P, n, H, d).
-    Padded steps are 0."""
+    Padded steps are 0. The network sees ``PREDICT_CHUNK`` logged steps at a time."""
     torch = _torch()
     n, H = dataset.mask.shape
-    cur, _ = _state_time(fit.encoder, dataset, fit.horizon, fit.config.time_encoding)
-    x = cur.reshape(n * H, -1)
-    P = fit.n_policies
-    mask = dataset.mask
-    with torch.no_grad():
-        if fit.n_actions is not None:
-            A = fit.n_actions
-            q_all = fit.network(torch.as_tensor(x, dtype=torch.float32)).numpy().astype(np.float64).reshape(n, H, P, A).transpose(2, 0, 1, 3)
-            q_all = np.where(mask[None, ..., None], q_all, 0.0)
-            logged = np.take_along_axis(q_all, np.broadcast_to(np.asarray(dataset.actions)[None, ..., None], (P, n, H, 1)), -1)[..., 0]
-            return q_all, logged
+    if H != fit.horizon:
+        raise ValueError(f"dataset.horizon: expected {fit.horizon} like the training data, found {H}")
+    P, A, d = fit.n_policies, fit.n_actions, fit.action_dim
+    if A is None:
         if eval_actions is None:
             raise ValueError("eval_actions: needed for continuous actions, found None")
-        d = fit.action_dim
         acts = np.asarray(eval_actions, dtype=np.float64)
         if acts.shape != (P, n, H, d):
             raise ValueError(f"eval_actions: expected shape ({P}, {n}, {H}, {d}), found {acts.shape}")
-        logged_in = np.concatenate([x, np.asarray(dataset.actions, dtype=np.float64).reshape(n * H, d)], axis=1)
-        logged = fit.network(torch.as_tensor(logged_in, dtype=torch.float32)).numpy().astype(np.float64).reshape(n, H, P).transpose(2, 0, 1)
-        on_policy = np.stack(
-            [
-                fit.network(torch.as_tensor(np.concatenate([x, acts[p].reshape(n * H, d)], axis=1), dtype=torch.float32)).numpy()[:, p].reshape(n, H)
-                for p in range(P)
-            ]
-        )
-    return np.where(mask, on_policy, 0.0), np.where(mask, logged, 0.0)
+    f32 = lambda x: torch.as_tensor(np.ascontiguousarray(x), dtype=torch.float32)  # noqa: E731
+    logged = np.zeros((P, n, H))
+    on_policy = np.zeros((P, n, H, A) if A is not None else (P, n, H))
+    with torch_threads(fit.config.torch_threads), torch.no_grad():
+        for i, t in _LoggedSteps(dataset.mask).chunks(PREDICT_CHUNK):
+            m = len(i)
+            x = _inputs(fit.encoder, dataset, i, t, np.ones(m, dtype=bool), fit.config.time_encoding)
+            if A is not None:
+                q = fit.network(f32(x)).numpy().reshape(m, P, A)
+                on_policy[:, i, t] = q.transpose(1, 0, 2)
+                logged[:, i, t] = np.take_along_axis(q, np.asarray(dataset.actions)[i, t].reshape(m, 1, 1).repeat(P, 1), -1)[..., 0].T
+            else:
+                logged[:, i, t] = fit.network(f32(np.concatenate([x, _logged_actions(dataset, i, t, d)], axis=1))).numpy().T
+                for p in range(P):
+                    on_policy[p, i, t] = fit.network(f32(np.concatenate([x, acts[p, i, t].reshape(m, d)], axis=1))).numpy()[:, p]
+    return on_policy, logged
 
 
 def fqe_q_function(fit: FQEFit, policy: int) -> Any:
     """Q̂ of policy number ``policy`` as a callable ``q(observations, actions, steps) -> (m,)`` (the form
-    ``build_continuous_inputs`` takes; discrete actions are integer indices)."""
+    ``build_continuous_inputs`` takes; discrete actions are integer indices), ``PREDICT_CHUNK`` rows at a time."""
     torch = _torch()
     if not 0 <= policy < fit.n_policies:
         raise ValueError(f"policy: expected an index in [0, {fit.n_policies}), found {policy}")
@@ -247,15 +277,22 @@ def fqe_q_function(fit: FQEFit, policy: int) -> Any:
     def q(observations: np.ndarray, actions: np.ndarray, steps: np.ndarray) -> np.ndarray:
         obs = np.asarray(observations)
         m = len(obs)
-        state, _ = fit.encoder.encode(obs.reshape(m, 1, *obs.shape[1:]), np.ones((m, 1), dtype=bool))
         steps_arr = np.asarray(steps, dtype=np.int64).reshape(m)
-        time = np.eye(H + 1)[steps_arr] if fit.config.time_encoding == "onehot" else (steps_arr / H)[:, None]
-        x = np.concatenate([state[:, 0], time], axis=1)
-        with torch.no_grad():
-            if fit.n_actions is not None:
-                out = fit.network(torch.as_tensor(x, dtype=torch.float32)).numpy().reshape(m, fit.n_policies, fit.n_actions)[:, policy]
-                return out[np.arange(m), np.asarray(actions, dtype=np.int64).reshape(m)].astype(np.float64)
-            acts = np.asarray(actions, dtype=np.float64).reshape(m, fit.action_dim)
-            return fit.network(torch.as_tensor(np.concatenate([x, acts], axis=1), dtype=torch.float32)).numpy()[:, policy].astype(np.float64)
+        acts = np.asarray(actions).reshape(m, -1)
+        out = np.empty(m)
+        with torch_threads(fit.config.torch_threads), torch.no_grad():
+            for lo in range(0, m, PREDICT_CHUNK):
+                rows = slice(lo, min(lo + PREDICT_CHUNK, m))
+                x = np.concatenate(
+                    [fit.encoder.network_inputs(obs[rows], np.ones(len(obs[rows]), dtype=bool)), _time_inputs(steps_arr[rows], H, fit.config.time_encoding)],
+                    axis=1,
+                )
+                if fit.n_actions is not None:
+                    q_rows = fit.network(torch.as_tensor(x)).numpy().reshape(-1, fit.n_policies, fit.n_actions)[:, policy]
+                    out[rows] = q_rows[np.arange(len(q_rows)), acts[rows, 0].astype(np.int64)]
+                else:
+                    a = acts[rows].astype(np.float32).reshape(-1, fit.action_dim)
+                    out[rows] = fit.network(torch.as_tensor(np.concatenate([x, a], axis=1))).numpy()[:, policy]
+        return out
 
     return q

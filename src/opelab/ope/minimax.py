@@ -107,6 +107,40 @@ class StateEncoder:
         freq = rng.normal(0.0, 1.0 / width, size=(z.shape[1], config.n_features))
         return cls(n_states=None, mean=mean, scale=scale, frequencies=freq, phases=rng.uniform(0, 2 * np.pi, config.n_features))
 
+    @classmethod
+    def fit_inputs(cls, dataset: LoggedDataset, n_states: int | None = None, chunk_steps: int = 65_536) -> StateEncoder:
+        """Network inputs only (no kernel features), for learners without a kernel such as FQE: the same
+        one-hot ids or standardisation as ``fit``, with the mean and scale summed over chunks of about
+        ``chunk_steps`` steps, so no copy of the logged states is made."""
+        obs = np.asarray(dataset.observations)
+        if obs.dtype.kind in "iu" and obs.ndim == 2:
+            return cls(n_states=int(obs.max()) + 1 if n_states is None else n_states)
+        mask = dataset.mask
+        n, H = mask.shape
+        rows = max(1, chunk_steps // H)
+        chunks = [(obs[lo : lo + rows].reshape(-1, H, int(np.prod(obs.shape[2:], dtype=int))), mask[lo : lo + rows]) for lo in range(0, n, rows)]
+        total = int(mask.sum())
+        mean = sum(x[m].astype(np.float64).sum(axis=0) for x, m in chunks) / total
+        scale = np.sqrt(sum(((x[m].astype(np.float64) - mean) ** 2).sum(axis=0) for x, m in chunks) / total)
+        return cls(n_states=None, mean=mean, scale=np.where(scale > 0, scale, 1.0))
+
+    def network_inputs(self, obs: np.ndarray, alive: np.ndarray) -> np.ndarray:
+        """Network inputs of m single states, (m, input_dim) float32: ``obs`` (m, *obs_shape), ``alive`` (m,)
+        (False: the absorbing state after the end of a trajectory)."""
+        m = len(alive)
+        if self.n_states is not None:
+            ids = np.asarray(obs).reshape(m)
+            ids = np.where(alive, np.where((ids >= 0) & (ids < self.n_states), ids, -1), self.n_states)
+            onehot = np.zeros((m, self.n_states + 1), dtype=np.float32)
+            seen = ids >= 0  # unseen ids get no feature, the absorbing state its own
+            onehot[np.flatnonzero(seen), ids[seen]] = 1.0
+            return onehot
+        z = (np.asarray(obs, dtype=np.float64).reshape(m, -1) - self.mean) / self.scale
+        out = np.empty((m, len(self.mean) + 1), dtype=np.float32)
+        out[:, :-1] = np.where(alive[:, None], z, 0.0)
+        out[:, -1] = ~alive
+        return out
+
     @property
     def input_dim(self) -> int:
         return self.n_states + 1 if self.n_states is not None else len(self.mean) + 1
