@@ -76,6 +76,7 @@ def bootstrap_counts(n: int, n_bootstrap: int, seed: int) -> Iterator[np.ndarray
             row[:] = np.bincount(rng.integers(0, n, size=n), minlength=n)
         yield counts
         done += len(counts)
+        del counts  # a consumer that let go of the chunk frees it before the next one is allocated
 
 
 def confidence_intervals(
@@ -126,7 +127,7 @@ def bootstrap_estimates(
                 small[key] = term
             else:  # (P, n, m) -> columns p·m + t, one matrix per term (no second copy of every term at once)
                 m = term.shape[-1]
-                blocks.append((np.ascontiguousarray(term.transpose(1, 0, 2).reshape(n, P * m)), [(key, 0, m)]))
+                blocks.append((np.ascontiguousarray(term.transpose(1, 0, 2)).reshape(n, P * m), [(key, 0, m)]))
     if small:
         columns = np.empty((n, P * len(small)))
         layout = []
@@ -150,6 +151,7 @@ def bootstrap_estimates(
         for estimator, resampled in zip(estimators, out):
             resampled[:, done : done + size] = estimator.estimates_from_sums(sums, totals)
         done += size
+        del counts, flat, sums  # before the next chunk is drawn: one chunk of counts alive at a time
     return out
 
 

@@ -127,12 +127,20 @@ class PerDecisionFamily(PointEstimator):
         if not self.self_normalized:
             return super().resampling_terms(ctx)
         W = self._weights(ctx, normalized=False)  # (P, n, H)
+        P, n, H = W.shape
+        # The numerators are written trajectory-major, (n, P, H) in memory and returned as (P, n, H) views: the
+        # layout of the bootstrap's matrix columns, so that it multiplies them without another copy.
+        numerator = np.empty((n, P, H))
+        W_n = W.transpose(1, 0, 2)  # (n, P, H) view
         if self.form == "is":
-            return {(self, "numerator"): W * ctx.discounted_rewards, (self.weight_key(), "W"): W}
+            np.multiply(W_n, ctx.discounted_rewards[:, None, :], out=numerator)
+            return {(self, "numerator"): numerator.transpose(1, 0, 2), (self.weight_key(), "W"): W}
         baseline = ctx.discounted_v_hat
-        numerator = W * ctx.discounted_residual
-        numerator[..., :-1] += W[..., :-1] * baseline[..., 1:]
-        return {(self, "numerator"): numerator, (self.weight_key(), "W"): W, (self, "baseline"): baseline[..., 0]}
+        np.multiply(W_n, ctx.discounted_residual.transpose(1, 0, 2), out=numerator)
+        baseline_n = baseline.transpose(1, 0, 2)
+        for t in range(H - 1):  # step by step: no second (n, P, H) temporary
+            numerator[:, :, t] += W_n[:, :, t] * baseline_n[:, :, t + 1]
+        return {(self, "numerator"): numerator.transpose(1, 0, 2), (self.weight_key(), "W"): W, (self, "baseline"): baseline[..., 0]}
 
     def estimates_from_sums(self, sums: dict[Hashable, np.ndarray], totals: np.ndarray) -> np.ndarray:
         if not self.self_normalized:
