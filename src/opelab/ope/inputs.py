@@ -263,7 +263,10 @@ def build_inputs(
                 from opelab.ope.fqe import fit_fqe, predict_fqe
 
                 fitted_q = fit_fqe(train_ds, probs[:, train], config=fqe, n_states=n_states)
-                q_full[:, test] = predict_fqe(fitted_q, test_ds)[0]
+                if n_folds == 1:  # no second (P, n, H, A) array: the untouched zeros above are never paged in
+                    q_full = predict_fqe(fitted_q, test_ds)[0]
+                else:
+                    q_full[:, test] = predict_fqe(fitted_q, test_ds)[0]
             if fit_w:
                 fitted = solve_flow_weights(transition_counts(train_ds, n_states=S), absorbing)
                 w_state[:, test], w_pair[:, test] = on_logged_steps(test_ds, fitted)
@@ -274,7 +277,7 @@ def build_inputs(
                 w_state[:, test] = mm.predict_weights(fitted_state, test_ds)
 
     q_hat = np.where(dataset.mask, _gather(q_full, actions), 0.0)
-    v_hat = (probs * q_full).sum(axis=-1)
+    v_hat = np.einsum("pnha,pnha->pnh", probs, q_full)  # Σ_a π(a|s_t) Q̂(s_t, a), without a (P, n, H, A) temporary
     return OPEInput(  # arrays made here are frozen, so the container holds them without copying
         policy_names=tuple(p.name for p in policies),
         eval_pscore=freeze(pscore),
