@@ -139,7 +139,7 @@ class OPEInput:
 
 def _gather(probs_or_values: np.ndarray, actions: np.ndarray) -> np.ndarray:
     """Entry of the logged action along the last axis: (..., n, H, A), (n, H) -> (..., n, H)."""
-    index = np.broadcast_to(actions[..., None], probs_or_values.shape[:-1] + (1,)).astype(np.intp)
+    index = np.broadcast_to(np.asarray(actions, dtype=np.intp)[..., None], probs_or_values.shape[:-1] + (1,))  # a view
     return np.take_along_axis(probs_or_values, index, axis=-1)[..., 0]
 
 
