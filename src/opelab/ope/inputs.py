@@ -276,8 +276,10 @@ def build_inputs(
                 w_pair[:, test] = mm.predict_weights(fitted_pair, test_ds)
                 w_state[:, test] = mm.predict_weights(fitted_state, test_ds)
 
-    q_hat = np.where(dataset.mask, _gather(q_full, actions), 0.0)
+    q_hat = _gather(q_full, actions)
+    q_hat[:, ~dataset.mask] = 0.0  # in place: no second (P, n, H) array
     v_hat = np.einsum("pnha,pnha->pnh", probs, q_full)  # Σ_a π(a|s_t) Q̂(s_t, a), without a (P, n, H, A) temporary
+    del q_full  # (P, n, H, A): not part of the inputs, so not held while they are checked
     return OPEInput(  # arrays made here are frozen, so the container holds them without copying
         policy_names=tuple(p.name for p in policies),
         eval_pscore=freeze(pscore),
