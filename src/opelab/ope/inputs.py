@@ -255,14 +255,15 @@ def build_inputs(
         for train, test in _folds(dataset.n_trajectories, n_folds, fold_seed):
             train_ds = dataset if n_folds == 1 else dataset.subset(train)
             test_ds = dataset if n_folds == 1 else dataset.subset(test)
+            train_probs = probs if n_folds == 1 else probs[:, train]  # no copy of (P, n, H, A) without folds
             if fit_q:
                 q_full[:, test] = q_on_logged_steps(test_ds, fit_tabular_fqe(train_ds, tables))
             if neural_q and q_function == "mql":
-                q_full[:, test] = mm.predict_q(mm.fit_q(train_ds, probs[:, train], minimax, n_states), test_ds)
+                q_full[:, test] = mm.predict_q(mm.fit_q(train_ds, train_probs, minimax, n_states), test_ds)
             if neural_q and q_function == "neural_fqe":
                 from opelab.ope.fqe import fit_fqe, predict_fqe
 
-                fitted_q = fit_fqe(train_ds, probs[:, train], config=fqe, n_states=n_states)
+                fitted_q = fit_fqe(train_ds, train_probs, config=fqe, n_states=n_states)
                 if n_folds == 1:  # no second (P, n, H, A) array: the untouched zeros above are never paged in
                     q_full = predict_fqe(fitted_q, test_ds)[0]
                 else:
@@ -271,7 +272,7 @@ def build_inputs(
                 fitted = solve_flow_weights(transition_counts(train_ds, n_states=S), absorbing)
                 w_state[:, test], w_pair[:, test] = on_logged_steps(test_ds, fitted)
             if neural_w:
-                fitted_pair = mm.fit_weights(train_ds, probs[:, train], weights, minimax, n_states)
+                fitted_pair = mm.fit_weights(train_ds, train_probs, weights, minimax, n_states)
                 fitted_state = mm.fit_state_weights(fitted_pair, train_ds, minimax)
                 w_pair[:, test] = mm.predict_weights(fitted_pair, test_ds)
                 w_state[:, test] = mm.predict_weights(fitted_state, test_ds)
