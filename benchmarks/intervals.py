@@ -106,7 +106,8 @@ def main() -> None:
         for B in args.n_bootstrap:
             for row in rows:
                 names = list(BACKBONE) if row == "all 7" else [row]
-                runs = [measured(lambda: evaluate(ds, inputs, names, interval="bootstrap", n_bootstrap=B)) for _ in range(args.repeats)]
+                call = lambda: evaluate(ds, inputs, names, interval="bootstrap", n_bootstrap=B)  # noqa: E731
+                runs = [measured(call) for _ in range(args.repeats)]
                 results[n, H, row, B] = (min(r[0] for r in runs), max(r[1] for r in runs))
             if hasattr(intervals, "bootstrap_estimates"):
                 stages[n, H, B] = breakdown(ds, inputs, B)
@@ -128,12 +129,15 @@ def main() -> None:
             lines.append("| " + " | ".join(cells) + " |")
     table = "\n".join(lines)
     print(table)
-    blas = ", ".join(f"{i['internal_api']} {i.get('version')} ({i['num_threads']} thread(s))" for i in threadpool_info())
+    pools = threadpool_info()
+    blas = ", ".join(f"{i['internal_api']} {i.get('version')} ({i['num_threads']} thread(s))" for i in pools)
     machine = (
         f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.python_implementation()} {platform.python_version()}, "
         f"numpy {np.__version__}, {blas}; load average at the end {os.getloadavg()[0]:.2f}"
     )
-    command = "python benchmarks/intervals.py" + ("" if args.n_bootstrap == [200, 1000] else " --n-bootstrap " + " ".join(map(str, args.n_bootstrap)))
+    command = "python benchmarks/intervals.py"
+    if args.n_bootstrap != [200, 1000]:
+        command += " --n-bootstrap " + " ".join(map(str, args.n_bootstrap))
     command += "" if args.threads == 1 else f" --threads {args.threads}"
     command += "" if args.repeats == 2 else f" --repeats {args.repeats}"
     command += " --only-all" if args.only_all else ""
@@ -143,7 +147,8 @@ def main() -> None:
         args.out.write_text(
             "# Bootstrap intervals: 10 policies × 10^6 logged transitions\n\n"
             f"Command: `{command}` ({machine}).\n"
-            f"Each cell: `opelab.ope.evaluate(..., interval=\"bootstrap\", n_bootstrap=B)`, best of {args.repeats}, with a fresh\n"
+            "Each cell: `opelab.ope.evaluate(..., interval=\"bootstrap\", n_bootstrap=B)`, "
+            f"best of {args.repeats}, with a fresh\n"
             "context (point estimates and input checks included): wall time, and the peak resident memory above\n"
             "the process's memory before the call (inputs: about 420 MB). Goal: all 7 ≤ 5 s.\n\n" + table + "\n"
         )

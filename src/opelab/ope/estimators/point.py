@@ -140,7 +140,11 @@ class PerDecisionFamily(PointEstimator):
         baseline_n = baseline.transpose(1, 0, 2)
         for t in range(H - 1):  # step by step: no second (n, P, H) temporary
             numerator[:, :, t] += W_n[:, :, t] * baseline_n[:, :, t + 1]
-        return {(self, "numerator"): numerator.transpose(1, 0, 2), (self.weight_key(), "W"): W, (self, "baseline"): baseline[..., 0]}
+        return {
+            (self, "numerator"): numerator.transpose(1, 0, 2),
+            (self.weight_key(), "W"): W,
+            (self, "baseline"): baseline[..., 0],
+        }
 
     def estimates_from_sums(self, sums: dict[Hashable, np.ndarray], totals: np.ndarray) -> np.ndarray:
         if not self.self_normalized:
