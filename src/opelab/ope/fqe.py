@@ -53,7 +53,7 @@ class FQEConfig:
     n_iterations: int | None = None
     n_steps: int = 100  # Adam steps per iteration
     learning_rate: float = 3e-3
-    batch_size: int | None = 2048  # logged steps per Adam step (None: all)
+    batch_size: int | None = 2048  # logged steps per Adam step (None: all); small data fits in one batch
     time_encoding: str = "onehot"  # or "scalar" (t / H) for long horizons
     clip_targets: bool = True  # clip Bellman targets to the value range the logged rewards allow
     seed: int = 0
