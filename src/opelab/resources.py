@@ -22,8 +22,10 @@ A command that cannot fit should say so in one line before it computes for a min
                                                    gathers and temporaries; (5 + A)·U of it stay held
       evaluate_bytes   max(inputs_bytes,            the held inputs, the estimators' shared arrays (≈ 13·U for
                            (18 + A)·U + bootstrap)  the whole registry) and the bootstrap's extra
-      bootstrap_bytes  8·(3·B_c·n + 4·P·B_c·H       resampling counts (B_c = min(B, 4·10⁶ / n) resamples at a
-                          + 2·E·P·B)                time), per-step resampled sums, every estimator's draws
+      bootstrap_bytes  8·(K·n + B_c·n + B_c·K       the estimators' resampling terms as K = P·E·(1 + H/2)
+                          + 2·E·P·B)                matrix columns (per-trajectory terms, and per-step ones for
+                                                   the self-normalised forms), one chunk of counts (B_c =
+                                                   min(B, 8·10⁶ / n) resamples) and its sums, every draw
 
   Continuous actions count as A = 1. ``opelab.bench.runner.cell_memory`` adds them up for a benchmark cell.
 
@@ -56,7 +58,7 @@ __all__ = [
 ]
 
 MEMORY_LIMIT_VARIABLE = "OPELAB_MEMORY_LIMIT"
-BOOTSTRAP_CHUNK_ELEMENTS = 4_000_000  # opelab.ope.intervals draws B_c·n counts at a time, B_c = this // n
+BOOTSTRAP_CHUNK_ELEMENTS = 8_000_000  # opelab.ope.intervals draws B_c·n counts at a time, B_c = this // n
 _FLOAT = 8
 _PROC = Path("/proc")  # module attributes, so tests can point them at fake trees
 _CGROUP = Path("/sys/fs/cgroup")
@@ -263,7 +265,8 @@ def bootstrap_bytes(data: Any, n_policies: int, n_bootstrap: int, n_estimators: 
     size = DataSize.of(data)
     n, H = size.n_trajectories, size.horizon
     chunk = min(n_bootstrap, max(1, BOOTSTRAP_CHUNK_ELEMENTS // n))
-    return _FLOAT * (3 * chunk * n + 4 * n_policies * chunk * H + 2 * n_estimators * n_policies * n_bootstrap)
+    terms = n_policies * n_estimators * (1 + H // 2)  # columns of opelab.ope.intervals.bootstrap_estimates
+    return _FLOAT * (terms * n + chunk * n + chunk * terms + 2 * n_estimators * n_policies * n_bootstrap)
 
 
 def evaluate_bytes(data: Any, n_policies: int, *, n_bootstrap: int = 0, n_estimators: int = 20) -> int:

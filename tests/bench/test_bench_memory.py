@@ -226,3 +226,10 @@ def test_resume_checks_only_the_cells_left(tmp_path):
     run_benchmark(cfg.with_executor(workers=1), tmp_path / "r.duckdb")
     summary = run_benchmark(cfg, tmp_path / "r.duckdb", resume=True, memory_limit=per_cell)  # nothing left to run
     assert (summary.n_skipped, summary.n_done) == (2, 0)
+
+
+def test_the_bootstrap_chunk_of_the_estimate_is_the_one_the_intervals_draw():
+    from opelab import resources
+    from opelab.ope import intervals
+
+    assert resources.BOOTSTRAP_CHUNK_ELEMENTS == intervals._BOOTSTRAP_CHUNK_ELEMENTS
