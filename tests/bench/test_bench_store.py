@@ -231,3 +231,13 @@ def test_export_refuses_a_file_as_folder_and_unknown_tables(store, tmp_path):
         with pytest.raises(StoreError, match=r"export: expected tables among \['runs'.*found 'secrets'"):
             s.export_parquet(tmp_path / "out", ["secrets"])
     assert not (tmp_path / "out").exists()
+
+
+def test_a_resume_without_its_store_creates_no_file_and_on_start_runs_once_checks_passed(tmp_path):
+    db = tmp_path / "none.duckdb"
+    with pytest.raises(ValueError, match="--resume: expected a run of this config .* found no such file"):
+        run_benchmark(parse_config(CONFIG), db, resume=True, on_start=lambda: pytest.fail("started"))
+    assert not db.exists()
+    started = []
+    run_benchmark(parse_config(CONFIG), db, on_start=lambda: started.append(db.exists()))
+    assert started == [True]

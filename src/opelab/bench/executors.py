@@ -39,10 +39,11 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from opelab.bench.config import BenchmarkConfig
@@ -432,6 +433,7 @@ def run_benchmark(
     console: Any | None = None,
     progress_file: str | os.PathLike[str] | None = None,
     memory_limit: int | str | None = None,
+    on_start: Callable[[], None] | None = None,
 ) -> RunSummary:
     """Run every cell of ``config`` and store the results in the DuckDB file ``db``.
 
@@ -440,11 +442,14 @@ def run_benchmark(
     ``progress_file`` gets one JSON line per recorded cell (after its transaction committed), for scripts.
     Before any cell runs (and, for a new run, before ``db`` is touched) the memory estimate is checked
     (``check_benchmark_memory``): ``memory_limit`` (bytes or ``"16G"``; ``"off"``: no check) replaces the
-    available memory, as ``OPELAB_MEMORY_LIMIT`` does.
+    available memory, as ``OPELAB_MEMORY_LIMIT`` does. ``on_start`` is called once every check has passed
+    (the store is opelab's, a resumed run exists, the memory fits), just before the cells are submitted.
     """
     from opelab.bench.store import ResultStore
 
     start = time.perf_counter()
+    if resume and not Path(db).exists():
+        raise ValueError(f"--resume: expected a run of this config in {db}, found no such file (run it without --resume)")
     if not resume:
         check_benchmark_memory(config, expand(config), limit=memory_limit)
     with ResultStore(db) as store:
@@ -457,6 +462,8 @@ def run_benchmark(
             check_benchmark_memory(config, pending, limit=memory_limit)
         if run_id is None:
             run_id = store.start_run(config)
+        if on_start is not None:
+            on_start()
         attempts: dict[Cell, int] = {}
         failures: dict[Cell, str] = {}
         n_done = n_failed = 0

@@ -43,6 +43,7 @@ import pandas as pd
 
 from opelab.bench.config import BenchmarkConfig
 from opelab.bench.runner import STAGES, Cell, CellOutcome
+from opelab.data.validation import one_line
 
 __all__ = ["SCHEMA_VERSION", "TABLES", "ResultStore", "StoreError", "package_versions"]
 
@@ -110,10 +111,6 @@ class StoreError(ValueError):
     """A results store that cannot be opened or used as asked (one line naming the file and what was found)."""
 
 
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())
-
-
 def _not_duckdb(path: Path) -> str | None:
     """What ``path`` is when it is not a DuckDB database (None when it is one, or does not exist)."""
     if path.is_dir():
@@ -156,7 +153,7 @@ class ResultStore:
             self.con = duckdb.connect(str(self.path), read_only=read_only, config=dict(READ_ONLY_CONFIG if read_only else {}))
         except duckdb.Error as exc:
             raise StoreError(
-                f"db: expected a DuckDB results file opelab can open, found {self.path} failing with {_one_line(exc)}"
+                f"db: expected a DuckDB results file opelab can open, found {self.path} failing with {one_line(exc)}"
             ) from None
         try:
             self._check_identity()
@@ -298,7 +295,7 @@ class ResultStore:
         except duckdb.Error as exc:
             kind = "a read-only query (no writes, no files, no extensions)" if self.read_only else "a query"
             name = self.path.name
-            raise StoreError(f"sql: expected {kind} the results store {name} can answer, found {_one_line(exc)}") from None
+            raise StoreError(f"sql: expected {kind} the results store {name} can answer, found {one_line(exc)}") from None
 
     def export_parquet(
         self, folder: str | os.PathLike[str], tables: Sequence[str] = TABLES, *, force: bool = False

@@ -31,7 +31,7 @@ def benchmark(
     """Run a benchmark grid (tasks × datasets) and store every estimate and metric in a DuckDB file."""
 
     def body() -> None:
-        from opelab.bench import load_config, run_benchmark
+        from opelab.bench import StoreError, load_config, run_benchmark
 
         if not config.is_file():
             found = "a folder" if config.exists() else "nothing"
@@ -57,18 +57,19 @@ def benchmark(
         if progress_file is not None and (progress_file.is_dir() or not progress_file.parent.is_dir()):
             raise CLIError(f"--progress-file: expected a file path in an existing folder, found {progress_file}")
         limit = None if memory_limit is None else int(memory_limit * 2**30)
-        _preflight(cfg, path, resume, limit)
         ex = cfg.executor
-        console.print(
-            line(
-                (cfg.name, "bold"),
-                f": {len(cfg.tasks)} task(s) × {cfg.n_datasets} dataset(s) on {ex.kind} "
-                f"({ex.workers} worker{'s' if ex.workers != 1 else ''}) → {path}",
-            )
+        header = line(
+            (cfg.name, "bold"),
+            f": {len(cfg.tasks)} task(s) × {cfg.n_datasets} dataset(s) on {ex.kind} "
+            f"({ex.workers} worker{'s' if ex.workers != 1 else ''}) → {path}",
         )
-        summary = run_benchmark(
-            cfg, path, resume=resume, progress=True, console=console, progress_file=progress_file, memory_limit=limit
-        )
+        try:  # refusals (not an opelab store, no run to resume, beyond memory) come before the header and touch no file
+            summary = run_benchmark(
+                cfg, path, resume=resume, progress=True, console=console, progress_file=progress_file,
+                memory_limit=limit, on_start=lambda: console.print(header),
+            )  # fmt: skip
+        except StoreError as exc:
+            raise CLIError(_as_option("--db", exc)) from exc
         console.print(
             f"run {summary.run_id}: {summary.n_cells} cells, {summary.n_skipped} already done, {summary.n_done} done now, "
             f"{summary.n_failed} failed, in {summary.wall_s:.1f} s. Summary: `opelab results {path}`"
@@ -82,23 +83,6 @@ def benchmark(
             )
 
     guarded(debug, body)
-
-
-def _preflight(cfg: Any, path: Path, resume: bool, limit: int | None) -> None:
-    """What can be refused before the header line: a store that is not opelab's, a --resume without its
-    run, a grid that cannot fit in memory (so a refused run prints one line and touches no file)."""
-    from opelab.bench.executors import check_benchmark_memory
-    from opelab.bench.runner import expand
-
-    if resume and not path.exists():
-        raise CLIError(f"--resume: expected a run of this config in {path}, found no such file (run it without --resume)")
-    if path.exists():
-        with _open_store(path, "--db") as store:  # refuses files that are not opelab stores
-            run_id = store.find_run(cfg)
-        if resume and run_id is None:
-            raise CLIError(f"--resume: expected a run of this config in {path}, found none (run it without --resume)")
-    if not resume:
-        check_benchmark_memory(cfg, expand(cfg), limit=limit)
 
 
 RESULT_METRICS = ("nmse", "rank_correlation", "regret@", "sharpe_ratio@")
