@@ -329,9 +329,9 @@ def _check_columns(table: pa.Table, meta: dict[str, Any]) -> None:
             raise DatasetError(f"{column}: expected {what}, found type {column_type}")
 
 
-def _to_numpy(column: pa.ChunkedArray, name: str, trailing: tuple[int, ...]) -> np.ndarray:
+def _to_numpy(column: pa.ChunkedArray | pa.Array, name: str, trailing: tuple[int, ...]) -> np.ndarray:
     """A column (types already checked by ``_check_columns``) as an array of shape (rows, *trailing)."""
-    array = column.combine_chunks()
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     if array.null_count:
         raise DatasetError(f"{name}: expected no missing values, found {array.null_count}")
     if pa.types.is_fixed_size_list(array.type):

@@ -82,6 +82,7 @@ def evaluate(
     n_bootstrap: int = 1000,
     seed: int = 0,
     value_range: tuple[float, float] | None = None,
+    resampling: str = "multinomial",
 ) -> EstimateTable:
     """Estimate every policy's value with each estimator.
 
@@ -91,10 +92,11 @@ def evaluate(
     Estimators share one ``EstimationContext``, so ratios and their cumulative products are computed once.
     ``interval`` (``"bootstrap"``, ``"t"``, ``"hoeffding"`` or ``"bernstein"``; see ``opelab.ope.intervals``)
     adds ``lower``/``upper`` bounds at level 1 − ``alpha``; ``n_bootstrap`` and ``seed`` drive the bootstrap
-    (every estimator sees the same resamples), ``value_range`` is the a-priori range of per-trajectory values
+    (every estimator sees the same resamples; ``resampling="poisson"`` draws them as the streaming
+    ``opelab.ope.streaming.evaluate_stream`` does), ``value_range`` is the a-priori range of per-trajectory values
     that makes Hoeffding and Bernstein bounds guarantees.
     """
-    spec = None if interval is None else IntervalSpec(interval, alpha, n_bootstrap, seed, value_range)
+    spec = None if interval is None else IntervalSpec(interval, alpha, n_bootstrap, seed, value_range, resampling)
     inputs.check_dataset(dataset)
     if estimators is None:  # every registered estimator whose inputs are present
         chosen = [e for e in map(get_estimator, ESTIMATORS) if all(getattr(inputs, r) is not None for r in e.requires)]

@@ -296,3 +296,32 @@ def fqe_q_function(fit: FQEFit, policy: int) -> Any:
         return out
 
     return q
+
+
+def fqe_action_values(fit: FQEFit) -> Any:
+    """Q̂(s, ·) of every policy as a callable ``q(observations, steps) -> (P, m, A)`` (discrete actions): the
+    Q-model form ``opelab.ope.streaming`` applies chunk by chunk. Steps are numbered as in the training data
+    (time features use its horizon), ``PREDICT_CHUNK`` rows at a time."""
+    torch = _torch()
+    if fit.n_actions is None:
+        raise ValueError("fit: expected an FQE fit for discrete actions, found one for continuous actions")
+    P, A, H = fit.n_policies, fit.n_actions, fit.horizon
+
+    def q(observations: np.ndarray, steps: np.ndarray) -> np.ndarray:
+        obs = np.asarray(observations)
+        m = len(obs)
+        steps_arr = np.asarray(steps, dtype=np.int64).reshape(m)
+        if m and (steps_arr.min() < 0 or steps_arr.max() >= H):
+            raise ValueError(f"steps: expected values in [0, {H - 1}] (the FQE fit's horizon), found [{steps_arr.min()}, {steps_arr.max()}]")
+        out = np.empty((P, m, A))
+        with torch_threads(fit.config.torch_threads), torch.no_grad():
+            for lo in range(0, m, PREDICT_CHUNK):
+                rows = slice(lo, min(lo + PREDICT_CHUNK, m))
+                x = np.concatenate(
+                    [fit.encoder.network_inputs(obs[rows], np.ones(len(obs[rows]), dtype=bool)), _time_inputs(steps_arr[rows], H, fit.config.time_encoding)],
+                    axis=1,
+                )
+                out[:, rows] = fit.network(torch.as_tensor(x)).numpy().reshape(-1, P, A).transpose(1, 0, 2)
+        return out
+
+    return q
