@@ -35,9 +35,11 @@ every stage and the command line can call it.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -278,3 +280,22 @@ def evaluate_bytes(data: Any, n_policies: int, *, n_bootstrap: int = 0, n_estima
     held = (18 + size.actions) * _unit(size, n_policies)
     evaluation = held + bootstrap_bytes(size, n_policies, n_bootstrap, n_estimators)
     return max(inputs_bytes(size, n_policies), evaluation)
+
+
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+
+@contextlib.contextmanager
+def single_threaded_children() -> Iterator[None]:
+    """Processes started inside this block inherit one-thread settings (they read them at import);
+    the driver's own environment is restored afterwards."""
+    saved = {name: os.environ.get(name) for name in THREAD_VARIABLES}
+    os.environ.update({name: "1" for name in THREAD_VARIABLES})
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

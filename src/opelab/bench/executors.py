@@ -48,7 +48,7 @@ from typing import Any
 
 from opelab.bench.config import BenchmarkConfig
 from opelab.bench.runner import Cell, CellOutcome, cell_memory, describe_error, execute_cell, expand
-from opelab.resources import ResourceError, check_memory, format_bytes
+from opelab.resources import THREAD_VARIABLES, ResourceError, check_memory, format_bytes, single_threaded_children
 
 __all__ = [
     "EXECUTORS",
@@ -62,7 +62,6 @@ __all__ = [
     "run_benchmark",
 ]
 
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 
 
 def limit_threads() -> None:
@@ -142,22 +141,6 @@ def init_worker(driver_pid: int, driver_started: str | None) -> None:
     _die_with_parent()
     watchdog = threading.Thread(target=_watch_driver, args=(driver_pid, driver_started), name="opelab-driver-watchdog", daemon=True)
     watchdog.start()
-
-
-@contextlib.contextmanager
-def single_threaded_children() -> Iterator[None]:
-    """Processes started inside this block inherit one-thread settings (they read them at import);
-    the driver's own environment is restored afterwards."""
-    saved = {name: os.environ.get(name) for name in THREAD_VARIABLES}
-    os.environ.update({name: "1" for name in THREAD_VARIABLES})
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 class Executor(ABC):

@@ -195,7 +195,7 @@ class PoissonCounts:
     drawn is kept, so consecutive chunks that share a block draw it once.
     """
 
-    BLOCK = 4096
+    BLOCK = 1024
     GROUP = 256
 
     def __init__(self, n_bootstrap: int, seed: int) -> None:

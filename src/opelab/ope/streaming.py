@@ -39,6 +39,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import contextlib
+import warnings
+
 import numpy as np
 
 from opelab.data import LoggedDataset
@@ -48,6 +51,7 @@ from opelab.ope.estimators.base import safe_ratio
 from opelab.ope.estimators.point import PerDecisionFamily, SelfNormalizedTrajectoryIS
 from opelab.ope.evaluate import EstimateTable
 from opelab.ope.inputs import OPEInput, OPEInputError, _gather, evaluation_action_probs
+from opelab.resources import single_threaded_children
 from opelab.ope.intervals import (
     IntervalSpec,
     PoissonCounts,
@@ -288,11 +292,16 @@ def _unit_chunks(source: Any, unit: Any, max_cells: int) -> Iterator[tuple[int, 
     return read_unit(unit, max_cells, extra_steps=1)
 
 
-def unit_statistics(plan: StreamPlan, source: Any, unit: Any) -> StreamStatistics:
-    """The statistics of one unit: its chunks' in order (``source`` is the dataset for a ``DatasetUnit``)."""
-    counts = None
+def _poisson_counts(plan: StreamPlan) -> PoissonCounts | None:
     if plan.spec is not None and plan.spec.method == "bootstrap" and not plan.second_pass:
-        counts = PoissonCounts(plan.spec.n_bootstrap, plan.spec.seed)
+        return PoissonCounts(plan.spec.n_bootstrap, plan.spec.seed)
+    return None
+
+
+def unit_statistics(plan: StreamPlan, source: Any, unit: Any, counts: PoissonCounts | None = None) -> StreamStatistics:
+    """The statistics of one unit: its chunks' in order (``source`` is the dataset for a ``DatasetUnit``).
+    ``counts`` (the plan's Poisson counts) may be shared between units: they are a pure function of the seed."""
+    counts = counts or _poisson_counts(plan)
     total = StreamStatistics()
     for first, chunk in _unit_chunks(source, unit, plan.max_cells):
         total.merge(chunk_statistics(plan, first, chunk, counts))
@@ -301,7 +310,8 @@ def unit_statistics(plan: StreamPlan, source: Any, unit: Any) -> StreamStatistic
 
 def _run_units(plan: StreamPlan, source: Any, units: Sequence[Any], executor: str, address: str | None) -> StreamStatistics:
     if executor == "local":
-        results = [unit_statistics(plan, source, unit) for unit in units]
+        counts = _poisson_counts(plan)  # one generator for all units: its cached block is reused across them
+        results = [unit_statistics(plan, source, unit, counts) for unit in units]
     elif executor == "ray":
         results = _run_ray(plan, source, units, address)
     else:
@@ -312,14 +322,34 @@ def _run_units(plan: StreamPlan, source: Any, units: Sequence[Any], executor: st
     return total
 
 
-def _run_ray(plan: StreamPlan, source: Any, units: Sequence[Any], address: str | None) -> list[StreamStatistics]:
-    """One Ray Data task per unit (``ray.data.from_items(...).map``); results put back in unit order."""
+@contextlib.contextmanager
+def _runtime(executor: str, address: str | None) -> Iterator[None]:
+    """For ``"ray"``: the Ray runtime this process already has, or one started here (connected to ``address``
+    or local, workers one-threaded) and shut down afterwards."""
+    if executor not in ("local", "ray"):
+        raise StreamError(f"executor: expected 'local' or 'ray', found {executor!r}")
+    if executor == "local":
+        yield
+        return
     try:
         import ray
     except ImportError:
         raise StreamError("executor 'ray': needs the [ray] extra (pip install 'opelab[ray]')") from None
-    if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    owned = not ray.is_initialized()
+    if owned:
+        with single_threaded_children():
+            ray.init(address=address, include_dashboard=False, logging_level="WARNING")
+    try:
+        yield
+    finally:
+        if owned:
+            ray.shutdown()
+
+
+def _run_ray(plan: StreamPlan, source: Any, units: Sequence[Any], address: str | None) -> list[StreamStatistics]:
+    """One Ray Data task per unit (``ray.data.from_items(...).map``); results put back in unit order."""
+    import ray
+
     data_source = None if isinstance(source, ParquetSource) else ray.put(source)
 
     def compute(row: dict[str, Any]) -> dict[str, Any]:
@@ -327,10 +357,12 @@ def _run_ray(plan: StreamPlan, source: Any, units: Sequence[Any], address: str |
         local_source = source if data_source is None else ray.get(data_source)
         return {"index": row["index"], "stats": unit_statistics(plan, local_source, unit)}
 
-    import ray.data
+    with warnings.catch_warnings():  # Ray Data warns about its own deprecated settings (ray 2.60)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import ray.data
 
-    dataset = ray.data.from_items([{"index": i} for i in range(len(units))], override_num_blocks=max(1, len(units)))
-    rows = dataset.map(compute).take_all()
+        dataset = ray.data.from_items([{"index": i} for i in range(len(units))], override_num_blocks=max(1, len(units)))
+        rows = dataset.map(compute).take_all()
     rows.sort(key=lambda row: row["index"])
     return [row["stats"] for row in rows]
 
@@ -397,6 +429,12 @@ def evaluate_stream(
         data = source if isinstance(source, ParquetSource) else open_source(source)
         units = list(data.units)
     plan = StreamPlan(tuple(policies), q_model, chosen, spec, max_cells)
+    with _runtime(executor, address):
+        return _evaluate(plan, data, units, executor, address)
+
+
+def _evaluate(plan: StreamPlan, data: Any, units: list[Any], executor: str, address: str | None) -> EstimateTable:
+    policies, q_model, chosen, spec, max_cells = plan.policies, plan.q_model, plan.estimators, plan.spec, plan.max_cells
     stats = _run_units(plan, data, units, executor, address)
     if stats.n != (data.n_trajectories):
         raise StreamError(f"trajectories: expected {data.n_trajectories}, found {stats.n}")
@@ -432,6 +470,6 @@ def evaluate_stream(
         behavior_value=stats.return_sum / stats.n,
         lower=lower,
         upper=upper,
-        interval=interval,
-        alpha=None if spec is None else alpha,
+        interval=None if spec is None else spec.method,
+        alpha=None if spec is None else spec.alpha,
     )
