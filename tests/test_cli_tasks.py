@@ -98,6 +98,30 @@ def test_train_collect_evaluate_round_trip_through_files(trained):
     assert "--force" in _error_line(["collect", "cartpole", "--uniform", "-n", "5", "--out", str(uniform)])
 
 
+@RL
+def test_streamed_evaluate_equals_the_in_memory_one(trained, tmp_path):
+    """--stream over a folder of two files, FQE fit on all trajectories: the same numbers as in memory."""
+    folder, model, data = trained
+    ds = LoggedDataset.read_parquet(data)
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    ds.subset(list(range(8))).to_parquet(parts / "a.parquet")
+    ds.subset(list(range(8, 20))).to_parquet(parts / "b.parquet")
+    common = ["--policy", str(model), "--epsilon", "0.1", "--epsilon", "0.5", "--estimators", "dm,pdis,snpdis,sndr",
+              "--fqe-steps", "3", "--interval", "t"]  # fmt: skip
+    _ok(["evaluate", str(data), *common, "--out", str(tmp_path / "memory.csv")])
+    result = _ok(["evaluate", str(parts), *common, "--stream", "--chunk-steps", "40", "--out", str(tmp_path / "stream.csv")])
+    assert "streamed" in result.stdout
+    memory, streamed = pd.read_csv(tmp_path / "memory.csv"), pd.read_csv(tmp_path / "stream.csv")
+    assert list(memory.policy) == list(streamed.policy) and list(memory.estimator) == list(streamed.estimator)
+    for column in ("estimate", "lower", "upper"):
+        assert (memory[column] - streamed[column]).abs().max() < 1e-6  # FQE in float32; IS columns agree to 1e-12
+    is_rows = memory.estimator.isin(["pdis", "snpdis"])
+    assert (memory[is_rows].estimate - streamed[is_rows].estimate).abs().max() < 1e-12
+    assert "folder" in _error_line(["evaluate", str(parts), *common])
+    assert "--stream" in _error_line(["evaluate", str(data), *common, "--executor", "ray"])
+
+
 @pytest.mark.parametrize(
     ("args", "start"),
     [

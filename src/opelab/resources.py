@@ -282,6 +282,9 @@ def evaluate_bytes(data: Any, n_policies: int, *, n_bootstrap: int = 0, n_estima
     return max(inputs_bytes(size, n_policies), evaluation)
 
 
+DEFAULT_MAX_CELLS = 1 << 18
+"""Padded steps per chunk of a stream (``opelab.data.chunks``, ``opelab.ope.streaming``): 262,144."""
+
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 
 

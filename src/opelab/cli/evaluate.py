@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import typer
@@ -21,6 +22,7 @@ from opelab.cli.models import (
 )
 from opelab.cli.output import CLIError, Stages, console, guarded, line, writable
 from opelab.cli.tables import print_assessment, print_estimate_table
+from opelab.resources import DEFAULT_MAX_CELLS
 
 INTERVALS = ("bootstrap", "t", "hoeffding", "bernstein")
 Q_FUNCTIONS = ("neural_fqe", "mql", "none")
@@ -44,7 +46,7 @@ def _check_estimators(names: list[str] | None) -> None:
 
 @app.command()
 def evaluate(
-    dataset: Path = typer.Argument(..., help="A logged dataset (Parquet), e.g. from `opelab collect`."),
+    dataset: Path = typer.Argument(..., help="A logged dataset (Parquet), e.g. from `opelab collect`; with --stream also a folder of them."),
     policy: list[Path] = typer.Option(..., help="A candidate's base policy (model file); repeat for several."),
     head: str | None = typer.Option(
         None, help="Head of every candidate: epsilon_greedy (default, discrete), softmax, greedy; gaussian (default, continuous), truncated_gaussian."
@@ -72,6 +74,17 @@ def evaluate(
     memory_limit: float | None = typer.Option(
         None, min=0.01, help="GiB this command may use (default: the memory available); work estimated above it is refused."
     ),
+    stream: bool = typer.Option(
+        False, help="Read the data a chunk of trajectories at a time (memory bounded by the chunk; DATASET may be a folder of Parquet files)."
+    ),
+    chunk_steps: int = typer.Option(
+        DEFAULT_MAX_CELLS, min=1, max=10**9, help="With --stream: padded steps per chunk (trajectories × their longest length)."
+    ),
+    fit_trajectories: int = typer.Option(
+        10_000, min=1, max=10**7, help="With --stream: neural FQE is fit on the first this many trajectories, then applied chunk by chunk."
+    ),
+    executor: str = typer.Option("local", help="With --stream: local, or ray (one Ray Data task per group of row groups)."),
+    address: str | None = typer.Option(None, help="With --executor ray: the cluster's address (default: a local Ray)."),
     debug: bool = typer.Option(False, help="Show tracebacks."),
 ) -> None:
     """Estimate the value of saved policies under heads on a logged dataset; with rollout truth, assess the estimators."""
@@ -98,8 +111,21 @@ def evaluate(
             raise CLIError(f"--policy: expected at most 100 model files, found {len(policy)}")
         named = split_names(estimators)
         _check_estimators(named)
-        data = read_dataset(dataset)
-        space = data.action_space
+        if executor not in ("local", "ray"):
+            raise CLIError(f"--executor: expected 'local' or 'ray', found {executor!r}")
+        if not stream:
+            for flag, used in (("--executor ray", executor != "local"), ("--address", address is not None)):
+                if used:
+                    raise CLIError(f"{flag}: expected together with --stream, found it without")
+        if stream or dataset.is_dir():
+            if not stream:
+                raise CLIError(f"DATASET: expected a Parquet file, found a folder at {dataset} (pass --stream to read a folder of files)")
+            from opelab.data.chunks import open_source
+
+            data = open_source(dataset)
+        else:
+            data = read_dataset(dataset)
+        space = data.info.action_space
         models = [load_model(path, trust_pickle=trust_pickle) for path in policy]
         for model, path in zip(models, policy):
             check_model(model, space, f"the dataset's, {data.info.task}", path)
@@ -121,6 +147,13 @@ def evaluate(
             if head_kind == "softmax" and given is None:
                 raise CLIError("--temperature: expected at least one temperature for --head softmax, found none")
             candidates = apply_heads(models, head_kind, given)
+        if stream:
+            if not space.is_discrete:
+                raise CLIError("--stream: expected a dataset with discrete actions, found continuous ones (kernel ratios need the whole data)")
+            if q_function == "mql":
+                raise CLIError("--q-function: expected neural_fqe or none with --stream, found 'mql'")
+            _evaluate_stream(data, candidates, named)
+            return
         _check_memory(data, len(candidates), n_bootstrap if interval == "bootstrap" else 0, memory_limit)
         truth = None
         with Stages() as stage:
@@ -141,7 +174,58 @@ def evaluate(
         print_estimate_table(
             table, truth, f"{dataset}: {data.n_trajectories} trajectories on {data.info.task}, behavior {data.info.behavior_policy}"
         )
-        if truth is not None and len(candidates) >= 2:
+        _finish(table, truth)
+
+    def _evaluate_stream(source: Any, candidates: list[Any], named: list[str] | None) -> None:
+        from opelab.data.chunks import head
+        from opelab.ope import FQEConfig, fit_fqe
+        from opelab.ope.fqe import fqe_action_values
+        from opelab.ope.inputs import evaluation_action_probs
+        from opelab.ope.streaming import evaluate_stream
+        from opelab.resources import DataSize, check_memory, dataset_bytes, inputs_bytes
+
+        limit = None if memory_limit is None else int(memory_limit * 2**30)
+        space = source.info.action_space
+        size = DataSize(1, 1, int(np.prod(source.obs_shape, dtype=np.int64)), space.n_actions, 1)
+        chunk = DataSize(chunk_steps, 1, size.obs_size, space.n_actions, 1)  # a chunk's padded steps, as one-step rows
+        check_memory(inputs_bytes(chunk, len(candidates)), f"a chunk of {chunk_steps} steps for {len(candidates)} policies", limit=limit)
+        truth = None
+        with Stages() as stage:
+            if truth_rollouts:
+                from opelab.envs.rollouts import rollout_values
+
+                task_obj = learned_task(task or source.info.task, source.horizon, source.info.gamma, option="--task")
+                stage(f"ground truth ({truth_rollouts} rollouts of each of {len(candidates)} candidates on {task_obj.name})")
+                truth = rollout_values(task_obj, candidates, n_episodes=truth_rollouts, seed=seed)
+            q_model = None
+            if q_function == "neural_fqe":
+                n_fit = min(fit_trajectories, source.n_trajectories)
+                sample_size = DataSize(n_fit, source.horizon, size.obs_size, space.n_actions, 1)
+                check_memory(
+                    inputs_bytes(sample_size, len(candidates)),
+                    f"fitting FQE on {n_fit} trajectories padded to horizon {source.horizon} (lower --fit-trajectories or use --q-function none)",
+                    limit=limit,
+                )  # fmt: skip
+                stage(f"neural FQE on the first {n_fit} trajectories")
+                sample = head(source, n_fit, horizon=source.horizon)
+                fqe = FQEConfig(n_steps=fqe_steps, n_iterations=fqe_iterations, seed=seed % 2**31)
+                q_model = fqe_action_values(fit_fqe(sample, evaluation_action_probs(sample, candidates), config=fqe))
+                del sample
+            where = "on Ray" if executor == "ray" else "locally"
+            stage(f"estimate, streamed {where} in chunks of ≤ {chunk_steps} steps" + (f" ({interval} intervals)" if interval else ""))
+            table = evaluate_stream(
+                source, candidates, q_model, named, interval=interval, alpha=alpha, n_bootstrap=n_bootstrap, seed=seed,
+                max_cells=chunk_steps, executor=executor, address=address,
+            )  # fmt: skip
+        resampling = " (Poisson bootstrap)" if interval == "bootstrap" else ""
+        print_estimate_table(
+            table, truth,
+            f"{dataset}: {source.n_trajectories} trajectories on {source.info.task}, behavior {source.info.behavior_policy}, streamed{resampling}",
+        )  # fmt: skip
+        _finish(table, truth)
+
+    def _finish(table: Any, truth: Any) -> None:
+        if truth is not None and len(table.policy_names) >= 2:
             from opelab.select import assess
 
             print_assessment(assess(table, truth.values))
@@ -162,4 +246,4 @@ def _check_memory(data: object, n_policies: int, n_bootstrap: int, limit_gib: fl
 
     limit = None if limit_gib is None else int(limit_gib * 2**30)
     required = evaluate_bytes(data, n_policies, n_bootstrap=n_bootstrap)
-    check_memory(required, f"evaluating {n_policies} policies", limit=limit)
+    check_memory(required, f"evaluating {n_policies} policies (--stream evaluates a chunk at a time)", limit=limit)

@@ -40,8 +40,8 @@ import pyarrow.parquet as pq
 from opelab.data.dataset import ARRAY_FIELDS, FILL_VALUES, DatasetInfo, LoggedDataset
 from opelab.data.io import FIELDS, _READ_ERRORS, _check_columns, _corrupt_column, _metadata, _open, _to_numpy
 from opelab.data.validation import DatasetError, one_line
+from opelab.resources import DEFAULT_MAX_CELLS
 
-DEFAULT_MAX_CELLS = 1 << 18  # padded steps per chunk: 262,144
 
 
 def chunk_bounds(lengths: np.ndarray, max_cells: int, horizon: int, extra_steps: int = 0) -> list[tuple[int, int, int]]:
@@ -327,3 +327,41 @@ def _emit(
             arrays[field_name] = padded
         yield fm.offset + int(traj[first_row]), LoggedDataset(mask=mask, info=fm.info, **arrays)
     return int(traj[-1]) + 1
+
+
+def concatenate(chunks: Sequence[LoggedDataset], horizon: int | None = None) -> LoggedDataset:
+    """One dataset of the chunks' trajectories in order, padded to ``horizon`` (default: the longest chunk's)."""
+    if not chunks:
+        raise DatasetError("chunks: expected at least one chunk, found 0")
+    H = max(c.horizon for c in chunks) if horizon is None else horizon
+    if any(c.lengths.max() > H for c in chunks):
+        raise DatasetError(f"horizon: expected >= the longest trajectory ({max(int(c.lengths.max()) for c in chunks)}), found {H}")
+    arrays: dict[str, Any] = {}
+    for name in ARRAY_FIELDS:
+        parts = [getattr(c, name) for c in chunks]
+        if parts[0] is None:
+            arrays[name] = None
+            continue
+        fill = FILL_VALUES[name] if name != "mask" else False
+        out = np.full((sum(len(p) for p in parts), H, *parts[0].shape[2:]), fill, dtype=np.result_type(*parts))
+        row = 0
+        for part in parts:
+            out[row : row + len(part), : part.shape[1]] = part
+            row += len(part)
+        arrays[name] = out
+    return LoggedDataset(info=chunks[0].info, **arrays)
+
+
+def head(source: ParquetSource, n_trajectories: int, horizon: int | None = None, max_cells: int = DEFAULT_MAX_CELLS) -> LoggedDataset:
+    """The first ``n_trajectories`` trajectories of a source (or all, if it holds fewer) as one dataset padded to
+    ``horizon`` (default: the longest of them), e.g. a sample to fit a model on before streaming."""
+    chunks: list[LoggedDataset] = []
+    taken = 0
+    for unit in source.units:
+        for _, chunk in read_unit(unit, max_cells):
+            keep = min(chunk.n_trajectories, n_trajectories - taken)
+            chunks.append(chunk if keep == chunk.n_trajectories else chunk.subset(np.arange(keep)))
+            taken += keep
+            if taken >= n_trajectories:
+                return concatenate(chunks, horizon)
+    return concatenate(chunks, horizon)
