@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import contextlib
+import pickle
 import warnings
 
 import numpy as np
@@ -355,7 +356,8 @@ def _run_ray(plan: StreamPlan, source: Any, units: Sequence[Any], address: str |
     def compute(row: dict[str, Any]) -> dict[str, Any]:
         unit = units[row["index"]]
         local_source = source if data_source is None else ray.get(data_source)
-        return {"index": row["index"], "stats": unit_statistics(plan, local_source, unit)}
+        # bytes travel as an Arrow column; these are this run's own worker results, not a user's file
+        return {"index": row["index"], "stats": pickle.dumps(unit_statistics(plan, local_source, unit))}
 
     with warnings.catch_warnings():  # Ray Data warns about its own deprecated settings (ray 2.60)
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -364,7 +366,7 @@ def _run_ray(plan: StreamPlan, source: Any, units: Sequence[Any], address: str |
         dataset = ray.data.from_items([{"index": i} for i in range(len(units))], override_num_blocks=max(1, len(units)))
         rows = dataset.map(compute).take_all()
     rows.sort(key=lambda row: row["index"])
-    return [row["stats"] for row in rows]
+    return [pickle.loads(row["stats"]) for row in rows]
 
 
 # ---------------------------------------------------------------------------------------------- evaluate
