@@ -18,22 +18,28 @@ from opelab.cli.models import (
     head_name,
     learned_task,
     load_model,
-    read_dataset,
 )
 from opelab.cli.output import CLIError, Stages, console, guarded, line, writable
 
 
 @app.command()
 def describe(
-    dataset: Path = typer.Argument(..., help="A dataset written by LoggedDataset.to_parquet (e.g. a demo's dataset.parquet)."),
+    dataset: Path = typer.Argument(
+        ..., help="A dataset written by LoggedDataset.to_parquet (e.g. a demo's dataset.parquet), or a folder of such files."
+    ),
     debug: bool = typer.Option(False, help="Show tracebacks."),
 ) -> None:
-    """Summarise a logged dataset: size, lengths, returns, action coverage, propensities."""
+    """Summarise a logged dataset: size, lengths, returns, action coverage, propensities.
+
+    Read a chunk of whole trajectories at a time (``opelab.data.describe.describe_source``), so one very long
+    trajectory or many files need no padded copy of the whole dataset in memory."""
 
     def body() -> None:
-        from opelab.data.describe import describe as describe_dataset
+        from opelab.data.describe import describe_source
 
-        summary = describe_dataset(read_dataset(dataset))
+        if not dataset.exists():
+            raise CLIError(f"DATASET: expected a Parquet dataset (LoggedDataset.to_parquet, `opelab collect`), found nothing at {dataset}")
+        summary = describe_source(dataset)
         table = Table(title=str(dataset), title_justify="left", box=box.SIMPLE_HEAD, show_header=False)
         table.add_column("field")
         table.add_column("value", justify="right")

@@ -1,4 +1,5 @@
-"""What is in a logged dataset: ``describe(dataset) -> DatasetSummary``.
+"""What is in a logged dataset: ``describe(dataset) -> DatasetSummary``; ``describe_source(path)`` gives the same
+summary for Parquet files (or a folder of them) read a chunk of whole trajectories at a time.
 
 The summary covers size and shape (trajectories, transitions, horizon, episode lengths, share terminated), the
 logged returns, how the action space is covered, the behavior propensities, and the two dataset measures of
@@ -28,12 +29,18 @@ SACo, state-action coverage
 from __future__ import annotations
 
 import math
+import os
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from opelab.data.dataset import LoggedDataset
+from opelab.data.dataset import ActionSpace, DatasetInfo, LoggedDataset
+from opelab.data.validation import DatasetError
+
+if TYPE_CHECKING:
+    from opelab.data.chunks import ParquetSource
 
 SMALL_PSCORE = 0.01
 """Discrete propensities below this are counted in ``DatasetSummary.pscore_share_small``."""
@@ -218,26 +225,267 @@ def describe(
     """
     if not isinstance(dataset, LoggedDataset):
         raise ValueError(f"dataset: expected a LoggedDataset, found {type(dataset).__name__}")
-    if reference is not None and not isinstance(reference, LoggedDataset):
-        raise ValueError(f"reference: expected a LoggedDataset or None, found {type(reference).__name__}")
-    if isinstance(bins, (bool, np.bool_)) or not isinstance(bins, (int, np.integer)) or bins < 1:
-        raise ValueError(f"bins: expected a positive int, found {bins!r}")
-    if not isinstance(discounted, (bool, np.bool_)):
-        raise ValueError(f"discounted: expected a bool, found {discounted!r}")
-    random_value = _optional_real("random_return", random_return)
-    expert_value = _optional_real("expert_return", expert_return)
+    options = _Options.checked(reference, bins, discounted, random_return, expert_return)
     if reference is not None:
-        _check_reference(dataset, reference)
+        _check_reference(dataset.action_space, dataset.obs_shape, _obs_is_int(dataset), reference)
+    options.check_tq()
+    source = _Chunked(
+        info=dataset.info,
+        behavior_policy=dataset.info.behavior_policy,
+        pscore_estimated=bool(dataset.info.pscore_estimated),
+        horizon=dataset.horizon,
+        obs_shape=dataset.obs_shape,
+        chunks=lambda: iter([(None, dataset)]),
+    )
+    return _summarise(source, reference, options)
 
-    mask = dataset.mask
-    space = dataset.action_space
-    lengths = dataset.lengths
-    returns = np.asarray(dataset.returns, dtype=np.float64)
-    undiscounted = np.where(mask, dataset.rewards, 0.0).sum(axis=1)
+
+def describe_source(
+    source: str | os.PathLike[str] | ParquetSource | LoggedDataset,
+    *,
+    reference: LoggedDataset | None = None,
+    random_return: float | None = None,
+    expert_return: float | None = None,
+    discounted: bool = False,
+    bins: int = 10,
+    max_cells: int | None = None,
+) -> DatasetSummary:
+    """``describe`` of a whole dataset computed a chunk of whole trajectories at a time (``opelab.data.chunks``).
+
+    ``source`` is a Parquet file or a folder of them (``LoggedDataset.to_parquet``), an opened ``ParquetSource``,
+    or a ``LoggedDataset`` (cut by ``dataset_chunks``, mostly for tests). The result equals ``describe`` on the
+    whole dataset: counts, minima, maxima and the propensity median exactly; sums (returns, action means)
+    up to float rounding, since chunks add their terms in another order. ``horizon`` is the padded horizon of
+    the whole dataset (the metadata's, the largest over the files of a folder), as ``describe`` reports it.
+
+    Memory: one chunk of at most ``max_cells`` padded steps (``chunks.DEFAULT_MAX_CELLS`` when ``None``; a longer
+    trajectory is a chunk of its own), plus a few numbers per trajectory (length, returns: for the exact
+    percentiles), one float per logged step (the propensities, for the exact median) and the distinct
+    state-action keys. With float components to bin, SACo's grid spans the range over the dataset and the
+    reference (module docstring), so the data is read twice: once for the ranges, once for the keys.
+
+    A folder's files agree on the task, discount, action space and observation shape (``open_source`` checks
+    it); its behavior policy is the files' names joined by ``" + "`` when they differ, and its propensities
+    count as estimated when any file's are. The streamed files' page checksums are verified, but not their
+    content digests (they cover the padded dataset at once; ``read_parquet`` checks them).
+
+    Raises:
+        ValueError: as ``describe``; also for ``max_cells`` that is not a positive int.
+        DatasetError: naming the file, for a file that cannot be read (``opelab.data.chunks``).
+    """
+    from opelab.data.chunks import DEFAULT_MAX_CELLS, ParquetSource, dataset_chunks, open_source, read_unit
+
+    options = _Options.checked(reference, bins, discounted, random_return, expert_return)
+    max_cells = DEFAULT_MAX_CELLS if max_cells is None else max_cells
+    if isinstance(max_cells, (bool, np.bool_)) or not isinstance(max_cells, (int, np.integer)) or max_cells < 1:
+        raise ValueError(f"max_cells: expected a positive int or None, found {max_cells!r}")
+    cells = int(max_cells)
+    options.check_tq()
+    if isinstance(source, LoggedDataset):
+        dataset = source
+        chunked = _Chunked(
+            info=dataset.info,
+            behavior_policy=dataset.info.behavior_policy,
+            pscore_estimated=bool(dataset.info.pscore_estimated),
+            horizon=dataset.horizon,
+            obs_shape=dataset.obs_shape,
+            chunks=lambda: ((None, chunk) for _, chunk in dataset_chunks(dataset, cells)),
+        )
+    else:
+        if isinstance(source, (str, os.PathLike)):
+            source = open_source(source)
+        if not isinstance(source, ParquetSource):
+            raise ValueError(f"source: expected a path, a ParquetSource or a LoggedDataset, found {type(source).__name__}")
+        parquet = source
+        policies = list(dict.fromkeys(f.info.behavior_policy for f in parquet.files))
+
+        def chunks() -> Iterator[tuple[str | None, LoggedDataset]]:
+            for unit in parquet.units:
+                for _, chunk in read_unit(unit, cells):
+                    yield unit.file.path, chunk
+
+        chunked = _Chunked(
+            info=parquet.info,
+            behavior_policy=" + ".join(policies),
+            pscore_estimated=any(bool(f.info.pscore_estimated) for f in parquet.files),
+            horizon=parquet.horizon,
+            obs_shape=parquet.obs_shape,
+            chunks=chunks,
+        )
+    return _summarise(chunked, reference, options)
+
+
+# ---------------------------------------------------------------------------------------------- the statistics
+@dataclass(frozen=True)
+class _Options:
+    """The checked options shared by ``describe`` and ``describe_source``."""
+
+    bins: int
+    discounted: bool
+    random_return: float | None
+    expert_return: float | None
+
+    @classmethod
+    def checked(
+        cls, reference: object, bins: object, discounted: object, random_return: object, expert_return: object
+    ) -> _Options:
+        if reference is not None and not isinstance(reference, LoggedDataset):
+            raise ValueError(f"reference: expected a LoggedDataset or None, found {type(reference).__name__}")
+        if isinstance(bins, (bool, np.bool_)) or not isinstance(bins, (int, np.integer)) or bins < 1:
+            raise ValueError(f"bins: expected a positive int, found {bins!r}")
+        if not isinstance(discounted, (bool, np.bool_)):
+            raise ValueError(f"discounted: expected a bool, found {discounted!r}")
+        random_value = _optional_real("random_return", random_return)  # type: ignore[arg-type]
+        expert_value = _optional_real("expert_return", expert_return)  # type: ignore[arg-type]
+        return cls(int(bins), bool(discounted), random_value, expert_value)
+
+    def check_tq(self) -> None:
+        if self.random_return is not None and self.expert_return == self.random_return:
+            raise ValueError(
+                f"expert_return: expected a value different from random_return ({self.random_return!r}), "
+                f"found {self.expert_return!r}"
+            )
+
+
+@dataclass(frozen=True)
+class _Chunked:
+    """A dataset as a re-iterable sequence of ``(file or None, chunk of whole trajectories)``, in order."""
+
+    info: DatasetInfo
+    behavior_policy: str
+    pscore_estimated: bool
+    horizon: int
+    obs_shape: tuple[int, ...]
+    chunks: Callable[[], Iterator[tuple[str | None, LoggedDataset]]]
+
+
+class _Tally:
+    """Running sums, counts and extremes over chunks; per-trajectory values and the propensities are kept
+    (concatenated at the end) for the exact percentiles and median."""
+
+    def __init__(self, space: ActionSpace) -> None:
+        self.space = space
+        self.lengths: list[np.ndarray] = []  # (n_c,) per chunk
+        self.returns: list[np.ndarray] = []
+        self.undiscounted: list[np.ndarray] = []
+        self.terminated: list[np.ndarray] = []
+        self.pscores: list[np.ndarray] = []  # (N_c,) logged steps
+        self.small = 0
+        self.counts = np.zeros(space.n_actions if space.is_discrete else 0, dtype=np.int64)
+        dims = 0 if space.is_discrete else int(space.action_dim or 0)
+        self.a_sum = np.zeros(dims)
+        self.a_min = np.full(dims, np.inf)
+        self.a_max = np.full(dims, -np.inf)
+        self.at_low = np.zeros(dims, dtype=np.int64)
+        self.at_high = np.zeros(dims, dtype=np.int64)
+
+    def add(self, chunk: LoggedDataset) -> None:
+        mask = chunk.mask
+        self.lengths.append(chunk.lengths)
+        self.returns.append(np.asarray(chunk.returns, dtype=np.float64))
+        self.undiscounted.append(np.where(mask, chunk.rewards, 0.0).sum(axis=1))
+        self.terminated.append(chunk.terminals.any(axis=1))
+        pscore = chunk.behavior_pscore[mask]
+        self.pscores.append(pscore)
+        actions = chunk.actions[mask]  # (N_c,) discrete or (N_c, action_dim) continuous
+        space = self.space
+        if space.is_discrete:
+            self.counts += np.bincount(actions.astype(np.intp), minlength=space.n_actions)
+            self.small += int((pscore < SMALL_PSCORE).sum())
+            return
+        values = actions.astype(np.float64)
+        self.a_sum = self.a_sum + values.sum(axis=0)
+        self.a_min = np.minimum(self.a_min, values.min(axis=0))
+        self.a_max = np.maximum(self.a_max, values.max(axis=0))
+        if space.low is not None:
+            self.at_low += np.isclose(values, np.asarray(space.low), rtol=1e-6, atol=1e-12).sum(axis=0)
+        if space.high is not None:
+            self.at_high += np.isclose(values, np.asarray(space.high), rtol=1e-6, atol=1e-12).sum(axis=0)
+
+
+class _UniqueRows:
+    """Distinct rows of integer key arrays added chunk by chunk: per-chunk uniques, merged with ``np.unique``
+    whenever the unmerged ones outgrow the merged set (and ``min_rows``), so the work stays near-linear."""
+
+    def __init__(self, min_rows: int = 1 << 18) -> None:
+        self.min_rows = min_rows
+        self.merged: np.ndarray | None = None
+        self.pending: list[np.ndarray] = []
+        self.pending_rows = 0
+
+    def add(self, keys: np.ndarray) -> None:
+        unique = np.unique(keys, axis=0)
+        self.pending.append(unique)
+        self.pending_rows += len(unique)
+        if self.pending_rows > max(self.min_rows, 0 if self.merged is None else len(self.merged)):
+            self._merge()
+
+    def _merge(self) -> None:
+        parts = self.pending if self.merged is None else [self.merged, *self.pending]
+        self.merged = np.unique(np.concatenate(parts), axis=0)
+        self.pending, self.pending_rows = [], 0
+
+    def count(self) -> int:
+        if self.pending:
+            self._merge()
+        return 0 if self.merged is None else int(self.merged.shape[0])
+
+
+def _summarise(source: _Chunked, reference: LoggedDataset | None, options: _Options) -> DatasetSummary:
+    """``DatasetSummary`` of all of ``source``'s chunks: one pass for everything but the binned SACo keys, a
+    second for those when a float component needs the range of the whole data (module docstring)."""
+    info = source.info
+    space = info.action_space
+    tally = _Tally(space)
+    obs_int: bool | None = None
+    bin_obs = bin_actions = False
+    ranges: list[tuple[np.ndarray, np.ndarray] | None] = [None, None]  # (lo, hi) of obs, actions columns
+    unique = _UniqueRows()
+
+    def check_kind(where: str | None, chunk: LoggedDataset) -> None:
+        if _obs_is_int(chunk) != obs_int:
+            kind = "integer" if obs_int else "float"
+            prefix = f"{where}: " if where else ""
+            raise DatasetError(f"{prefix}observations: expected {kind} observations like the first file's, found dtype {chunk.observations.dtype}")
+
+    for where, chunk in source.chunks():
+        if obs_int is None:
+            obs_int = _obs_is_int(chunk)
+            bin_obs, bin_actions = not obs_int, not space.is_discrete
+            if reference is not None:
+                _check_reference(space, source.obs_shape, obs_int, reference)
+        check_kind(where, chunk)
+        tally.add(chunk)
+        columns = _logged_columns(chunk)
+        if bin_obs or bin_actions:
+            for k, (values, binned) in enumerate(zip(columns, (bin_obs, bin_actions))):
+                if binned:
+                    ranges[k] = _widen(ranges[k], values)
+        else:
+            unique.add(_state_action_keys(columns, (None, None), options.bins))
+    assert obs_int is not None  # a dataset holds at least one trajectory
+
+    ref_unique: int | None = None
+    if bin_obs or bin_actions:
+        ref_columns = None if reference is None else _logged_columns(reference)
+        if ref_columns is not None:
+            ranges = [None if r is None else _widen(r, values) for r, values in zip(ranges, ref_columns)]
+        for where, chunk in source.chunks():
+            check_kind(where, chunk)
+            unique.add(_state_action_keys(_logged_columns(chunk), ranges, options.bins))
+        if ref_columns is not None:
+            ref_unique = _count_unique(_state_action_keys(ref_columns, ranges, options.bins))
+    elif reference is not None:
+        ref_unique = _count_unique(_state_action_keys(_logged_columns(reference), (None, None), options.bins))
+    n_unique = unique.count()
+
+    lengths = np.concatenate(tally.lengths)
+    returns = np.concatenate(tally.returns)
+    undiscounted = np.concatenate(tally.undiscounted)
+    pscore = np.concatenate(tally.pscores)
     p5, p25, p50, p75, p95 = (float(x) for x in np.percentile(returns, [5, 25, 50, 75, 95]))
-    n_steps = dataset.n_transitions
+    n_steps = int(lengths.sum())
 
-    actions = dataset.actions[mask]  # (N,) discrete or (N, action_dim) continuous
     counts: tuple[int, ...] | None = None
     shares: tuple[float, ...] | None = None
     never: int | None = None
@@ -246,50 +494,36 @@ def describe(
     a_max: tuple[float, ...] | None = None
     at_low: tuple[float, ...] | None = None
     at_high: tuple[float, ...] | None = None
-    pscore = dataset.behavior_pscore[mask]
     small: float | None = None
     if space.is_discrete:
-        assert space.n_actions is not None
-        raw = np.bincount(actions.astype(np.intp), minlength=space.n_actions)
-        counts = tuple(int(c) for c in raw)
-        shares = tuple(float(c) / n_steps for c in raw)
-        never = int((raw == 0).sum())
-        small = float((pscore < SMALL_PSCORE).mean())
+        counts = tuple(int(c) for c in tally.counts)
+        shares = tuple(float(c) / n_steps for c in tally.counts)
+        never = int((tally.counts == 0).sum())
+        small = tally.small / n_steps
     else:
-        values = actions.astype(np.float64)
-        a_min = _floats(values.min(axis=0))
-        a_mean = _floats(values.mean(axis=0))
-        a_max = _floats(values.max(axis=0))
+        a_min, a_max = _floats(tally.a_min), _floats(tally.a_max)
+        a_mean = _floats(tally.a_sum / n_steps)
         if space.low is not None:
-            at_low = _floats(np.isclose(values, np.asarray(space.low), rtol=1e-6, atol=1e-12).mean(axis=0))
+            at_low = _floats(tally.at_low / n_steps)
         if space.high is not None:
-            at_high = _floats(np.isclose(values, np.asarray(space.high), rtol=1e-6, atol=1e-12).mean(axis=0))
+            at_high = _floats(tally.at_high / n_steps)
 
     tq: float | None = None
-    if random_value is not None and expert_value is not None:
-        if expert_value == random_value:
-            raise ValueError(
-                f"expert_return: expected a value different from random_return ({random_value!r}), "
-                f"found {expert_value!r}"
-            )
-        mean = float(returns.mean()) if discounted else float(undiscounted.mean())
-        tq = (mean - random_value) / (expert_value - random_value)
-
-    keys, ref_keys, binned = _state_action_keys(dataset, reference, int(bins))
-    unique = _count_unique(keys)
-    ref_unique = None if ref_keys is None else _count_unique(ref_keys)
+    if options.random_return is not None and options.expert_return is not None:
+        mean = float(returns.mean()) if options.discounted else float(undiscounted.mean())
+        tq = (mean - options.random_return) / (options.expert_return - options.random_return)
 
     return DatasetSummary(
-        task=dataset.info.task,
-        behavior_policy=dataset.info.behavior_policy,
-        gamma=dataset.gamma,
-        n_trajectories=dataset.n_trajectories,
+        task=info.task,
+        behavior_policy=source.behavior_policy,
+        gamma=float(info.gamma),
+        n_trajectories=len(lengths),
         n_transitions=n_steps,
-        horizon=dataset.horizon,
+        horizon=source.horizon,
         length_min=int(lengths.min()),
         length_mean=float(lengths.mean()),
         length_max=int(lengths.max()),
-        terminated_share=float(dataset.terminals.any(axis=1).mean()),
+        terminated_share=float(np.concatenate(tally.terminated).mean()),
         return_mean=float(returns.mean()),
         return_std=float(returns.std()),
         return_min=float(returns.min()),
@@ -315,15 +549,15 @@ def describe(
         pscore_median=float(np.median(pscore)),
         pscore_max=float(pscore.max()),
         pscore_share_small=small,
-        pscore_estimated=bool(dataset.info.pscore_estimated),
+        pscore_estimated=source.pscore_estimated,
         tq=tq,
-        tq_discounted=bool(discounted),
-        random_return=random_value,
-        expert_return=expert_value,
-        unique_state_actions=unique,
+        tq_discounted=options.discounted,
+        random_return=options.random_return,
+        expert_return=options.expert_return,
+        unique_state_actions=n_unique,
         reference_unique_state_actions=ref_unique,
-        saco=None if ref_unique is None else unique / ref_unique,
-        saco_bins=int(bins) if binned else None,
+        saco=None if ref_unique is None else n_unique / ref_unique,
+        saco_bins=options.bins if (bin_obs or bin_actions) else None,
     )
 
 
@@ -379,17 +613,16 @@ def _obs_is_int(ds: LoggedDataset) -> bool:
     return ds.observations.dtype.kind in "iu"
 
 
-def _check_reference(dataset: LoggedDataset, reference: LoggedDataset) -> None:
-    if reference.action_space != dataset.action_space:
+def _check_reference(space: ActionSpace, obs_shape: tuple[int, ...], obs_int: bool, reference: LoggedDataset) -> None:
+    """``reference`` has the dataset's action space, observation shape and kind (integer or float)."""
+    if reference.action_space != space:
+        raise ValueError(f"reference: expected the dataset's action space {space}, found {reference.action_space}")
+    if reference.obs_shape != obs_shape:
         raise ValueError(
-            f"reference: expected the dataset's action space {dataset.action_space}, found {reference.action_space}"
+            f"reference: expected observations of the dataset's shape {obs_shape}, found {reference.obs_shape}"
         )
-    if reference.obs_shape != dataset.obs_shape:
-        raise ValueError(
-            f"reference: expected observations of the dataset's shape {dataset.obs_shape}, found {reference.obs_shape}"
-        )
-    if _obs_is_int(reference) != _obs_is_int(dataset):
-        kind = "integer" if _obs_is_int(dataset) else "float"
+    if _obs_is_int(reference) != obs_int:
+        kind = "integer" if obs_int else "float"
         raise ValueError(
             f"reference: expected {kind} observations like the dataset's, found dtype {reference.observations.dtype}"
         )
@@ -404,37 +637,29 @@ def _logged_columns(ds: LoggedDataset) -> tuple[np.ndarray, np.ndarray]:
     return obs, actions
 
 
-def _bin_columns(parts: list[np.ndarray], bins: int) -> list[np.ndarray]:
-    """Equal-width bin indices per column, over the columns' range across all ``parts`` together."""
-    floats = [p.astype(np.float64) for p in parts]
-    lo = np.min([f.min(axis=0) for f in floats], axis=0)
-    hi = np.max([f.max(axis=0) for f in floats], axis=0)
+def _widen(bounds: tuple[np.ndarray, np.ndarray] | None, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column (lo, hi) of ``values`` (as float64) together with ``bounds``."""
+    floats = values.astype(np.float64)
+    lo, hi = floats.min(axis=0), floats.max(axis=0)
+    return (lo, hi) if bounds is None else (np.minimum(bounds[0], lo), np.maximum(bounds[1], hi))
+
+
+def _bin_columns(values: np.ndarray, bounds: tuple[np.ndarray, np.ndarray], bins: int) -> np.ndarray:
+    """Equal-width bin indices per column over ``[lo, hi]``: ``floor((x − lo) / (hi − lo) · bins)`` clipped to
+    the last bin (which holds ``hi``); a column with ``hi == lo`` has one bin."""
+    lo, hi = bounds
     width = hi - lo
     safe = np.where(width > 0, width, 1.0)
-    return [np.clip(np.floor((f - lo) / safe * bins), 0, bins - 1).astype(np.int64) for f in floats]
+    return np.clip(np.floor((values.astype(np.float64) - lo) / safe * bins), 0, bins - 1).astype(np.int64)
 
 
 def _state_action_keys(
-    dataset: LoggedDataset, reference: LoggedDataset | None, bins: int
-) -> tuple[np.ndarray, np.ndarray | None, bool]:
-    """Integer (state, action) keys of the logged steps of ``dataset`` (and ``reference``) on a shared grid."""
-    sets = [dataset] if reference is None else [dataset, reference]
-    columns = [_logged_columns(ds) for ds in sets]
-    obs_parts = [obs for obs, _ in columns]
-    act_parts = [act for _, act in columns]
-    binned = False
-    if _obs_is_int(dataset):
-        obs_keys = [o.astype(np.int64) for o in obs_parts]
-    else:
-        obs_keys = _bin_columns(obs_parts, bins)
-        binned = True
-    if dataset.action_space.is_discrete:
-        act_keys = [a.astype(np.int64) for a in act_parts]
-    else:
-        act_keys = _bin_columns(act_parts, bins)
-        binned = True
-    keys = [np.concatenate([o, a], axis=1) for o, a in zip(obs_keys, act_keys)]
-    return keys[0], (keys[1] if reference is not None else None), binned
+    columns: tuple[np.ndarray, np.ndarray], bounds: Sequence[tuple[np.ndarray, np.ndarray] | None], bins: int
+) -> np.ndarray:
+    """Integer (state, action) keys (N, components): components with ``bounds`` binned on that grid, the
+    others (integer observations, discrete actions) as they are."""
+    parts = [values.astype(np.int64) if grid is None else _bin_columns(values, grid, bins) for values, grid in zip(columns, bounds)]
+    return np.concatenate(parts, axis=1)
 
 
 def _count_unique(keys: np.ndarray) -> int:
