@@ -15,14 +15,14 @@ from opelab.data import ActionSpace, DatasetError, DatasetInfo, LoggedDataset
 
 
 def as_format_1(table: pa.Table, metadata: dict[bytes, bytes]) -> pa.Table:
-    """``table`` with ``metadata`` re-stamped as format 1 (no row count, no digest), as a hand-edited old file.
+    """``table`` with ``metadata`` re-stamped as format 1 (no row count, no digests), as a hand-edited old file.
 
-    The edits below change the rows; a format 2 file is refused for that by its row count or digest before
+    The edits below change the rows; a format 2 or 3 file is refused for that by its row count or digest before
     the structural checks these tests are about (``test_parquet_integrity.py``).
     """
     meta = json.loads(metadata[b"opelab"])
     meta["format_version"] = 1
-    del meta["n_rows"], meta["content_digest"]
+    del meta["n_rows"], meta["content_digest"], meta["row_group_digests"]
     return table.replace_schema_metadata({b"opelab": json.dumps(meta).encode()})
 
 
@@ -114,7 +114,7 @@ def test_wrong_format_version(grid_ds: LoggedDataset, tmp_path: Path) -> None:
     meta = json.loads(table.schema.metadata[b"opelab"])
     meta["format_version"] = 99
     pq.write_table(table.replace_schema_metadata({b"opelab": json.dumps(meta).encode()}), path)
-    with pytest.raises(DatasetError, match=r"format_version: expected one of \[1, 2\], found 99: written by a newer opelab"):
+    with pytest.raises(DatasetError, match=r"format_version: expected one of \[1, 2, 3\], found 99: written by a newer opelab"):
         LoggedDataset.read_parquet(path)
 
 

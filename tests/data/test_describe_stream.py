@@ -78,11 +78,8 @@ DATASETS = {
 
 
 def write(ds: LoggedDataset, path: Path, row_group_size: int | None = None) -> Path:
-    """``to_parquet``, then (optionally) rewritten with small row groups, keeping the schema metadata."""
-    ds.to_parquet(path)
-    if row_group_size is not None:
-        table = pq.read_table(path)
-        pq.write_table(table, path, row_group_size=row_group_size, write_page_checksum=True)
+    """``to_parquet``, with small row groups when ``row_group_size`` is given."""
+    ds.to_parquet(path, row_group_rows=row_group_size)
     return path
 
 

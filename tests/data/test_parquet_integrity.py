@@ -190,12 +190,13 @@ def test_format_1_files_still_load(name: str) -> None:
     assert LoggedDataset.read_parquet(path).equals(DATASETS[name]())
 
 
-def test_new_files_are_format_2_with_rows_and_digest(tmp_path: Path) -> None:
+def test_new_files_are_format_3_with_rows_and_digests(tmp_path: Path) -> None:
     ds = small_continuous()
     path = written(ds, tmp_path / "c.parquet")
     meta = json.loads(pq.read_schema(path).metadata[b"opelab"])
-    assert meta["format_version"] == FORMAT_VERSION == 2
+    assert meta["format_version"] == FORMAT_VERSION == 3
     assert meta["n_rows"] == ds.n_transitions and meta["content_digest"] == ds.content_digest
+    assert len(meta["row_group_digests"]) == pq.ParquetFile(path).metadata.num_row_groups == 1
     assert LoggedDataset.read_parquet(path).equals(ds)
 
 
@@ -310,12 +311,12 @@ def test_metadata_of_the_wrong_type_is_named(edit, found: str, tmp_path: Path) -
     assert found in message, message
 
 
-@pytest.mark.parametrize("version, found", [(3, "upgrade to read it"), (0, "found 0"), ("2", "found '2'"), (True, "found True")])
-def test_format_versions_other_than_1_and_2(version: object, found: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("version, found", [(4, "upgrade to read it"), (0, "found 0"), ("2", "found '2'"), (True, "found True")])
+def test_format_versions_other_than_1_2_and_3(version: object, found: str, tmp_path: Path) -> None:
     path = written(small_discrete(), tmp_path / "clean.parquet")
     edited = with_metadata(path, tmp_path / "edited.parquet", lambda m: m.update(format_version=version))
     message = read_error(edited)
-    assert "metadata opelab.format_version: expected one of [1, 2]" in message and found in message
+    assert "metadata opelab.format_version: expected one of [1, 2, 3]" in message and found in message
 
 
 @pytest.mark.parametrize("key", ["n_trajectories", "horizon", "n_rows"])
@@ -448,3 +449,103 @@ def test_missing_values_inside_lists(tmp_path: Path) -> None:
         return table.set_column(table.column_names.index("action"), "action", pa.FixedSizeListArray.from_arrays(flat, 2))
 
     assert "action: expected no missing values, found 1 inside the lists" in read_error(with_table(path, tmp_path / "h.parquet", hole))
+
+
+# ---------------------------------------------------------------------------------------------- format 3: row groups
+def streamed(path: Path) -> list[LoggedDataset]:
+    """Every chunk of the file as a stream reads it (each row group verified against its digest)."""
+    from opelab.data.chunks import open_source, read_unit
+
+    return [chunk for unit in open_source(path).units for _, chunk in read_unit(unit, max_cells=4)]
+
+
+def same_steps(chunks: list[LoggedDataset], ds: LoggedDataset) -> bool:
+    from opelab.data.chunks import concatenate
+
+    return concatenate(chunks, ds.horizon).equals(ds)
+
+
+@pytest.mark.parametrize("name", sorted(DATASETS))
+def test_bit_flips_in_small_row_groups_stream_the_same_data_or_raise(name: str, tmp_path: Path) -> None:
+    """A stream checks each row group's digest (it cannot check the whole-dataset one): every 5th byte of a
+    file of one-row row groups, flipped, gives a DatasetError or exactly the data written."""
+    ds = DATASETS[name]()
+    path = tmp_path / "clean.parquet"
+    ds.to_parquet(path, row_group_rows=1)
+    assert pq.ParquetFile(path).metadata.num_row_groups == ds.n_transitions
+    assert same_steps(streamed(path), ds)
+    data = path.read_bytes()
+    rng = np.random.default_rng(7)
+    target = tmp_path / "flipped.parquet"
+    outcomes = {"error": 0, "same": 0}
+    for position in range(int(rng.integers(5)), len(data), 5):
+        flipped = bytearray(data)
+        flipped[position] ^= 1 << int(rng.integers(8))
+        target.write_bytes(bytes(flipped))
+        try:
+            chunks = streamed(target)
+        except DatasetError as error:
+            assert "\n" not in str(error), (position, str(error))
+            outcomes["error"] += 1
+            continue
+        assert same_steps(chunks, ds), f"flip at byte {position} streamed different data"
+        outcomes["same"] += 1
+    assert outcomes["error"] > 200 and outcomes["same"] > 20, outcomes
+
+
+def test_a_metadata_edit_is_refused_by_the_row_group_digests(tmp_path: Path) -> None:
+    """γ changed in the metadata: the data pages are intact, but every row group's digest binds the header."""
+    from opelab.data.io import DatasetWriter
+
+    ds = small_discrete()
+    path = tmp_path / "w.parquet"
+    with DatasetWriter(path, ds.info, horizon=ds.horizon, row_group_rows=2) as writer:
+        writer.write(ds)
+    raw = pq.ParquetFile(path).metadata.metadata[b"opelab"]
+
+    def with_raw_metadata(source: Path, target: Path, value: bytes) -> Path:  # keeping the row groups
+        pq.write_table(pq.read_table(source).replace_schema_metadata({b"opelab": value}), target, row_group_size=2)
+        return target
+
+    edited = with_raw_metadata(path, tmp_path / "gamma.parquet", raw.replace(b'"gamma": 0.9', b'"gamma": 0.8'))
+    assert b'"gamma": 0.8' in pq.ParquetFile(edited).metadata.metadata[b"opelab"]
+    assert "row_group_digests[0]: expected" in read_error(edited)  # no content digest in a writer's file
+    with pytest.raises(DatasetError, match=r"gamma.parquet: row_group_digests\[0\]: expected"):
+        streamed(edited)
+    huge = with_raw_metadata(path, tmp_path / "huge.parquet", raw.replace(b'"horizon": 3', b'"horizon": 1000000000'))
+    with pytest.raises(DatasetError, match=r"huge.parquet: row_group_digests\[0\]"):
+        streamed(huge)
+
+
+def test_the_writer_appends_chunks_into_one_file(tmp_path: Path) -> None:
+    from opelab.data.io import DatasetWriter
+
+    ds = small_discrete().subset([0, 1, 1, 0, 1])
+    path = tmp_path / "appended.parquet"
+    with DatasetWriter(path, ds.info, row_group_rows=3) as writer:
+        for part in ([0, 1], [2], [3, 4]):
+            writer.write(ds.subset(part))
+        assert not path.exists()  # only a temporary name until it closes
+    meta = json.loads(pq.ParquetFile(path).metadata.metadata[b"opelab"])
+    assert (meta["format_version"], meta["n_trajectories"], meta["horizon"], meta["n_rows"]) == (3, 5, 3, ds.n_transitions)
+    assert meta["content_digest"] is None and len(meta["row_group_digests"]) == pq.ParquetFile(path).metadata.num_row_groups
+    assert LoggedDataset.read_parquet(path).equals(ds)
+    assert same_steps(streamed(path), ds)
+
+
+def test_the_writer_refuses_mixed_data_and_leaves_nothing_behind(tmp_path: Path) -> None:
+    from opelab.data.io import DatasetWriter
+
+    ds = small_discrete()
+    path = tmp_path / "mixed.parquet"
+    with pytest.raises(DatasetError, match="info: expected"):
+        with DatasetWriter(path, ds.info) as writer:
+            writer.write(ds)
+            writer.write(ds.with_info(gamma=0.5))
+    with pytest.raises(DatasetError, match="expected at least one trajectory written"):
+        with DatasetWriter(path, ds.info):
+            pass
+    with pytest.raises(DatasetError, match=r"horizon: expected >= the longest trajectory written \(3\), found 2"):
+        with DatasetWriter(path, ds.info, horizon=2) as writer:
+            writer.write(ds)
+    assert list(tmp_path.iterdir()) == []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
@@ -87,9 +89,7 @@ def _write_parts(ds: LoggedDataset, folder, cuts, row_group_size):
         if hi <= lo:
             continue
         path = folder / f"part{k:03d}.parquet"
-        ds.subset(np.arange(lo, hi)).to_parquet(path)
-        table = pq.read_table(path)
-        pq.write_table(table, path, row_group_size=row_group_size, write_page_checksum=True)
+        ds.subset(np.arange(lo, hi)).to_parquet(path, row_group_rows=row_group_size)
 
 
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -208,6 +208,14 @@ def test_estimators_a_stream_cannot_compute_are_refused(case):
         evaluate_stream(ds, evals, q_model, max_cells=0)
 
 
+def _as_format_2(table):
+    """The table re-stamped as a format 2 file (no row-group digests), as an older opelab wrote it."""
+    meta = json.loads(table.schema.metadata[b"opelab"])
+    meta["format_version"] = 2
+    del meta["row_group_digests"]
+    return table.replace_schema_metadata({b"opelab": json.dumps(meta).encode()})
+
+
 def test_rows_out_of_order_are_refused(case, tmp_path):
     ds, evals, _ = case
     path = tmp_path / "data.parquet"
@@ -216,6 +224,9 @@ def test_rows_out_of_order_are_refused(case, tmp_path):
     order = np.arange(table.num_rows)
     order[[3, 40]] = order[[40, 3]]
     pq.write_table(table.take(order), path, write_page_checksum=True)
+    with pytest.raises(DatasetError, match=r"data.parquet: row_group_digests\[0\]: expected"):
+        evaluate_stream(path, evals)  # format 3: the row group's digest sees the change first
+    pq.write_table(_as_format_2(table.take(order)), path, write_page_checksum=True)
     LoggedDataset.read_parquet(path)  # the in-memory reader accepts any order...
     with pytest.raises(DatasetError, match=r"data.parquet: .*(trajectory order|steps 0, 1)"):
         evaluate_stream(path, evals)  # ...a stream needs write_parquet's

@@ -22,9 +22,12 @@ Checks while streaming (each a ``DatasetError`` naming the file): the metadata a
 ``read_parquet`` checks them, page checksums (verified by pyarrow as pages are decoded), rows in
 trajectory-major order with steps 0, 1, … (what ``write_parquet`` writes; other orders are refused, not
 sorted), trajectory numbers consecutive and within the metadata's count, a unit starting where its row-group
-statistics say, and, once a whole file has been read, every trajectory and ``n_rows`` rows seen. What is not
-checked while streaming is the file's content digest, which covers the whole padded dataset at once; read
-a file with ``read_parquet`` to check it.
+statistics say, and, once a whole file has been read, every trajectory and ``n_rows`` rows seen. Format 3
+files (``write_parquet``, ``DatasetWriter``) carry a digest per row group that binds its decoded rows to the
+file's metadata; each row group is verified as it is read, so a stream refuses a changed value, row or
+metadata entry as ``read_parquet`` does. Format 2 files have only the whole-dataset digest, which a stream
+cannot check (it covers the whole padded dataset at once): ``read_parquet`` them, or rewrite them, to have
+that checked.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from opelab.data.dataset import ARRAY_FIELDS, FILL_VALUES, DatasetInfo, LoggedDataset
-from opelab.data.io import FIELDS, _READ_ERRORS, _check_columns, _corrupt_column, _metadata, _open, _to_numpy
+from opelab.data.io import FIELDS, _READ_ERRORS, _check_columns, _corrupt_column, _metadata, _open, _to_numpy, check_row_group
 from opelab.data.validation import DatasetError, one_line
 from opelab.resources import DEFAULT_MAX_CELLS
 
@@ -93,6 +96,8 @@ class FileMeta:
     obs_shape: tuple[int, ...]
     n_rows: int | None
     offset: int  # trajectories in the files before this one
+    row_group_digests: tuple[str, ...] | None = None  # format 3: verified as each row group is read
+    header: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -168,11 +173,18 @@ def open_source(path: str | Path | Sequence[str | Path]) -> ParquetSource:
                 raise DatasetError(f"rows: expected n_rows={meta['n_rows']} (the metadata), found {footer_rows} in the row groups")
         except DatasetError as error:
             raise DatasetError(f"{file_path}: {error}") from None
-        fm = FileMeta(str(file_path), meta["info"], meta["n_trajectories"], meta["horizon"], meta["obs_shape"], meta["n_rows"], offset)
+        fm = FileMeta(
+            str(file_path), meta["info"], meta["n_trajectories"], meta["horizon"], meta["obs_shape"], meta["n_rows"], offset,
+            meta["row_group_digests"], meta["header"],
+        )  # fmt: skip
         if files:
             _check_compatible(files[0], fm)
         files.append(fm)
-        for groups, first, last in _split_row_groups(handle, fm.n_trajectories):
+        try:
+            runs = _split_row_groups(handle, fm.n_trajectories)
+        except DatasetError as error:
+            raise DatasetError(f"{file_path}: {error}") from None
+        for groups, first, last in runs:
             units.append(Unit(len(units), fm, groups, first, last))
         offset += fm.n_trajectories
     return ParquetSource(tuple(files), tuple(units))
@@ -191,18 +203,24 @@ def _check_compatible(first: FileMeta, other: FileMeta) -> None:
 
 
 def _split_row_groups(handle: pq.ParquetFile, n: int) -> list[tuple[tuple[int, ...], int, int | None]]:
-    """Runs of row groups whose boundaries fall between trajectories, with their claimed first/last trajectory."""
-    meta = handle.metadata
-    groups = meta.num_row_groups
+    """Runs of row groups whose boundaries fall between trajectories, with their first/last trajectory.
+
+    The boundaries come from the first and last value of each row group's ``trajectory`` column (decoded,
+    page checksums verified), not from the footer's column statistics: pyarrow (26) aborts the process on
+    some damaged column metadata instead of raising, and statistics are optional anyway.
+    """
+    groups = handle.metadata.num_row_groups
     if groups == 0:
         return [((), 0, None)]
-    column = handle.schema_arrow.get_field_index("trajectory")
     bounds = []
     for g in range(groups):
-        stats = meta.row_group(g).column(column).statistics
-        if stats is None or not stats.has_min_max:
-            return [(tuple(range(groups)), 0, None)]
-        bounds.append((int(stats.min), int(stats.max)))
+        try:
+            column = handle.read_row_group(g, columns=["trajectory"]).column(0)
+        except _READ_ERRORS as error:
+            raise DatasetError(f"expected intact data pages, found a corrupt page in column 'trajectory' ({one_line(error)})") from None
+        if len(column) == 0 or column.null_count:
+            raise DatasetError(f"trajectory: expected row group {g} to hold rows without missing values, found {len(column)} rows, {column.null_count} missing")
+        bounds.append((int(column[0].as_py()), int(column[-1].as_py())))
     runs: list[list[int]] = [[0]]
     for g in range(1, groups):
         if bounds[g][0] > bounds[g - 1][1]:  # a new trajectory starts with this group
@@ -247,26 +265,29 @@ def _read_unit(unit: Unit, max_cells: int, extra_steps: int, batch_rows: int) ->
     pending: dict[str, np.ndarray] | None = None
     expected_next = unit.first  # file-local number of the next trajectory to start
     rows_seen = 0
-    batches = handle.iter_batches(batch_size=batch_rows, row_groups=list(unit.row_groups)) if unit.row_groups else iter(())
-    while True:
+    digests = {"row_group_digests": fm.row_group_digests, "header": fm.header}
+    for g in unit.row_groups:  # one row group decoded at a time (the writer bounds their size)
         try:
-            batch = next(batches, None)
+            table = handle.read_row_group(g)
         except _READ_ERRORS as error:
             raise DatasetError(f"expected intact data pages, found {_corrupt_column(handle)}({one_line(error)})") from None
-        if batch is None:
-            break
-        columns = {name: _to_numpy(batch.column(name), name, () if name in ("trajectory", "step") else trailing[name]) for name in names}
-        rows_seen += batch.num_rows
-        if pending is not None:
-            columns = {name: np.concatenate([pending[name], columns[name]]) for name in names}
-        traj = columns["trajectory"]
-        complete = int(np.searchsorted(traj, traj[-1], side="left")) if len(traj) else 0
-        if len(traj) and (np.diff(traj) < 0).any():
-            complete = len(traj)  # _emit reports the order defect
-        ready = {name: values[:complete] for name, values in columns.items()}
-        pending = {name: values[complete:] for name, values in columns.items()}
-        if complete:
-            expected_next = yield from _emit(ready, fm, expected_next, max_cells, extra_steps, trailing)
+        group = {name: _to_numpy(table[name], name, () if name in ("trajectory", "step") else trailing[name]) for name in names}
+        del table
+        if fm.row_group_digests is not None:
+            check_row_group(digests, g, group)
+        rows_seen += len(group["trajectory"])
+        for lo in range(0, len(group["trajectory"]), batch_rows):
+            columns = {name: values[lo : lo + batch_rows] for name, values in group.items()}
+            if pending is not None:
+                columns = {name: np.concatenate([pending[name], columns[name]]) for name in names}
+            traj = columns["trajectory"]
+            complete = int(np.searchsorted(traj, traj[-1], side="left")) if len(traj) else 0
+            if len(traj) and (np.diff(traj) < 0).any():
+                complete = len(traj)  # _emit reports the order defect
+            ready = {name: values[:complete] for name, values in columns.items()}
+            pending = {name: values[complete:] for name, values in columns.items()}
+            if complete:
+                expected_next = yield from _emit(ready, fm, expected_next, max_cells, extra_steps, trailing)
     if pending is not None and len(pending["trajectory"]):
         expected_next = yield from _emit(pending, fm, expected_next, max_cells, extra_steps, trailing)
     last_expected = (fm.n_trajectories - 1) if unit.last is None else unit.last

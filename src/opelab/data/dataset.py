@@ -365,11 +365,12 @@ class LoggedDataset:
             info=info,
         )
 
-    def to_parquet(self, path: str | Any) -> None:
-        """Write the dataset to one Parquet file (one row per logged step; see ``opelab.data.io``)."""
-        from opelab.data.io import write_parquet
+    def to_parquet(self, path: str | Any, row_group_rows: int | None = None) -> None:
+        """Write the dataset to one Parquet file (one row per logged step, row groups of ``row_group_rows``
+        rows, default 2^20; see ``opelab.data.io``)."""
+        from opelab.data.io import ROW_GROUP_ROWS, write_parquet
 
-        write_parquet(self, path)
+        write_parquet(self, path, ROW_GROUP_ROWS if row_group_rows is None else row_group_rows)
 
     @classmethod
     def read_parquet(cls, path: str | Any) -> LoggedDataset:

@@ -28,6 +28,7 @@ digest) still load, checked by everything but the digest.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -42,8 +43,8 @@ from opelab.data.dataset import FILL_VALUES, DatasetInfo, LoggedDataset
 from opelab.data.validation import DatasetError, check_keys, json_type, one_line, reject_json_constant
 from opelab.resources import DataSize, ResourceError, check_memory, dataset_bytes
 
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 METADATA_KEY = b"opelab"
 MAGIC = b"PAR1"
 # what pyarrow raises on a damaged file: its own errors, I/O errors and names that are not UTF-8
@@ -69,30 +70,172 @@ def _column(values: np.ndarray) -> pa.Array:
     return pa.FixedSizeListArray.from_arrays(flat, width)
 
 
-def write_parquet(dataset: LoggedDataset, path: str | Path) -> None:
+ROW_GROUP_ROWS = 1 << 20  # rows per row group: the unit a stream verifies and a worker reads
+
+
+def _step_columns(dataset: LoggedDataset, first_trajectory: int = 0) -> dict[str, np.ndarray]:
+    """The dataset's logged steps as flat numpy columns (what a reader decodes), trajectory-major."""
     traj, step = np.nonzero(dataset.mask)
-    columns: dict[str, pa.Array] = {
-        "trajectory": pa.array(traj.astype(np.int64)),
-        "step": pa.array(step.astype(np.int64)),
-        "observation": _column(dataset.observations[traj, step]),
-        "action": _column(dataset.actions[traj, step]),
-        "reward": pa.array(dataset.rewards[traj, step]),
-        "terminal": pa.array(dataset.terminals[traj, step]),
-        "behavior_pscore": pa.array(dataset.behavior_pscore[traj, step]),
+    columns = {
+        "trajectory": (traj + first_trajectory).astype(np.int64),
+        "step": step.astype(np.int64),
+        "observation": np.ascontiguousarray(dataset.observations[traj, step]),
+        "action": np.ascontiguousarray(dataset.actions[traj, step]),
+        "reward": np.ascontiguousarray(dataset.rewards[traj, step]),
+        "terminal": np.ascontiguousarray(dataset.terminals[traj, step]),
+        "behavior_pscore": np.ascontiguousarray(dataset.behavior_pscore[traj, step]),
     }
     if dataset.behavior_action_probs is not None:
-        columns["behavior_action_probs"] = _column(dataset.behavior_action_probs[traj, step])
+        columns["behavior_action_probs"] = np.ascontiguousarray(dataset.behavior_action_probs[traj, step])
+    return columns
+
+
+def data_digest(columns: dict[str, np.ndarray]) -> bytes:
+    """SHA-256 of decoded step columns (names, dtypes, shapes, bytes in ``COLUMNS`` order)."""
+    digest = hashlib.sha256(b"opelab.rows\0")
+    for name in (*COLUMNS, *OPTIONAL_COLUMNS):
+        if name in columns:
+            values = np.ascontiguousarray(columns[name])
+            digest.update(f"\0{name}:{values.dtype.str}:{values.shape}\0".encode())
+            digest.update(values.data)
+    return digest.digest()
+
+
+def _header(info: DatasetInfo, n_trajectories: int, horizon: int, obs_shape: tuple[int, ...], n_rows: int) -> bytes:
+    """What the metadata says about the whole file, as canonical JSON: part of every row-group digest."""
+    doc = {"info": json.loads(info.to_json()), "n_trajectories": n_trajectories, "horizon": horizon, "obs_shape": list(obs_shape), "n_rows": n_rows}
+    return json.dumps(doc, sort_keys=True).encode()
+
+
+def row_group_digest(header: bytes, index: int, data: bytes) -> str:
+    """Row group ``index``'s digest: its decoded rows (``data_digest``) bound to the file's header."""
+    return hashlib.sha256(b"opelab.row_group\0" + header + f"\0{index}\0".encode() + data).hexdigest()
+
+
+def _table(columns: dict[str, np.ndarray]) -> pa.Table:
+    return pa.table({name: _column(values) for name, values in columns.items()})
+
+
+def write_parquet(dataset: LoggedDataset, path: str | Path, row_group_rows: int = ROW_GROUP_ROWS) -> None:
+    """One file (format 3: page checksums, row groups of ``row_group_rows`` rows each with its digest, and
+    the whole dataset's content digest)."""
+    if isinstance(row_group_rows, bool) or not isinstance(row_group_rows, int) or row_group_rows < 1:
+        raise ValueError(f"row_group_rows: expected a positive int, found {row_group_rows!r}")
+    columns = _step_columns(dataset)
+    n_rows = len(columns["trajectory"])
+    header = _header(dataset.info, dataset.n_trajectories, dataset.horizon, dataset.obs_shape, n_rows)
+    bounds = [(lo, min(lo + row_group_rows, n_rows)) for lo in range(0, n_rows, row_group_rows)]
+    digests = [
+        row_group_digest(header, g, data_digest({name: values[lo:hi] for name, values in columns.items()}))
+        for g, (lo, hi) in enumerate(bounds)
+    ]
     meta = {
         "format_version": FORMAT_VERSION,
         "info": json.loads(dataset.info.to_json()),
         "n_trajectories": dataset.n_trajectories,
         "horizon": dataset.horizon,
         "obs_shape": list(dataset.obs_shape),
-        "n_rows": len(traj),
+        "n_rows": n_rows,
         "content_digest": dataset.content_digest,
+        "row_group_digests": digests,
     }
-    table = pa.table(columns).replace_schema_metadata({METADATA_KEY: json.dumps(meta).encode()})
-    pq.write_table(table, path, write_page_checksum=True)
+    table = _table(columns).replace_schema_metadata({METADATA_KEY: json.dumps(meta).encode()})
+    with pq.ParquetWriter(path, table.schema, write_page_checksum=True) as writer:
+        for lo, hi in bounds:
+            writer.write_table(table.slice(lo, hi - lo), row_group_size=row_group_rows)
+
+
+class DatasetWriter:
+    """Append datasets to one Parquet file without holding them all: ``with DatasetWriter(path, info) as w:
+    w.write(chunk)`` for each chunk of whole trajectories (renumbered after the ones before).
+
+    The file is the format ``read_parquet`` and the streams of ``opelab.data.chunks`` read (version 3),
+    except that it has no whole-dataset content digest (that needs the whole padded dataset): every row group
+    has its digest, which binds its rows to the metadata, and readers verify those instead. The horizon is
+    ``horizon`` or, if not given, the longest trajectory written. The file appears under its name only when
+    the writer closes without an error (it is written to a temporary name and renamed), so an interrupted
+    run leaves no file that looks complete.
+    """
+
+    def __init__(self, path: str | Path, info: DatasetInfo, horizon: int | None = None, row_group_rows: int = ROW_GROUP_ROWS) -> None:
+        self.path = Path(path)
+        self.info = info
+        self.horizon = horizon
+        self.row_group_rows = row_group_rows
+        self._partial = self.path.with_name(f".{self.path.name}.partial")
+        self._writer: pq.ParquetWriter | None = None
+        self._data: list[bytes] = []
+        self.n_trajectories = 0
+        self.n_rows = 0
+        self._longest = 0
+        self._obs_shape: tuple[int, ...] | None = None
+
+    def write(self, dataset: LoggedDataset) -> None:
+        if dataset.info != self.info:
+            raise DatasetError(f"info: expected {self.info.to_json()} (the writer's), found {dataset.info.to_json()}")
+        if self._obs_shape is not None and dataset.obs_shape != self._obs_shape:
+            raise DatasetError(f"obs_shape: expected {self._obs_shape} like the data written before, found {dataset.obs_shape}")
+        columns = _step_columns(dataset, self.n_trajectories)
+        table = _table(columns)
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self._partial, table.schema, write_page_checksum=True)
+            self._obs_shape = dataset.obs_shape
+        elif not table.schema.equals(self._writer.schema):
+            raise DatasetError(f"columns: expected the types written before ({self._writer.schema}), found {table.schema}")
+        rows = table.num_rows
+        for lo in range(0, rows, self.row_group_rows):
+            hi = min(lo + self.row_group_rows, rows)
+            self._data.append(data_digest({name: values[lo:hi] for name, values in columns.items()}))
+            self._writer.write_table(table.slice(lo, hi - lo), row_group_size=self.row_group_rows)
+        self.n_trajectories += dataset.n_trajectories
+        self.n_rows += rows
+        self._longest = max(self._longest, int(dataset.lengths.max()))
+
+    def close(self) -> None:
+        """Write the metadata and move the file into place (on an error, remove the partial file)."""
+        try:
+            self._close()
+        except BaseException:
+            self.abort()
+            raise
+
+    def _close(self) -> None:
+        if self._writer is None:
+            raise DatasetError(f"{self.path}: expected at least one trajectory written, found none")
+        horizon = self._longest if self.horizon is None else self.horizon
+        if horizon < self._longest:
+            raise DatasetError(f"horizon: expected >= the longest trajectory written ({self._longest}), found {horizon}")
+        assert self._obs_shape is not None
+        header = _header(self.info, self.n_trajectories, horizon, self._obs_shape, self.n_rows)
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "info": json.loads(self.info.to_json()),
+            "n_trajectories": self.n_trajectories,
+            "horizon": horizon,
+            "obs_shape": list(self._obs_shape),
+            "n_rows": self.n_rows,
+            "content_digest": None,
+            "row_group_digests": [row_group_digest(header, g, d) for g, d in enumerate(self._data)],
+        }
+        self._writer.add_key_value_metadata({METADATA_KEY: json.dumps(meta).encode()})
+        self._writer.close()
+        self._writer = None
+        os.replace(self._partial, self.path)
+
+    def abort(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        self._partial.unlink(missing_ok=True)
+
+    def __enter__(self) -> DatasetWriter:
+        return self
+
+    def __exit__(self, kind: object, error: object, traceback: object) -> None:
+        if kind is None:
+            self.close()
+        else:
+            self.abort()
 
 
 def read_parquet(path: str | Path) -> LoggedDataset:
@@ -162,6 +305,8 @@ def _read(path: Path) -> LoggedDataset:
         padded[traj, step] = values
         arrays[field_name] = padded
     dataset = LoggedDataset(mask=mask, info=info, **arrays)
+    if meta["content_digest"] is None and meta["row_group_digests"] is not None:
+        _verify_row_groups(file, meta)  # written chunk by chunk (DatasetWriter): no whole-dataset digest
     if meta["content_digest"] is not None and dataset.content_digest != meta["content_digest"]:
         raise DatasetError(
             f"content_digest: expected {meta['content_digest'][:16]}… (the metadata), found {dataset.content_digest[:16]}… "
@@ -256,7 +401,8 @@ def _metadata(file: pq.ParquetFile) -> dict[str, Any]:
             + (": written by a newer opelab; upgrade to read it" if newer else "")
         )
     integrity = ("n_rows", "content_digest") if version >= 2 else ()
-    check_keys(meta, "metadata opelab", required=("format_version", "info", "n_trajectories", "horizon", "obs_shape", *integrity))
+    integrity_keys = (*integrity, "row_group_digests") if version >= 3 else integrity
+    check_keys(meta, "metadata opelab", required=("format_version", "info", "n_trajectories", "horizon", "obs_shape", *integrity_keys))
     for key in ("n_trajectories", "horizon", *integrity[:1]):
         if not _is_int(meta[key]) or meta[key] < 1:
             raise DatasetError(f"metadata opelab.{key}: expected a positive integer, found {meta[key]!r}")
@@ -264,16 +410,73 @@ def _metadata(file: pq.ParquetFile) -> dict[str, Any]:
     if not isinstance(shape, list) or not all(_is_int(d) and d >= 1 for d in shape):
         raise DatasetError(f"metadata opelab.obs_shape: expected a list of positive integers ([] for scalars), found {shape!r}")
     digest = meta.get("content_digest")
-    if version >= 2 and not (isinstance(digest, str) and len(digest) == 64 and all(c in "0123456789abcdef" for c in digest)):
-        raise DatasetError(f"metadata opelab.content_digest: expected 64 lowercase hex digits (SHA-256), found {digest!r}")
+    if (version == 2 or digest is not None) and not _is_sha256(digest):
+        raise DatasetError(
+            f"metadata opelab.content_digest: expected 64 lowercase hex digits (SHA-256){' or null' if version >= 3 else ''}, found {digest!r}"
+        )
+    row_groups = None
+    if version >= 3:
+        row_groups = meta["row_group_digests"]
+        try:
+            expected = file.metadata.num_row_groups
+        except _READ_ERRORS as error:
+            raise DatasetError(f"expected a readable Parquet footer, found a corrupt one ({one_line(error)})") from None
+        if not isinstance(row_groups, list) or not all(_is_sha256(d) for d in row_groups) or len(row_groups) != expected:
+            found = f"{len(row_groups)} entries" if isinstance(row_groups, list) and all(_is_sha256(d) for d in row_groups) else repr(row_groups)[:80]
+            raise DatasetError(
+                f"metadata opelab.row_group_digests: expected one SHA-256 (64 lowercase hex digits) per row group ({expected}), found {found}"
+            )
+    info = DatasetInfo.from_dict(meta["info"], where="metadata opelab.info")
     return {
-        "info": DatasetInfo.from_dict(meta["info"], where="metadata opelab.info"),
+        "info": info,
         "n_trajectories": meta["n_trajectories"],
         "horizon": meta["horizon"],
         "obs_shape": tuple(shape),
         "n_rows": meta.get("n_rows"),
         "content_digest": digest,
+        "row_group_digests": None if row_groups is None else tuple(row_groups),
+        "header": None if row_groups is None else _header(info, meta["n_trajectories"], meta["horizon"], tuple(shape), meta["n_rows"]),
     }
+
+
+def _is_sha256(value: object) -> bool:
+    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+
+
+def trailing_shapes(meta: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+    """Each column's shape per row, from the metadata."""
+    space = meta["info"].action_space
+    return {
+        "trajectory": (),
+        "step": (),
+        "observation": tuple(meta["obs_shape"]),
+        "action": () if space.is_discrete else (space.action_dim,),
+        "reward": (),
+        "terminal": (),
+        "behavior_pscore": (),
+        "behavior_action_probs": (space.n_actions,) if space.is_discrete else (),
+    }
+
+
+def check_row_group(meta: dict[str, Any], index: int, columns: dict[str, np.ndarray]) -> None:
+    """Refuse a row group whose decoded rows (or the file's metadata) differ from what was written."""
+    expected = meta["row_group_digests"][index]
+    found = row_group_digest(meta["header"], index, data_digest(columns))
+    if found != expected:
+        raise DatasetError(
+            f"row_group_digests[{index}]: expected {expected[:16]}… (the metadata), found {found[:16]}… for the rows "
+            "read: the file or its metadata was changed or corrupted after it was written"
+        )
+
+
+def _verify_row_groups(file: pq.ParquetFile, meta: dict[str, Any]) -> None:
+    trailing = trailing_shapes(meta)
+    for g in range(len(meta["row_group_digests"])):
+        try:
+            table = file.read_row_group(g)
+        except _READ_ERRORS as error:
+            raise DatasetError(f"expected intact data pages, found {_corrupt_column(file)}({one_line(error)})") from None
+        check_row_group(meta, g, {name: _to_numpy(table[name], name, trailing[name]) for name in table.column_names})
 
 
 def _is_int(value: object) -> bool:
