@@ -6,16 +6,22 @@ flattened observation), ``action`` (int, or a fixed-size list for continuous act
 metadata key ``opelab`` holds a JSON document with the format version, the ``DatasetInfo``, the number of
 trajectories, the horizon and the observation shape, so a file round-trips exactly (dtypes included).
 
-Integrity (format version 2). A file is written with Parquet page checksums (CRC-32 of every data page,
-verified on read), and its metadata also holds ``n_rows`` and ``content_digest``, the SHA-256 of the dataset
-(``LoggedDataset.content_digest``: info, dtypes, shapes and values). The reader rebuilds the dataset and
-compares digests. Why both: page checksums cover the page *bodies* only, not the page headers, the footer
-(Thrift: schema, row counts, offsets, encodings) nor the key-value metadata, and a flip there can still
-parse, e.g. a column's type in the embedded Arrow schema, a page's value count, or a digit of the horizon or
-of a reward bound in the JSON. The digest is computed from what was decoded, so whatever changed the
-dataset (data, schema or metadata) is refused; a flip that leaves the decoded dataset unchanged (column
-statistics, the ``created_by`` string, an unused offset) is harmless and the file loads. The digest is an
-integrity check, not a signature: anyone who edits a file can recompute it.
+Integrity (format version 3). A file is written with Parquet page checksums (CRC-32 of every data page,
+verified on read), and its metadata also holds ``n_rows``, ``content_digest``, the SHA-256 of the dataset
+(``LoggedDataset.content_digest``: info, dtypes, shapes and values), and ``row_group_digests``, one SHA-256 per
+row group (``ROW_GROUP_ROWS`` rows each by default) of its decoded rows together with the file's header
+(info, counts, horizon, observation shape). The reader rebuilds the dataset and compares the content
+digest; a stream (``opelab.data.chunks``), which never holds the whole dataset, verifies each row group's
+digest as it reads it. ``DatasetWriter`` appends chunks to one file without holding them all; its files have
+no content digest (``null``), and ``read_parquet`` verifies their row-group digests instead. Why digests on
+top of checksums: page checksums cover the page *bodies* only, not the page headers, the footer (Thrift:
+schema, row counts, offsets, encodings) nor the key-value metadata, and a flip there can still parse, e.g. a
+column's type in the embedded Arrow schema, a page's value count, or a digit of the horizon or of a reward
+bound in the JSON. The digests are computed from what was decoded, so whatever changed the data (data,
+schema or metadata) is refused; a flip that leaves the decoded data unchanged (column statistics, the
+``created_by`` string, an unused offset) is harmless and the file loads. The digests are an integrity
+check, not a signature: anyone who edits a file can recompute them. Format 2 files (content digest, no
+row-group digests) and format 1 files (neither) still load.
 
 Reading refuses, with one ``DatasetError`` line naming the file, what was expected and what was found: a
 missing path, a directory, an empty, truncated or non-Parquet file, a Parquet file without the ``opelab``
@@ -23,7 +29,7 @@ key, metadata that is not a JSON object or lacks a key or has a key of the wrong
 from the future, counts that are not positive integers, columns whose types or widths contradict the
 metadata (observation shape, action space, number of actions), trajectories without rows, failed page
 checksums and a digest that does not match. Format version 1 files (written before page checksums and the
-digest) still load, checked by everything but the digest.
+digests) still load, checked by everything but the digests.
 """
 
 from __future__ import annotations
