@@ -242,3 +242,29 @@ def test_policy_with_wrong_n_actions():
     wrong = TabularPolicy(np.full((mdp.n_states, mdp.n_actions + 1), 1 / (mdp.n_actions + 1)))
     with pytest.raises(ValueError, match="n_actions"):
         collect(mdp, wrong, 10, seed=0)
+
+
+def test_collect_to_parquet_is_collect_up_to_one_batch_then_appends_batches(tmp_path):
+    from opelab.data import LoggedDataset
+    from opelab.data.chunks import open_source, read_unit
+    from opelab.envs.collect import collect_to_parquet
+    from opelab.envs.tasks import gridworld
+
+    task = gridworld()
+    behavior = SoftmaxPolicy(TabularQ(task.optimal_q()), 1.0, name="behavior")
+    one = tmp_path / "one.parquet"
+    collect_to_parquet(task, behavior, 50, 3, one, batch_trajectories=50)
+    assert LoggedDataset.read_parquet(one).equals(collect(task, behavior, 50, seed=3))
+
+    many = tmp_path / "many.parquet"
+    written = collect_to_parquet(task, behavior, 50, 3, many, batch_trajectories=20)  # batches of 20, 20, 10
+    ds = LoggedDataset.read_parquet(many)
+    assert (ds.n_trajectories, ds.horizon, ds.info.seed) == (50, task.horizon, 3)
+    assert written == {"n_trajectories": 50, "n_transitions": ds.n_transitions, "horizon": task.horizon, "return_sum": pytest.approx(ds.returns.sum())}
+    seeds = [int(s.generate_state(1)[0]) for s in np.random.SeedSequence(3).spawn(3)]
+    for k, (lo, size) in enumerate(((0, 20), (20, 20), (40, 10))):
+        expected = collect(task, behavior, size, seed=seeds[k]).with_info(seed=3)
+        assert ds.subset(np.arange(lo, lo + size)).equals(expected)
+    assert not ds.subset(np.arange(20)).equals(ds.subset(np.arange(20, 40)))  # the batches are not repeats
+    streamed = [c for u in open_source(many).units for _, c in read_unit(u, max_cells=64)]  # row-group digests verified
+    assert sum(c.n_trajectories for c in streamed) == 50

@@ -72,7 +72,7 @@ def collect(
     """Log trajectories of a saved base policy under a head (with the behavior pscores) to Parquet."""
 
     def body() -> None:
-        from opelab.envs import collect as collect_data
+        from opelab.envs.collect import COLLECT_BATCH, collect_to_parquet
 
         task_obj = learned_task(task, horizon)
         space = task_obj.action_space
@@ -91,17 +91,16 @@ def collect(
             model = load_model(policy, trust_pickle=trust_pickle)
             check_model(model, space, f"task {task_obj.name}", policy)
         behavior = behavior_policy(model, chosen, level, space)
-        _check_size(n_trajectories, task_obj)
+        _check_size(min(n_trajectories, COLLECT_BATCH), task_obj)
         with Stages() as stage:
-            stage(f"collect {n_trajectories} trajectories on {task_obj.name} with {behavior.name}")
-            dataset = collect_data(task_obj, behavior, n_trajectories, seed)
-            stage(f"write {out}")
-            dataset.to_parquet(out)
+            batches = "" if n_trajectories <= COLLECT_BATCH else f" in batches of {COLLECT_BATCH}"
+            stage(f"collect {n_trajectories} trajectories on {task_obj.name} with {behavior.name}{batches}, write {out}")
+            written = collect_to_parquet(task_obj, behavior, n_trajectories, seed, out)
         console.print(
             line(
                 (str(out), "bold"),
-                f": {dataset.n_trajectories} trajectories, {dataset.n_transitions} steps (horizon {dataset.horizon}, "
-                f"γ = {dataset.gamma}), behavior {behavior.name}, mean discounted return {dataset.mean_return():.3f}",
+                f": {written['n_trajectories']} trajectories, {written['n_transitions']} steps (horizon {written['horizon']}, "
+                f"γ = {task_obj.gamma}), behavior {behavior.name}, mean discounted return {written['return_sum'] / written['n_trajectories']:.3f}",
             )
         )
 
@@ -109,7 +108,7 @@ def collect(
 
 
 def _check_size(n_trajectories: int, task: object) -> None:
-    """Refuse a collection whose padded arrays would not fit in memory (before collecting anything)."""
+    """Refuse a collection whose padded arrays (of one batch) would not fit in memory (before collecting anything)."""
     from opelab.resources import check_memory, dataset_bytes
 
     check_memory(dataset_bytes(n_trajectories, task), f"collecting {n_trajectories} trajectories")

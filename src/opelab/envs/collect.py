@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+import contextlib
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -108,3 +109,50 @@ def collect(
         behavior_action_probs=None if action_probs is None else freeze(action_probs),
         info=info,
     )
+
+
+COLLECT_BATCH = 100_000  # trajectories held in memory at once by collect_to_parquet
+
+
+def collect_to_parquet(
+    task: VectorTask,
+    behavior_policy: Policy | DiscretePolicy,
+    n_trajectories: int,
+    seed: int,
+    path: Any,
+    batch_trajectories: int = COLLECT_BATCH,
+) -> dict[str, Any]:
+    """``collect`` straight into one Parquet file, ``batch_trajectories`` at a time (memory follows the batch).
+
+    Up to one batch this is ``collect(task, behavior_policy, n_trajectories, seed).to_parquet(path)``, the same
+    dataset. More trajectories are collected in batches seeded by ``SeedSequence(seed).spawn`` (so the data
+    differ from one ``collect`` of them all, and repeat for the same seed and batch size) and appended by a
+    ``DatasetWriter``; the dataset's info records ``seed``. Returns what was written: ``n_trajectories``,
+    ``n_transitions``, ``horizon``, ``return_sum`` (of the discounted returns).
+    """
+    from opelab.data.io import DatasetWriter
+
+    if isinstance(batch_trajectories, bool) or not isinstance(batch_trajectories, int) or batch_trajectories < 1:
+        raise ValueError(f"batch_trajectories: expected a positive int, found {batch_trajectories!r}")
+    if isinstance(n_trajectories, bool) or not isinstance(n_trajectories, (int, np.integer)) or n_trajectories < 1:
+        raise ValueError(f"n_trajectories: expected a positive int, found {n_trajectories!r}")
+    n = int(n_trajectories)
+    summary = {"n_trajectories": n, "n_transitions": 0, "horizon": int(task.horizon), "return_sum": 0.0}
+    if n <= batch_trajectories:
+        dataset = collect(task, behavior_policy, n, seed)
+        dataset.to_parquet(path)
+        summary.update(n_transitions=dataset.n_transitions, return_sum=float(dataset.returns.sum()))
+        return summary
+    sizes = [min(batch_trajectories, n - lo) for lo in range(0, n, batch_trajectories)]
+    seeds = np.random.SeedSequence(seed).spawn(len(sizes))
+    writer: DatasetWriter | None = None
+    with contextlib.ExitStack() as stack:
+        for size, batch_seed in zip(sizes, seeds):
+            dataset = collect(task, behavior_policy, size, int(batch_seed.generate_state(1)[0])).with_info(seed=int(seed))
+            if writer is None:
+                writer = stack.enter_context(DatasetWriter(path, dataset.info, horizon=int(task.horizon)))
+            writer.write(dataset)
+            summary["n_transitions"] += dataset.n_transitions
+            summary["return_sum"] += float(dataset.returns.sum())
+            del dataset
+    return summary
