@@ -264,3 +264,21 @@ def test_ray_gives_the_local_numbers(case, tmp_path):
         remote = evaluate_stream(tmp_path, evals, q_model, interval=interval, n_bootstrap=200, max_cells=300, executor="ray")
         assert np.array_equal(local.estimates, remote.estimates)
         assert np.array_equal(local.lower, remote.lower) and np.array_equal(local.upper, remote.upper)
+
+
+@pytest.mark.parametrize("batch_rows", [1, 7, 250, 10**6])
+def test_a_trajectory_spanning_many_batches_reads_back_whole(tmp_path, batch_rows):
+    from opelab.data.chunks import concatenate
+
+    task = small_task(n_terminal=0)
+    behavior, _ = policies_for(task)
+    short = collect(task, behavior, 40, seed=1)
+    rng = np.random.default_rng(2)
+    L = 1000
+    long = {"observations": rng.integers(0, 6, L), "actions": rng.integers(0, 3, L), "rewards": rng.normal(size=L), "behavior_pscore": np.full(L, 1 / 3)}
+    parts = [{k: getattr(short, k)[i, : short.lengths[i]] for k in ("observations", "actions", "rewards", "behavior_pscore")} for i in range(40)]
+    ds = LoggedDataset.from_trajectories(parts[:10] + [long] + parts[10:], short.info)
+    path = tmp_path / "long.parquet"
+    ds.to_parquet(path, row_group_rows=300)
+    chunks = [c for u in open_source(path).units for _, c in read_unit(u, max_cells=500, batch_rows=batch_rows)]
+    assert concatenate(chunks, ds.horizon).equals(ds)

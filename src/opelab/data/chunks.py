@@ -262,7 +262,7 @@ def _read_unit(unit: Unit, max_cells: int, extra_steps: int, batch_rows: int) ->
     }
     handle = pq.ParquetFile(fm.path, page_checksum_verification=True)
     names = handle.schema_arrow.names
-    pending: dict[str, np.ndarray] | None = None
+    pieces: list[dict[str, np.ndarray]] = []  # rows of the trajectory still being read, batch by batch
     expected_next = unit.first  # file-local number of the next trajectory to start
     rows_seen = 0
     digests = {"row_group_digests": fm.row_group_digests, "header": fm.header}
@@ -278,18 +278,25 @@ def _read_unit(unit: Unit, max_cells: int, extra_steps: int, batch_rows: int) ->
         rows_seen += len(group["trajectory"])
         for lo in range(0, len(group["trajectory"]), batch_rows):
             columns = {name: values[lo : lo + batch_rows] for name, values in group.items()}
-            if pending is not None:
-                columns = {name: np.concatenate([pending[name], columns[name]]) for name in names}
+            batch_traj = columns["trajectory"]
+            if pieces and (batch_traj == pieces[0]["trajectory"][0]).all():
+                pieces.append(columns)  # still inside one long trajectory: joined once, when it ends
+                continue
+            if pieces:
+                columns = {name: np.concatenate([piece[name] for piece in pieces] + [columns[name]]) for name in names}
+                pieces = []
             traj = columns["trajectory"]
             complete = int(np.searchsorted(traj, traj[-1], side="left")) if len(traj) else 0
             if len(traj) and (np.diff(traj) < 0).any():
                 complete = len(traj)  # _emit reports the order defect
             ready = {name: values[:complete] for name, values in columns.items()}
-            pending = {name: values[complete:] for name, values in columns.items()}
+            rest = {name: values[complete:] for name, values in columns.items()}
+            pieces = [rest] if len(rest["trajectory"]) else []
             if complete:
                 expected_next = yield from _emit(ready, fm, expected_next, max_cells, extra_steps, trailing)
-    if pending is not None and len(pending["trajectory"]):
-        expected_next = yield from _emit(pending, fm, expected_next, max_cells, extra_steps, trailing)
+    if pieces:
+        rest = {name: np.concatenate([piece[name] for piece in pieces]) for name in names}
+        expected_next = yield from _emit(rest, fm, expected_next, max_cells, extra_steps, trailing)
     last_expected = (fm.n_trajectories - 1) if unit.last is None else unit.last
     if expected_next - 1 != last_expected:
         raise DatasetError(
