@@ -282,3 +282,12 @@ def test_a_trajectory_spanning_many_batches_reads_back_whole(tmp_path, batch_row
     ds.to_parquet(path, row_group_rows=300)
     chunks = [c for u in open_source(path).units for _, c in read_unit(u, max_cells=500, batch_rows=batch_rows)]
     assert concatenate(chunks, ds.horizon).equals(ds)
+
+
+def test_a_stream_too_large_for_memory_is_refused_before_work(case):
+    from opelab.resources import ResourceError
+
+    ds, evals, q_model = case
+    with pytest.raises(ResourceError, match=r"memory: expected streaming 7 estimators for 3 policies over horizon 6 with 1000 resamples to fit in 1\.0 MiB"):
+        evaluate_stream(ds, evals, q_model, interval="bootstrap", memory_limit="1M")
+    evaluate_stream(ds, evals, q_model, interval="bootstrap", n_bootstrap=10, max_cells=100, memory_limit="1G")

@@ -215,7 +215,7 @@ def evaluate(
             stage(f"estimate, streamed {where} in chunks of ≤ {chunk_steps} steps" + (f" ({interval} intervals)" if interval else ""))
             table = evaluate_stream(
                 source, candidates, q_model, named, interval=interval, alpha=alpha, n_bootstrap=n_bootstrap, seed=seed,
-                max_cells=chunk_steps, executor=executor, address=address,
+                max_cells=chunk_steps, executor=executor, address=address, memory_limit=limit,
             )  # fmt: skip
         resampling = " (Poisson bootstrap)" if interval == "bootstrap" else ""
         print_estimate_table(

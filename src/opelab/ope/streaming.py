@@ -409,13 +409,16 @@ def evaluate_stream(
     unit_trajectories: int = 1 << 16,
     executor: str = "local",
     address: str | None = None,
+    memory_limit: int | str | None = None,
 ) -> EstimateTable:
     """Estimate every policy's value with each estimator, a chunk of at most ``max_cells`` padded steps at a
     time (module docstring). ``source``: a ``LoggedDataset``, a Parquet file or folder (path), or an
     ``open_source`` result. Equal (to float rounding) to ``evaluate(dataset, chunk_inputs(dataset, policies,
     q_model), ..., resampling="poisson")`` on the whole dataset. ``executor="ray"`` runs one Ray Data task per
     unit (a local Ray unless ``address``); in-memory datasets split into units of ``unit_trajectories``.
-    Default estimators: every registered one that a stream can compute from the inputs at hand.
+    Default estimators: every registered one that a stream can compute from the inputs at hand. Before any
+    work the statistics it will hold and one chunk are checked against the available memory (``memory_limit``
+    as in ``opelab.resources.check_memory``).
     """
     spec = None if interval is None else IntervalSpec(interval, alpha, n_bootstrap, seed, value_range, "poisson")
     if isinstance(max_cells, bool) or not isinstance(max_cells, int) or max_cells < 1:
@@ -430,9 +433,28 @@ def evaluate_stream(
     else:
         data = source if isinstance(source, ParquetSource) else open_source(source)
         units = list(data.units)
+    _check_stream_memory(data.horizon, len(policies), chosen, spec, max_cells, memory_limit)
     plan = StreamPlan(tuple(policies), q_model, chosen, spec, max_cells)
     with _runtime(executor, address):
         return _evaluate(plan, data, units, executor, address)
+
+
+def _check_stream_memory(
+    horizon: int, P: int, estimators: Sequence[PointEstimator], spec: IntervalSpec | None, max_cells: int, limit: Any
+) -> None:
+    """Refuse (``ResourceError``) a stream whose held statistics or chunk would not fit: per-step sums are
+    (P, H) per term, and with the bootstrap (P, B, H); a chunk holds about P · (A + 8) floats per padded step
+    (checked for A = 2; the policies' own arrays come on top)."""
+    from opelab.resources import check_memory
+
+    per_step_terms = 1 + sum(2 for e in estimators if e.self_normalized)
+    B = spec.n_bootstrap if spec is not None and spec.method == "bootstrap" else 1
+    held = 8.0 * P * (B + 1) * horizon * per_step_terms + 8.0 * B * PoissonCounts.BLOCK * (B > 1)
+    chunk = 8.0 * P * 10 * max_cells * (2 if spec is not None and spec.method == "bootstrap" else 1)
+    check_memory(
+        held + chunk, f"streaming {len(estimators)} estimators for {P} policies over horizon {horizon}" + (f" with {B} resamples" if B > 1 else ""),
+        limit=limit, advice="lower max_cells (--chunk-steps) or n_bootstrap",
+    )  # fmt: skip
 
 
 def _evaluate(plan: StreamPlan, data: Any, units: list[Any], executor: str, address: str | None) -> EstimateTable:
