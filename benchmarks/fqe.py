@@ -63,7 +63,7 @@ def main() -> None:
         "# Neural FQE: one network for all candidates vs one per candidate\n\n"
         f"Command: `python benchmarks/fqe.py --trajectories {args.trajectories} --steps {args.steps}` ({machine}).\n"
         f"CartPole, {ds.n_transitions:,} transitions (horizon {ds.horizon}), 10 softmax candidates; "
-        f"{ds.horizon} FQE iterations × {args.steps} Adam steps (batch 512) per fit.\n\n" + table + "\n"
+        f"{ds.horizon} FQE iterations × {args.steps} Adam steps (batch {FQEConfig().batch_size}, a frozen target network per iteration) per fit.\n\n" + table + "\n"
     )
 
 
