@@ -291,3 +291,22 @@ def test_a_stream_too_large_for_memory_is_refused_before_work(case):
     with pytest.raises(ResourceError, match=r"memory: expected streaming 7 estimators for 3 policies over horizon 6 with 1000 resamples to fit in 1\.0 MiB"):
         evaluate_stream(ds, evals, q_model, interval="bootstrap", memory_limit="1M")
     evaluate_stream(ds, evals, q_model, interval="bootstrap", n_bootstrap=10, max_cells=100, memory_limit="1G")
+
+
+def test_files_of_different_horizons_stream_as_one_dataset(case, tmp_path):
+    """A file of short trajectories (horizon 3) and one of full ones (horizon 6): the short file's chunks
+    must absorb their trajectories up to the source's horizon, not their file's, or per-step sums misalign."""
+    from opelab.data.chunks import concatenate
+
+    ds, evals, q_model = case
+    short = ds.subset(np.flatnonzero(ds.lengths <= 3))
+    short = LoggedDataset(info=ds.info, **{k: None if getattr(short, k) is None else getattr(short, k)[:, :3] for k in (
+        "observations", "actions", "rewards", "terminals", "mask", "behavior_pscore", "behavior_action_probs")})  # fmt: skip
+    full = ds.subset(np.flatnonzero(ds.lengths == ds.horizon))
+    assert short.horizon == 3 and full.horizon == 6 and short.n_trajectories > 20 and full.n_trajectories > 20
+    short.to_parquet(tmp_path / "a.parquet")
+    full.to_parquet(tmp_path / "b.parquet")
+    whole = concatenate([short, full], 6)
+    for interval in INTERVALS:
+        got = evaluate_stream(tmp_path, evals, q_model, interval=interval, n_bootstrap=200, max_cells=50)
+        assert_same(got, reference(whole, evals, q_model, interval))

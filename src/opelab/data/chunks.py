@@ -109,6 +109,7 @@ class Unit:
     row_groups: tuple[int, ...]
     first: int  # file-local number of the unit's first trajectory
     last: int | None  # of its last one (None: up to the end of the file)
+    horizon: int  # the source's horizon (the longest file's): chunks are padded up to it, not the file's
 
 
 @dataclass(frozen=True)
@@ -161,7 +162,7 @@ def open_source(path: str | Path | Sequence[str | Path]) -> ParquetSource:
     """Read the metadata of every file (not the data) and split the files into units."""
     paths = [Path(p) for p in path] if isinstance(path, (list, tuple)) else parquet_files(path)
     files: list[FileMeta] = []
-    units: list[Unit] = []
+    runs_of: list[tuple[FileMeta, list[tuple[tuple[int, ...], int, int | None]]]] = []
     offset = 0
     for file_path in paths:
         try:
@@ -184,9 +185,11 @@ def open_source(path: str | Path | Sequence[str | Path]) -> ParquetSource:
             runs = _split_row_groups(handle, fm.n_trajectories)
         except DatasetError as error:
             raise DatasetError(f"{file_path}: {error}") from None
-        for groups, first, last in runs:
-            units.append(Unit(len(units), fm, groups, first, last))
+        runs_of.append((fm, runs))
         offset += fm.n_trajectories
+    horizon = max(fm.horizon for fm in files)
+    pieces = [(fm, groups, first, last) for fm, runs in runs_of for groups, first, last in runs]
+    units = [Unit(k, fm, groups, first, last, horizon) for k, (fm, groups, first, last) in enumerate(pieces)]
     return ParquetSource(tuple(files), tuple(units))
 
 
@@ -293,10 +296,10 @@ def _read_unit(unit: Unit, max_cells: int, extra_steps: int, batch_rows: int) ->
             rest = {name: values[complete:] for name, values in columns.items()}
             pieces = [rest] if len(rest["trajectory"]) else []
             if complete:
-                expected_next = yield from _emit(ready, fm, expected_next, max_cells, extra_steps, trailing)
+                expected_next = yield from _emit(ready, fm, expected_next, max_cells, extra_steps, trailing, unit.horizon)
     if pieces:
         rest = {name: np.concatenate([piece[name] for piece in pieces]) for name in names}
-        expected_next = yield from _emit(rest, fm, expected_next, max_cells, extra_steps, trailing)
+        expected_next = yield from _emit(rest, fm, expected_next, max_cells, extra_steps, trailing, unit.horizon)
     last_expected = (fm.n_trajectories - 1) if unit.last is None else unit.last
     if expected_next - 1 != last_expected:
         raise DatasetError(
@@ -309,7 +312,7 @@ def _read_unit(unit: Unit, max_cells: int, extra_steps: int, batch_rows: int) ->
 
 
 def _emit(
-    columns: dict[str, np.ndarray], fm: FileMeta, expected_next: int, max_cells: int, extra_steps: int, trailing: dict
+    columns: dict[str, np.ndarray], fm: FileMeta, expected_next: int, max_cells: int, extra_steps: int, trailing: dict, cap: int
 ) -> Iterator[tuple[int, LoggedDataset]]:
     """Check rows of whole trajectories and yield them as chunks; returns the next expected trajectory."""
     traj, step = columns["trajectory"].astype(np.int64), columns["step"].astype(np.int64)
@@ -336,7 +339,7 @@ def _emit(
     if lengths.max() > fm.horizon:
         raise DatasetError(f"step: expected values in [0, {fm.horizon - 1}] (horizon={fm.horizon} in the metadata), found {lengths.max() - 1}")
     ends = np.cumsum(lengths)
-    for lo, hi, h in chunk_bounds(lengths, max_cells, fm.horizon, extra_steps):
+    for lo, hi, h in chunk_bounds(lengths, max_cells, cap, extra_steps):
         first_row = int(ends[lo - 1]) if lo else 0
         last_row = int(ends[hi - 1])
         k = hi - lo
