@@ -549,3 +549,30 @@ def test_the_writer_refuses_mixed_data_and_leaves_nothing_behind(tmp_path: Path)
         with DatasetWriter(path, ds.info, horizon=2) as writer:
             writer.write(ds)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_negative_zero_padding_round_trips(tmp_path: Path) -> None:
+    """−0.0 equals the fill value, so it passes validation; it is made +0.0, since a file stores no padding
+    and the digest hashes bytes (``rewards * mask`` with negative rewards leaves −0.0 there)."""
+    ds = small_discrete()
+    rewards = np.where(ds.mask, ds.rewards, -0.0)
+    assert np.signbit(rewards[~ds.mask]).all()
+    edited = LoggedDataset(**{**{k: getattr(ds, k) for k in ("observations", "actions", "terminals", "mask", "behavior_pscore", "behavior_action_probs")}, "rewards": rewards, "info": ds.info})
+    assert not np.signbit(edited.rewards[~ds.mask]).any() and edited.equals(ds)
+    assert LoggedDataset.read_parquet(written(edited, tmp_path / "z.parquet")).equals(ds)
+
+
+def test_a_closed_writer_refuses_more_data(tmp_path: Path) -> None:
+    from opelab.data.io import DatasetWriter
+
+    ds = small_discrete()
+    writer = DatasetWriter(tmp_path / "once.parquet", ds.info)
+    writer.write(ds)
+    writer.close()
+    with pytest.raises(DatasetError, match="already closed"):
+        writer.write(ds)
+    with pytest.raises(DatasetError, match="already closed"):
+        writer.close()
+    assert LoggedDataset.read_parquet(tmp_path / "once.parquet").equals(ds)
+    with pytest.raises(ValueError, match="row_group_rows"):
+        DatasetWriter(tmp_path / "x.parquet", ds.info, row_group_rows=0)

@@ -310,3 +310,26 @@ def test_files_of_different_horizons_stream_as_one_dataset(case, tmp_path):
     for interval in INTERVALS:
         got = evaluate_stream(tmp_path, evals, q_model, interval=interval, n_bootstrap=200, max_cells=50)
         assert_same(got, reference(whole, evals, q_model, interval))
+
+
+def test_intervals_stay_finite_when_the_weights_underflow():
+    """W_t = 0.5^(t+1) over 1,100 steps: the means of W_t become subnormal, where 1 / mean overflows. The
+    linearised values divide (as ``self_normalize`` does), so the bounds stay finite and close to the in-memory
+    ones (they differ in the last digits the subnormal means keep: sums / n against a mean of ratios)."""
+    from opelab.data import ActionSpace, DatasetInfo
+
+    rng = np.random.default_rng(0)
+    n, H = 20, 1100
+    info = DatasetInfo(task="chain", gamma=1.0, action_space=ActionSpace.discrete(3))
+    ds = LoggedDataset(
+        info=info, observations=np.zeros((n, H), dtype=np.int64), actions=rng.integers(0, 2, (n, H)),
+        rewards=rng.uniform(0, 1, (n, H)), terminals=np.zeros((n, H), bool), mask=np.ones((n, H), bool),
+        behavior_pscore=np.full((n, H), 1 / 3), behavior_action_probs=np.full((n, H, 3), 1 / 3),
+    )  # fmt: skip
+    pi = TabularPolicy(np.array([[1 / 6, 1 / 6, 2 / 3]]), name="pi")  # w_t = 1/2 on every logged step
+    for interval in ("t", "bernstein"):
+        ref = evaluate(ds, chunk_inputs(ds, [pi]), ["snpdis", "sntis"], interval=interval)
+        got = evaluate_stream(ds, [pi], estimators=["snpdis", "sntis"], interval=interval, max_cells=2000)
+        assert np.isfinite(got.lower).all() and np.isfinite(got.upper).all()
+        np.testing.assert_allclose(got.lower, ref.lower, rtol=1e-3)
+        np.testing.assert_allclose(got.upper, ref.upper, rtol=1e-3)

@@ -458,6 +458,23 @@ def _check_padding(name: str, array: np.ndarray, mask: np.ndarray) -> None:
         )
 
 
+def _canonical_padding(name: str, array: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The array with −0.0 on padded steps replaced by +0.0 (a copy only when there is one): −0.0 equals the
+    fill value 0.0, but the content digest hashes bytes and a file stores no padding, so a reader would
+    rebuild +0.0 and see a different digest (e.g. ``rewards * mask`` with negative rewards)."""
+    if array.dtype.kind != "f" or mask.all():
+        return array
+    padded = ~mask
+    negative_zero = np.signbit(array) & (array == 0)
+    if array.ndim > 2:
+        negative_zero = negative_zero.any(axis=tuple(range(2, array.ndim)))
+    if not (negative_zero & padded).any():
+        return array
+    out = array.copy()
+    out[padded] = FILL_VALUES[name]
+    return out
+
+
 def _validate_arrays(ds: LoggedDataset) -> dict[str, np.ndarray | None]:
     """Check every array against the contract; return read-only (possibly dtype-widened) views."""
     space = ds.info.action_space
@@ -599,5 +616,6 @@ def _validate_arrays(ds: LoggedDataset) -> dict[str, np.ndarray | None]:
     for name in ("observations", "actions", "rewards", "terminals", "behavior_pscore", "behavior_action_probs"):
         if out[name] is not None:
             _check_padding(name, out[name], mask)
+            out[name] = _canonical_padding(name, out[name], mask)
 
     return {name: (None if value is None else owned_readonly(value)) for name, value in out.items()}

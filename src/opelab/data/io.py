@@ -164,8 +164,11 @@ class DatasetWriter:
     """
 
     def __init__(self, path: str | Path, info: DatasetInfo, horizon: int | None = None, row_group_rows: int = ROW_GROUP_ROWS) -> None:
+        if isinstance(row_group_rows, bool) or not isinstance(row_group_rows, int) or row_group_rows < 1:
+            raise ValueError(f"row_group_rows: expected a positive int, found {row_group_rows!r}")
         self.path = Path(path)
         self.info = info
+        self._closed = False
         self.horizon = horizon
         self.row_group_rows = row_group_rows
         self._partial = self.path.with_name(f".{self.path.name}.partial")
@@ -177,6 +180,8 @@ class DatasetWriter:
         self._obs_shape: tuple[int, ...] | None = None
 
     def write(self, dataset: LoggedDataset) -> None:
+        if self._closed:
+            raise DatasetError(f"{self.path}: expected an open writer, found one already closed (open a new DatasetWriter)")
         if dataset.info != self.info:
             raise DatasetError(f"info: expected {self.info.to_json()} (the writer's), found {dataset.info.to_json()}")
         if self._obs_shape is not None and dataset.obs_shape != self._obs_shape:
@@ -199,8 +204,11 @@ class DatasetWriter:
 
     def close(self) -> None:
         """Write the metadata and move the file into place (on an error, remove the partial file)."""
+        if self._closed:
+            raise DatasetError(f"{self.path}: expected an open writer, found one already closed")
         try:
             self._close()
+            self._closed = True
         except BaseException:
             self.abort()
             raise
@@ -229,6 +237,7 @@ class DatasetWriter:
         os.replace(self._partial, self.path)
 
     def abort(self) -> None:
+        self._closed = True
         if self._writer is not None:
             self._writer.close()
             self._writer = None

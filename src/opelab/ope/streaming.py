@@ -40,7 +40,6 @@ from pathlib import Path
 from typing import Any
 
 import contextlib
-import pickle
 import warnings
 
 import numpy as np
@@ -255,24 +254,40 @@ def linearized_values(estimator: PointEstimator, terms: dict[Hashable, np.ndarra
         a, b = terms[(estimator, "WG")], terms[("trajectory_ratio", "W")]
         ma, mb = means[(estimator, "WG")], means[("trajectory_ratio", "W")]
         mu = safe_ratio(ma, mb)[:, None]
-        scale = safe_ratio(np.ones_like(mb), mb)[:, None]
-        return (a - mu * b) * scale + mu
+        return _ratio(a - mu * b, mb[:, None]) + mu
     if isinstance(estimator, PerDecisionFamily) and estimator.self_normalized:
         num_key, w_key = (estimator, "numerator"), (estimator.weight_key(), "W")
         a, b = terms[num_key], terms[w_key]  # (P, n, h)
         ma, mb = means[num_key], means[w_key]  # (P, H)
         h = a.shape[-1]
         mu = safe_ratio(ma, mb)
-        scale = safe_ratio(np.ones_like(mb), mb)
-        values = np.einsum("pnh,ph->pn", a - mu[:, None, :h] * b, scale[:, :h]) + mu[:, :h].sum(axis=1)[:, None]
-        if mb.shape[-1] > h:  # steps beyond the chunk: every trajectory holds its last column there
+        # divide, never multiply by 1 / m(b): a subnormal mean would overflow (see ``self_normalize``)
+        values = _ratio(a - mu[:, None, :h] * b, mb[:, None, :h]).sum(axis=-1) + mu[:, :h].sum(axis=1)[:, None]
+        H = mb.shape[-1]
+        if H > h:  # steps beyond the chunk: every trajectory holds its last column there
             rest = slice(h, None)
-            values += a[..., -1] * scale[:, rest].sum(axis=1)[:, None] - b[..., -1] * (mu * scale)[:, rest].sum(axis=1)[:, None]
+            a_tail, b_tail = a[..., -1:], b[..., -1:]  # (P, n, 1)
+            with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+                scale = safe_ratio(np.ones_like(mb[:, rest]), mb[:, rest])
+                suffix = a_tail[..., 0] * scale.sum(axis=1)[:, None] - b_tail[..., 0] * (mu[:, rest] * scale).sum(axis=1)[:, None]
+            if np.isfinite(scale).all() and (mb[:, rest][mb[:, rest] > 0] > 1e-290).all() and np.isfinite(suffix).all():
+                values += suffix  # suffix sums: O(n) per chunk whatever the horizon
+            else:  # tiny means: step by step, in blocks of steps, as the in-memory form divides
+                block = max(1, (1 << 20) // max(1, a.shape[0] * a.shape[1]))
+                for lo in range(h, H, block):
+                    steps = slice(lo, min(H, lo + block))
+                    values += _ratio(a_tail - mu[:, None, steps] * b_tail, mb[:, None, steps]).sum(axis=-1)
             values += mu[:, rest].sum(axis=1)[:, None]
         if estimator.form == "dr":
             values += terms[(estimator, "baseline")]
         return values
     raise StreamError(f"{estimator.name}: a stream cannot compute the linearised values of this self-normalised estimator")
+
+
+def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """numerator / denominator broadcast, 0 where the denominator is 0."""
+    numerator, denominator = np.broadcast_arrays(numerator, denominator)
+    return safe_ratio(np.ascontiguousarray(numerator, dtype=np.float64), denominator)
 
 
 # ---------------------------------------------------------------------------------------------- sources
@@ -350,6 +365,7 @@ def _runtime(executor: str, address: str | None) -> Iterator[None]:
 def _run_ray(plan: StreamPlan, source: Any, units: Sequence[Any], address: str | None) -> list[StreamStatistics]:
     """One Ray Data task per unit (``ray.data.from_items(...).map``); results put back in unit order."""
     import ray
+    from ray import cloudpickle  # by value, like Ray itself: estimators or policies defined in a script travel too
 
     data_source = None if isinstance(source, ParquetSource) else ray.put(source)
 
@@ -357,7 +373,7 @@ def _run_ray(plan: StreamPlan, source: Any, units: Sequence[Any], address: str |
         unit = units[row["index"]]
         local_source = source if data_source is None else ray.get(data_source)
         # bytes travel as an Arrow column; these are this run's own worker results, not a user's file
-        return {"index": row["index"], "stats": pickle.dumps(unit_statistics(plan, local_source, unit))}
+        return {"index": row["index"], "stats": cloudpickle.dumps(unit_statistics(plan, local_source, unit))}
 
     with warnings.catch_warnings():  # Ray Data warns about its own deprecated settings (ray 2.60)
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -366,7 +382,7 @@ def _run_ray(plan: StreamPlan, source: Any, units: Sequence[Any], address: str |
         dataset = ray.data.from_items([{"index": i} for i in range(len(units))], override_num_blocks=max(1, len(units)))
         rows = dataset.map(compute).take_all()
     rows.sort(key=lambda row: row["index"])
-    return [pickle.loads(row["stats"]) for row in rows]
+    return [cloudpickle.loads(row["stats"]) for row in rows]
 
 
 # ---------------------------------------------------------------------------------------------- evaluate
@@ -425,6 +441,8 @@ def evaluate_stream(
         raise StreamError(f"max_cells: expected a positive int, found {max_cells!r}")
     if len(policies) == 0:
         raise OPEInputError("policies: expected at least one policy, found 0")
+    if isinstance(unit_trajectories, bool) or not isinstance(unit_trajectories, int) or unit_trajectories < 1:
+        raise StreamError(f"unit_trajectories: expected a positive int, found {unit_trajectories!r}")
     chosen = tuple(_choose_estimators(estimators, q_model is not None))
     if isinstance(source, LoggedDataset):
         data: Any = source
