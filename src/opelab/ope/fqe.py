@@ -266,27 +266,31 @@ def predict_fqe(fit: FQEFit, dataset: LoggedDataset, eval_actions: np.ndarray | 
     return on_policy, logged
 
 
+def _network_rows(fit: FQEFit, observations: np.ndarray, steps: np.ndarray) -> Iterator[tuple[slice, np.ndarray]]:
+    """(rows, network inputs (s, t) of those rows) over the observations, ``PREDICT_CHUNK`` rows at a time;
+    steps are numbered as in the fit's training data."""
+    obs = np.asarray(observations)
+    m = len(obs)
+    for lo in range(0, m, PREDICT_CHUNK):
+        rows = slice(lo, min(lo + PREDICT_CHUNK, m))
+        state = fit.encoder.network_inputs(obs[rows], np.ones(rows.stop - lo, dtype=bool))
+        yield rows, np.concatenate([state, _time_inputs(steps[rows], fit.horizon, fit.config.time_encoding)], axis=1)
+
+
 def fqe_q_function(fit: FQEFit, policy: int) -> Any:
     """Q̂ of policy number ``policy`` as a callable ``q(observations, actions, steps) -> (m,)`` (the form
     ``build_continuous_inputs`` takes; discrete actions are integer indices), ``PREDICT_CHUNK`` rows at a time."""
     torch = _torch()
     if not 0 <= policy < fit.n_policies:
         raise ValueError(f"policy: expected an index in [0, {fit.n_policies}), found {policy}")
-    H = fit.horizon
 
     def q(observations: np.ndarray, actions: np.ndarray, steps: np.ndarray) -> np.ndarray:
         obs = np.asarray(observations)
         m = len(obs)
-        steps_arr = np.asarray(steps, dtype=np.int64).reshape(m)
         acts = np.asarray(actions).reshape(m, -1)
         out = np.empty(m)
         with torch_threads(fit.config.torch_threads), torch.no_grad():
-            for lo in range(0, m, PREDICT_CHUNK):
-                rows = slice(lo, min(lo + PREDICT_CHUNK, m))
-                x = np.concatenate(
-                    [fit.encoder.network_inputs(obs[rows], np.ones(len(obs[rows]), dtype=bool)), _time_inputs(steps_arr[rows], H, fit.config.time_encoding)],
-                    axis=1,
-                )
+            for rows, x in _network_rows(fit, obs, np.asarray(steps, dtype=np.int64).reshape(m)):
                 if fit.n_actions is not None:
                     q_rows = fit.network(torch.as_tensor(x)).numpy().reshape(-1, fit.n_policies, fit.n_actions)[:, policy]
                     out[rows] = q_rows[np.arange(len(q_rows)), acts[rows, 0].astype(np.int64)]
@@ -315,12 +319,7 @@ def fqe_action_values(fit: FQEFit) -> Any:
             raise ValueError(f"steps: expected values in [0, {H - 1}] (the FQE fit's horizon), found [{steps_arr.min()}, {steps_arr.max()}]")
         out = np.empty((P, m, A))
         with torch_threads(fit.config.torch_threads), torch.no_grad():
-            for lo in range(0, m, PREDICT_CHUNK):
-                rows = slice(lo, min(lo + PREDICT_CHUNK, m))
-                x = np.concatenate(
-                    [fit.encoder.network_inputs(obs[rows], np.ones(len(obs[rows]), dtype=bool)), _time_inputs(steps_arr[rows], H, fit.config.time_encoding)],
-                    axis=1,
-                )
+            for rows, x in _network_rows(fit, obs, steps_arr):
                 out[:, rows] = fit.network(torch.as_tensor(x)).numpy().reshape(-1, P, A).transpose(1, 0, 2)
         return out
 
