@@ -41,7 +41,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from opelab.data.dataset import ARRAY_FIELDS, FILL_VALUES, DatasetInfo, LoggedDataset
-from opelab.data.io import FIELDS, _READ_ERRORS, _check_columns, _corrupt_column, _metadata, _open, _to_numpy, check_row_group
+from opelab.data.io import FIELDS, _READ_ERRORS, _check_columns, _corrupt_column, _metadata, _open, _to_numpy, check_row_group, trailing_shapes
 from opelab.data.validation import DatasetError, one_line
 from opelab.resources import DEFAULT_MAX_CELLS
 
@@ -254,15 +254,7 @@ def read_unit(
 
 def _read_unit(unit: Unit, max_cells: int, extra_steps: int, batch_rows: int) -> Iterator[tuple[int, LoggedDataset]]:
     fm = unit.file
-    space = fm.info.action_space
-    trailing = {
-        "observation": fm.obs_shape,
-        "action": () if space.is_discrete else (space.action_dim,),
-        "reward": (),
-        "terminal": (),
-        "behavior_pscore": (),
-        "behavior_action_probs": (space.n_actions,) if space.is_discrete else (),
-    }
+    trailing = trailing_shapes(fm.info, fm.obs_shape)
     handle = pq.ParquetFile(fm.path, page_checksum_verification=True)
     names = handle.schema_arrow.names
     pieces: list[dict[str, np.ndarray]] = []  # rows of the trajectory still being read, batch by batch
@@ -274,7 +266,7 @@ def _read_unit(unit: Unit, max_cells: int, extra_steps: int, batch_rows: int) ->
             table = handle.read_row_group(g)
         except _READ_ERRORS as error:
             raise DatasetError(f"expected intact data pages, found {_corrupt_column(handle)}({one_line(error)})") from None
-        group = {name: _to_numpy(table[name], name, () if name in ("trajectory", "step") else trailing[name]) for name in names}
+        group = {name: _to_numpy(table[name], name, trailing[name]) for name in names}
         del table
         if fm.row_group_digests is not None:
             check_row_group(digests, g, group)
@@ -296,10 +288,10 @@ def _read_unit(unit: Unit, max_cells: int, extra_steps: int, batch_rows: int) ->
             rest = {name: values[complete:] for name, values in columns.items()}
             pieces = [rest] if len(rest["trajectory"]) else []
             if complete:
-                expected_next = yield from _emit(ready, fm, expected_next, max_cells, extra_steps, trailing, unit.horizon)
+                expected_next = yield from _emit(ready, fm, expected_next, max_cells, extra_steps, unit.horizon)
     if pieces:
         rest = {name: np.concatenate([piece[name] for piece in pieces]) for name in names}
-        expected_next = yield from _emit(rest, fm, expected_next, max_cells, extra_steps, trailing, unit.horizon)
+        expected_next = yield from _emit(rest, fm, expected_next, max_cells, extra_steps, unit.horizon)
     last_expected = (fm.n_trajectories - 1) if unit.last is None else unit.last
     if expected_next - 1 != last_expected:
         raise DatasetError(
@@ -312,7 +304,7 @@ def _read_unit(unit: Unit, max_cells: int, extra_steps: int, batch_rows: int) ->
 
 
 def _emit(
-    columns: dict[str, np.ndarray], fm: FileMeta, expected_next: int, max_cells: int, extra_steps: int, trailing: dict, cap: int
+    columns: dict[str, np.ndarray], fm: FileMeta, expected_next: int, max_cells: int, extra_steps: int, cap: int
 ) -> Iterator[tuple[int, LoggedDataset]]:
     """Check rows of whole trajectories and yield them as chunks; returns the next expected trajectory."""
     traj, step = columns["trajectory"].astype(np.int64), columns["step"].astype(np.int64)

@@ -302,15 +302,7 @@ def _read(path: Path) -> LoggedDataset:
         raise DatasetError(f"trajectory/step: expected each (trajectory, step) pair once, found {len(traj) - int(mask.sum())} duplicates")
 
     info: DatasetInfo = meta["info"]
-    space = info.action_space
-    trailing = {
-        "observation": meta["obs_shape"],
-        "action": () if space.is_discrete else (space.action_dim,),
-        "reward": (),
-        "terminal": (),
-        "behavior_pscore": (),
-        "behavior_action_probs": (space.n_actions,) if space.is_discrete else (),
-    }
+    trailing = trailing_shapes(info, meta["obs_shape"])
     arrays: dict[str, np.ndarray | None] = {"behavior_action_probs": None}
     for column, field_name in FIELDS.items():
         if column not in table.column_names:
@@ -458,13 +450,13 @@ def _is_sha256(value: object) -> bool:
     return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
 
 
-def trailing_shapes(meta: dict[str, Any]) -> dict[str, tuple[int, ...]]:
-    """Each column's shape per row, from the metadata."""
-    space = meta["info"].action_space
+def trailing_shapes(info: DatasetInfo, obs_shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+    """Each column's shape per row, from the metadata's info and observation shape."""
+    space = info.action_space
     return {
         "trajectory": (),
         "step": (),
-        "observation": tuple(meta["obs_shape"]),
+        "observation": tuple(obs_shape),
         "action": () if space.is_discrete else (space.action_dim,),
         "reward": (),
         "terminal": (),
@@ -485,7 +477,7 @@ def check_row_group(meta: dict[str, Any], index: int, columns: dict[str, np.ndar
 
 
 def _verify_row_groups(file: pq.ParquetFile, meta: dict[str, Any]) -> None:
-    trailing = trailing_shapes(meta)
+    trailing = trailing_shapes(meta["info"], meta["obs_shape"])
     for g in range(len(meta["row_group_digests"])):
         try:
             table = file.read_row_group(g)
