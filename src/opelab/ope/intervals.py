@@ -27,7 +27,7 @@ interval ignores ``value_range``.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterator, Sequence
+from collections.abc import Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -106,28 +106,32 @@ def confidence_intervals(
     return out
 
 
-def term_columns(
-    estimators: Sequence[PointEstimator], ctx: EstimationContext
-) -> list[tuple[np.ndarray, list[tuple[Hashable, int, int]]]]:
-    """The resampling terms of every estimator (shared keys once) as matrix columns: a list of
-    (T (n, K), [(key, first column, m)]), m = 0 for a (P, n) term (P columns) and m steps for a (P, n, m) term
-    (columns p·m + t). One matrix per per-step term, one for all (P, n) terms."""
-    n = ctx.dataset.n_trajectories
-    P = ctx.inputs.n_policies
-    blocks: list[tuple[np.ndarray, list[tuple[Hashable, int, int]]]] = []
-    small: dict[Hashable, np.ndarray] = {}  # (P, n) terms, stacked into one matrix at the end
+def unique_terms(estimators: Sequence[PointEstimator], ctx: EstimationContext) -> Iterator[tuple[Hashable, np.ndarray]]:
+    """(key, term) of every estimator's ``resampling_terms``, each shared key once, one estimator at a time
+    (a consumer that copies a term and lets it go never holds every estimator's terms at once)."""
     seen: set[Hashable] = set()
     for estimator in estimators:
         ctx.require(estimator.name, *estimator.requires)
         for key, term in estimator.resampling_terms(ctx).items():
-            if key in seen:
-                continue
-            seen.add(key)
-            if term.ndim == 2:
-                small[key] = term
-            else:  # (P, n, m) -> columns p·m + t, one matrix per term (no second copy of every term at once)
-                m = term.shape[-1]
-                blocks.append((np.ascontiguousarray(term.transpose(1, 0, 2)).reshape(n, P * m), [(key, 0, m)]))
+            if key not in seen:
+                seen.add(key)
+                yield key, term
+
+
+def term_columns(
+    terms: Iterable[tuple[Hashable, np.ndarray]], n: int, P: int
+) -> list[tuple[np.ndarray, list[tuple[Hashable, int, int]]]]:
+    """Resampling terms (``unique_terms``) of n trajectories and P policies as matrix columns: a list of
+    (T (n, K), [(key, first column, m)]), m = 0 for a (P, n) term (P columns) and m steps for a (P, n, m) term
+    (columns p·m + t). One matrix per per-step term, one for all (P, n) terms."""
+    blocks: list[tuple[np.ndarray, list[tuple[Hashable, int, int]]]] = []
+    small: dict[Hashable, np.ndarray] = {}  # (P, n) terms, stacked into one matrix at the end
+    for key, term in terms:
+        if term.ndim == 2:
+            small[key] = term
+        else:  # (P, n, m) -> columns p·m + t, one matrix per term (no second copy of every term at once)
+            m = term.shape[-1]
+            blocks.append((np.ascontiguousarray(term.transpose(1, 0, 2)).reshape(n, P * m), [(key, 0, m)]))
     if small:
         columns = np.empty((n, P * len(small)))
         layout = []
@@ -165,7 +169,7 @@ def bootstrap_estimates(
     """
     n = ctx.dataset.n_trajectories
     P = ctx.inputs.n_policies
-    blocks = term_columns(estimators, ctx)
+    blocks = term_columns(unique_terms(estimators, ctx), n, P)
     out = [np.empty((P, n_bootstrap)) for _ in estimators]
     done = 0
     for counts in bootstrap_counts(n, n_bootstrap, seed):
@@ -249,8 +253,8 @@ def poisson_bootstrap_estimates(
 ) -> list[np.ndarray]:
     """Every estimator's estimates on ``n_bootstrap`` Poisson resamples (``PoissonCounts``): (P, B) each.
     The same resamples as a stream over the same trajectories draws (``opelab.ope.streaming``)."""
-    P = ctx.inputs.n_policies
-    sums, totals = poisson_sums(term_columns(estimators, ctx), P, 0, PoissonCounts(n_bootstrap, seed))
+    n, P = ctx.dataset.n_trajectories, ctx.inputs.n_policies
+    sums, totals = poisson_sums(term_columns(unique_terms(estimators, ctx), n, P), P, 0, PoissonCounts(n_bootstrap, seed))
     return [estimator.estimates_from_sums(sums, totals) for estimator in estimators]
 
 

@@ -58,6 +58,7 @@ from opelab.ope.intervals import (
     interval_from_moments,
     poisson_sums,
     term_columns,
+    unique_terms,
 )
 
 QModel = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (observations (m, ...), steps (m,)) -> Q̂ (P, m, A)
@@ -219,11 +220,7 @@ def chunk_statistics(plan: StreamPlan, first: int, chunk: LoggedDataset, counts:
     inputs = chunk_inputs(chunk, plan.policies, plan.q_model)
     ctx = EstimationContext(chunk, inputs)
     stats = StreamStatistics(n=chunk.n_trajectories, n_steps=chunk.n_transitions, first=first, stop=first + chunk.n_trajectories)
-    terms: dict[Hashable, np.ndarray] = {}
-    for estimator in plan.estimators:
-        ctx.require(estimator.name, *estimator.requires)
-        for key, term in estimator.resampling_terms(ctx).items():
-            terms.setdefault(key, term)
+    terms = dict(unique_terms(plan.estimators, ctx))
     stats.per_step = {key for key, term in terms.items() if term.ndim == 3}
     if plan.second_pass:
         assert plan.means is not None
@@ -238,7 +235,8 @@ def chunk_statistics(plan: StreamPlan, first: int, chunk: LoggedDataset, counts:
             if not estimator.self_normalized:
                 stats.moments[estimator.name] = Moments.of(terms[(estimator, "values")])
     if counts is not None:
-        stats.boot, stats.boot_totals = poisson_sums(term_columns(plan.estimators, ctx), inputs.n_policies, first, counts)
+        columns = term_columns(terms.items(), chunk.n_trajectories, inputs.n_policies)  # the terms above, not recomputed
+        stats.boot, stats.boot_totals = poisson_sums(columns, inputs.n_policies, first, counts)
     return stats
 
 
@@ -325,13 +323,11 @@ def unit_statistics(plan: StreamPlan, source: Any, unit: Any, counts: PoissonCou
 
 
 def _run_units(plan: StreamPlan, source: Any, units: Sequence[Any], executor: str, address: str | None) -> StreamStatistics:
-    if executor == "local":
-        counts = _poisson_counts(plan)  # one generator for all units: its cached block is reused across them
-        results = [unit_statistics(plan, source, unit, counts) for unit in units]
-    elif executor == "ray":
+    if executor == "ray":  # checked by _runtime: "local" or "ray"
         results = _run_ray(plan, source, units, address)
     else:
-        raise StreamError(f"executor: expected 'local' or 'ray', found {executor!r}")
+        counts = _poisson_counts(plan)  # one generator for all units: its cached block is reused across them
+        results = [unit_statistics(plan, source, unit, counts) for unit in units]
     total = StreamStatistics()
     for stats in results:
         total.merge(stats)
@@ -478,7 +474,7 @@ def _check_stream_memory(
 def _evaluate(plan: StreamPlan, data: Any, units: list[Any], executor: str, address: str | None) -> EstimateTable:
     policies, q_model, chosen, spec, max_cells = plan.policies, plan.q_model, plan.estimators, plan.spec, plan.max_cells
     stats = _run_units(plan, data, units, executor, address)
-    if stats.n != (data.n_trajectories):
+    if stats.n != data.n_trajectories:
         raise StreamError(f"trajectories: expected {data.n_trajectories}, found {stats.n}")
     P = len(policies)
     one = np.array([float(stats.n)])
