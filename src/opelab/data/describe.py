@@ -229,15 +229,7 @@ def describe(
     if reference is not None:
         _check_reference(dataset.action_space, dataset.obs_shape, _obs_is_int(dataset), reference)
     options.check_tq()
-    source = _Chunked(
-        info=dataset.info,
-        behavior_policy=dataset.info.behavior_policy,
-        pscore_estimated=bool(dataset.info.pscore_estimated),
-        horizon=dataset.horizon,
-        obs_shape=dataset.obs_shape,
-        chunks=lambda: iter([(None, dataset)]),
-    )
-    return _summarise(source, reference, options)
+    return _summarise(_Chunked.of(dataset, lambda: iter([(None, dataset)])), reference, options)
 
 
 def describe_source(
@@ -266,8 +258,9 @@ def describe_source(
 
     A folder's files agree on the task, discount, action space and observation shape (``open_source`` checks
     it); its behavior policy is the files' names joined by ``" + "`` when they differ, and its propensities
-    count as estimated when any file's are. The streamed files' page checksums are verified, but not their
-    content digests (they cover the padded dataset at once; ``read_parquet`` checks them).
+    count as estimated when any file's are. The streamed files' page checksums and, in format 3 files, their
+    row-group digests are verified; a format 2 file's content digest is not (it covers the padded dataset at
+    once; ``read_parquet`` checks it).
 
     Raises:
         ValueError: as ``describe``; also for ``max_cells`` that is not a positive int.
@@ -283,14 +276,7 @@ def describe_source(
     options.check_tq()
     if isinstance(source, LoggedDataset):
         dataset = source
-        chunked = _Chunked(
-            info=dataset.info,
-            behavior_policy=dataset.info.behavior_policy,
-            pscore_estimated=bool(dataset.info.pscore_estimated),
-            horizon=dataset.horizon,
-            obs_shape=dataset.obs_shape,
-            chunks=lambda: ((None, chunk) for _, chunk in dataset_chunks(dataset, cells)),
-        )
+        chunked = _Chunked.of(dataset, lambda: ((None, chunk) for _, chunk in dataset_chunks(dataset, cells)))
     else:
         if isinstance(source, (str, os.PathLike)):
             source = open_source(source)
@@ -357,6 +343,12 @@ class _Chunked:
     horizon: int
     obs_shape: tuple[int, ...]
     chunks: Callable[[], Iterator[tuple[str | None, LoggedDataset]]]
+
+    @classmethod
+    def of(cls, dataset: LoggedDataset, chunks: Callable[[], Iterator[tuple[str | None, LoggedDataset]]]) -> _Chunked:
+        """An in-memory dataset read as ``chunks``."""
+        info = dataset.info
+        return cls(info, info.behavior_policy, bool(info.pscore_estimated), dataset.horizon, dataset.obs_shape, chunks)
 
 
 class _Tally:
