@@ -101,10 +101,10 @@ def measure(stage: str, n_transitions: int, n_trajectories: int, steps: int) -> 
     return result
 
 
-def in_fresh_process(*args: object) -> dict:
-    """Run ``measure`` in a spawned process, so that each peak RSS is that stage's own."""
+def in_fresh_process(*args: object, function=None) -> dict:  # type: ignore[no-untyped-def]
+    """Run ``function`` (default: ``measure``) in a spawned process, so that each peak RSS is that run's own."""
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(measure, *args).result()
+        return pool.submit(function or measure, *args).result()
 
 
 def main() -> None:

@@ -22,14 +22,11 @@ Data are written once to ``--data`` (default: a folder under the system's tempor
 from __future__ import annotations
 
 import argparse
-import json
-import multiprocessing
 import platform
 import resource
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -138,12 +135,9 @@ def measure(kind: str, folder: str, executor: str) -> dict:
     return result
 
 
-def in_fresh_process(*args: object) -> dict:
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(measure, *args).result()
-
-
 def main() -> None:
+    from scale import in_fresh_process
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bandit", type=float, nargs="*", default=[1e5, 1e6, 1e7, 1e8])
     parser.add_argument("--cartpole", type=float, nargs="*", default=[1e7])
@@ -161,7 +155,7 @@ def main() -> None:
         start = time.perf_counter()
         folder = write_folder(kind, n, args.data)
         written = time.perf_counter() - start
-        r = in_fresh_process(kind, str(folder), executor)
+        r = in_fresh_process(kind, str(folder), executor, function=measure)
         label = f"{kind} ({executor})" if kind == "cartpole" else kind
         fit = f"{r['fit_seconds']:.1f}" if "fit_seconds" in r else "–"
         rows.append(
