@@ -155,14 +155,8 @@ def evaluate(
             _evaluate_stream(data, candidates, named)
             return
         _check_memory(data, len(candidates), n_bootstrap if interval == "bootstrap" else 0, memory_limit)
-        truth = None
         with Stages() as stage:
-            if truth_rollouts:
-                from opelab.envs.rollouts import rollout_values
-
-                task_obj = learned_task(task or data.info.task, data.horizon, data.gamma, option="--task")
-                stage(f"ground truth ({truth_rollouts} rollouts of each of {len(candidates)} candidates on {task_obj.name})")
-                truth = rollout_values(task_obj, candidates, n_episodes=truth_rollouts, seed=seed)
+            truth = _truth(stage, data.info, data.horizon, candidates)
             stage(f"inputs ({q_function.replace('_', ' ')}{', ' + kernel + ' kernel' if not space.is_discrete else ''})")
             fqe = FQEConfig(n_steps=fqe_steps, n_iterations=fqe_iterations, seed=seed % 2**31)
             inputs = learned_inputs(
@@ -189,14 +183,8 @@ def evaluate(
         size = DataSize(1, 1, int(np.prod(source.obs_shape, dtype=np.int64)), space.n_actions, 1)
         chunk = DataSize(chunk_steps, 1, size.obs_size, space.n_actions, 1)  # a chunk's padded steps, as one-step rows
         check_memory(inputs_bytes(chunk, len(candidates)), f"a chunk of {chunk_steps} steps for {len(candidates)} policies", limit=limit)
-        truth = None
         with Stages() as stage:
-            if truth_rollouts:
-                from opelab.envs.rollouts import rollout_values
-
-                task_obj = learned_task(task or source.info.task, source.horizon, source.info.gamma, option="--task")
-                stage(f"ground truth ({truth_rollouts} rollouts of each of {len(candidates)} candidates on {task_obj.name})")
-                truth = rollout_values(task_obj, candidates, n_episodes=truth_rollouts, seed=seed)
+            truth = _truth(stage, source.info, source.horizon, candidates)
             q_model = None
             if q_function == "neural_fqe":
                 n_fit = min(fit_trajectories, source.n_trajectories)
@@ -223,6 +211,16 @@ def evaluate(
             f"{dataset}: {source.n_trajectories} trajectories on {source.info.task}, behavior {source.info.behavior_policy}, streamed{resampling}",
         )  # fmt: skip
         _finish(table, truth)
+
+    def _truth(stage: Any, info: Any, horizon: int, candidates: list[Any]) -> Any:
+        """With --truth-rollouts: each candidate's on-policy value ± its standard error; else None."""
+        if not truth_rollouts:
+            return None
+        from opelab.envs.rollouts import rollout_values
+
+        task_obj = learned_task(task or info.task, horizon, info.gamma, option="--task")
+        stage(f"ground truth ({truth_rollouts} rollouts of each of {len(candidates)} candidates on {task_obj.name})")
+        return rollout_values(task_obj, candidates, n_episodes=truth_rollouts, seed=seed)
 
     def _finish(table: Any, truth: Any) -> None:
         if truth is not None and len(table.policy_names) >= 2:
