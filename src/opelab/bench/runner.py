@@ -86,15 +86,14 @@ def task_rng(seed: int, task_id: str) -> np.random.Generator:
 
 
 def make_estimator(spec: EstimatorConfig):  # type: ignore[no-untyped-def]
-    """An estimator instance from its config; with a label other than its name, a subclass carrying it
-    (``EstimateTable`` names rows by the estimator's ``name``)."""
+    """An estimator instance from its config, named by its label (``EstimateTable`` names rows by the
+    estimator's ``name``)."""
     from opelab.ope.estimators import ESTIMATORS
 
-    cls = ESTIMATORS[spec.name]
+    estimator = ESTIMATORS[spec.name](**dict(spec.options))
     if spec.label != spec.name:
-        labelled = re.sub(r"\W", "_", spec.label)
-        cls = type(f"{cls.__name__}_{labelled}", (cls,), {"name": spec.label, "__doc__": cls.__doc__})
-    return cls(**dict(spec.options))
+        object.__setattr__(estimator, "name", spec.label)  # an instance attribute: the class keeps its registered name
+    return estimator
 
 
 @dataclass(frozen=True, eq=False)

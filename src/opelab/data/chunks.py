@@ -41,7 +41,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from opelab.data.dataset import ARRAY_FIELDS, FILL_VALUES, DatasetInfo, LoggedDataset
-from opelab.data.io import FIELDS, _READ_ERRORS, _check_columns, _corrupt_column, _metadata, _open, _to_numpy, check_row_group, trailing_shapes
+from opelab.data.io import FIELDS, OPTIONAL_COLUMNS, _READ_ERRORS, _check_columns, _corrupt_column, _metadata, _open, _to_numpy, check_row_group, trailing_shapes
 from opelab.data.validation import DatasetError, one_line
 from opelab.resources import DEFAULT_MAX_CELLS
 
@@ -340,7 +340,7 @@ def _emit(
         t = position[first_row:last_row]
         mask = np.zeros((k, h), dtype=bool)
         mask[i, t] = True
-        arrays: dict[str, Any] = {"behavior_action_probs": None}
+        arrays: dict[str, Any] = {FIELDS[column]: None for column in OPTIONAL_COLUMNS}
         for column, field_name in FIELDS.items():
             if column not in columns:
                 continue

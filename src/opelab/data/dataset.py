@@ -103,6 +103,18 @@ class DatasetInfo:
     """What a dataset is: the task it came from, its discount, action space and behavior policy.
 
     ``pscore_estimated`` records that ``behavior_pscore`` was estimated from the data rather than logged.
+
+    What bandit and ranking logs carry besides (all optional; see docs/architecture.md, "Bandit and ranking
+    logs"):
+        len_list        the number of positions (slots) of a list shown per round: a one-step log with a
+                        ``positions`` array, or the length of a slate
+        action_context  (n_actions, d) features of the actions (OBP's ``action_context``), e.g. the
+                        categorical embeddings that ``mips`` marginalises over
+        slate           True for ranking logs: one trajectory per round, step t = slot t of the list, ``gamma``
+                        1, ``behavior_pscore`` the probability of slot t's item given the items above it (so
+                        cumulative products are the cascade and the joint propensities) and
+                        ``behavior_marginal_pscore`` its probability at slot t marginally
+    They are written to JSON only when set, so datasets without them keep their digests and files.
     """
 
     task: str
@@ -111,6 +123,9 @@ class DatasetInfo:
     behavior_policy: str = "unknown"
     seed: int | None = None
     pscore_estimated: bool = False
+    len_list: int | None = None
+    action_context: tuple[tuple[float, ...], ...] | None = None
+    slate: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.task, str):
@@ -127,9 +142,34 @@ class DatasetInfo:
         object.__setattr__(self, "gamma", float(self.gamma))
         if self.seed is not None:
             object.__setattr__(self, "seed", int(self.seed))
+        if self.len_list is not None:
+            if not _is_int(self.len_list) or self.len_list < 1:
+                raise DatasetError(f"info.len_list: expected a positive int or None, found {self.len_list!r}")
+            object.__setattr__(self, "len_list", int(self.len_list))
+        if not isinstance(self.slate, (bool, np.bool_)):
+            raise DatasetError(f"info.slate: expected a bool, found {self.slate!r}")
+        object.__setattr__(self, "slate", bool(self.slate))
+        if self.slate and (self.len_list is None or not self.action_space.is_discrete):
+            raise DatasetError("info.slate: expected len_list and discrete actions for a ranking (slate) log, found "
+                               f"len_list={self.len_list!r}, action_space={self.action_space.type!r}")
+        if self.action_context is not None:
+            object.__setattr__(self, "action_context", _action_context(self.action_context, self.action_space))
+
+    @property
+    def action_features(self) -> np.ndarray | None:
+        """``action_context`` as a read-only (n_actions, d) float64 array, or None."""
+        if self.action_context is None:
+            return None
+        return freeze(np.array(self.action_context, dtype=np.float64))
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        raw = asdict(self)
+        for key, default in _OPTIONAL_INFO.items():  # unset bandit keys are left out: older digests stay valid
+            if raw[key] == default:
+                del raw[key]
+        if raw.get("action_context") is not None:
+            raw["action_context"] = [list(row) for row in raw["action_context"]]
+        return json.dumps(raw, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str | bytes) -> DatasetInfo:
@@ -147,7 +187,9 @@ class DatasetInfo:
         ``task``, ``gamma`` and ``action_space`` are required; unknown keys, bounds that are not lists of
         numbers and flags that are not booleans are refused, never coerced.
         """
-        check_keys(raw, where, required=("task", "gamma", "action_space"), optional=("behavior_policy", "seed", "pscore_estimated"))
+        check_keys(
+            raw, where, required=("task", "gamma", "action_space"), optional=("behavior_policy", "seed", "pscore_estimated", *_OPTIONAL_INFO)
+        )
         assert isinstance(raw, Mapping)
         space = raw["action_space"]
         check_keys(space, f"{where}.action_space", required=("type",), optional=("n_actions", "action_dim", "low", "high"))
@@ -158,22 +200,48 @@ class DatasetInfo:
             if bound is not None and (not isinstance(bound, list) or not all(_is_number(x) for x in bound)):
                 raise DatasetError(f"{where}.action_space.{key}: expected null or a list of numbers, found {bound!r}")
             bounds[key] = None if bound is None else tuple(float(x) for x in bound)
-        for key, kind in (("task", str), ("behavior_policy", str), ("pscore_estimated", bool)):
+        for key, kind in (("task", str), ("behavior_policy", str), ("pscore_estimated", bool), ("slate", bool)):
             if key in raw and not isinstance(raw[key], kind):
                 raise DatasetError(f"{where}.{key}: expected a {kind.__name__}, found {raw[key]!r}")
         if not _is_number(raw["gamma"]):
             raise DatasetError(f"{where}.gamma: expected a float in [0, 1], found {raw['gamma']!r}")
-        if raw.get("seed") is not None and not _is_int(raw["seed"]):
-            raise DatasetError(f"{where}.seed: expected an int or null, found {raw['seed']!r}")
+        for key in ("seed", "len_list"):
+            if raw.get(key) is not None and not _is_int(raw[key]):
+                raise DatasetError(f"{where}.{key}: expected an int or null, found {raw[key]!r}")
+        context = raw.get("action_context")
+        if context is not None and (
+            not isinstance(context, list) or not all(isinstance(row, list) and all(_is_number(x) for x in row) for row in context)
+        ):
+            raise DatasetError(f"{where}.action_context: expected null or a list of lists of numbers, found {one_line(repr(context))[:80]}")
         try:
             action_space = ActionSpace(
                 type=space["type"], n_actions=space.get("n_actions"), action_dim=space.get("action_dim"), **bounds
             )
-            fields = {key: raw[key] for key in ("behavior_policy", "seed", "pscore_estimated") if key in raw}
+            fields = {key: raw[key] for key in ("behavior_policy", "seed", "pscore_estimated", *_OPTIONAL_INFO) if key in raw}
             return cls(task=raw["task"], gamma=raw["gamma"], action_space=action_space, **fields)
         except DatasetError as error:  # the checks name "info.…"/"action_space.…"; say where they sit
             message = str(error)
             raise DatasetError(where + message[4:] if message.startswith("info.") else f"{where}.{message}") from None
+
+
+_OPTIONAL_INFO = {"len_list": None, "action_context": None, "slate": False}  # key -> default (left out of JSON)
+
+
+def _action_context(value: object, space: ActionSpace) -> tuple[tuple[float, ...], ...]:
+    """Action features as a tuple of equal-length tuples of finite floats, one row per action."""
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise DatasetError(f"info.action_context: expected an (n_actions, d) array of numbers, found {type(value).__name__}") from None
+    if array.ndim != 2 or array.shape[1] == 0:
+        raise DatasetError(f"info.action_context: expected an (n_actions, d) array, found shape {array.shape}")
+    if not space.is_discrete or array.shape[0] != space.n_actions:
+        raise DatasetError(
+            f"info.action_context: expected one row per action ({space.n_actions} discrete actions), found {array.shape[0]} rows"
+        )
+    if not np.isfinite(array).all():
+        raise DatasetError(f"info.action_context: expected finite values, found {array[~np.isfinite(array)][0]!r}")
+    return tuple(tuple(float(x) for x in row) for row in array)
 
 
 def _is_number(value: object) -> bool:
@@ -190,6 +258,9 @@ FILL_VALUES: Mapping[str, Any] = {
     "terminals": False,
     "behavior_pscore": 1.0,
     "behavior_action_probs": 0.0,
+    "positions": 0,
+    "behavior_log_pscore": 0.0,
+    "behavior_marginal_pscore": 1.0,
 }
 
 
@@ -206,6 +277,14 @@ class LoggedDataset:
         behavior_pscore        (n, H) float64, π_b(a_t | s_t): a probability in (0, 1] (discrete) or a
                                positive density (continuous)
         behavior_action_probs  (n, H, n_actions) float64 or None, π_b(· | s_t) (discrete only)
+        positions              (n, H) int64 or None, the slot in [0, info.len_list) at which the action was
+                               shown (one-step logs of lists, OBP's ``position``)
+        behavior_log_pscore    (n, H) float64 or None, log π_b(a_t | s_t) (≤ 0 for discrete actions): given,
+                               it is what the estimators' ratios use, so propensities that underflow float64
+                               (a generated sequence, a long slate) work; ``behavior_pscore`` must then equal
+                               its exp (and may be 0 where that underflows)
+        behavior_marginal_pscore  (n, H) float64 or None, ranking logs: the probability that slot t shows
+                               a_t, marginally over the slots above it (``iips``)
 
     Construction validates everything once and raises ``DatasetError`` naming the field, the expectation,
     the value found and the first bad index. The arrays are read-only views.
@@ -219,6 +298,9 @@ class LoggedDataset:
     behavior_pscore: np.ndarray
     info: DatasetInfo
     behavior_action_probs: np.ndarray | None = None
+    positions: np.ndarray | None = None
+    behavior_log_pscore: np.ndarray | None = None
+    behavior_marginal_pscore: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.info, DatasetInfo):
@@ -286,7 +368,8 @@ class LoggedDataset:
         for name in ARRAY_FIELDS:
             array = getattr(self, name)
             if array is None:
-                digest.update(f"\0{name}:none".encode())
+                if name not in BANDIT_FIELDS:  # added later: an absent one hashes nothing, so old digests hold
+                    digest.update(f"\0{name}:none".encode())
                 continue
             digest.update(f"\0{name}:{array.dtype.str}:{array.shape}\0".encode())
             digest.update(np.ascontiguousarray(array).data)
@@ -313,18 +396,17 @@ class LoggedDataset:
         if len(trajectories) == 0:
             raise DatasetError("trajectories: expected at least one trajectory, found 0")
         keys = ["observations", "actions", "rewards", "behavior_pscore"]
-        if "behavior_action_probs" in trajectories[0]:
-            keys.append("behavior_action_probs")
+        optional = ("behavior_action_probs", *BANDIT_FIELDS)
+        keys += [key for key in optional if key in trajectories[0]]
         columns: dict[str, list[np.ndarray]] = {key: [] for key in keys}
         lengths = []
         for i, traj in enumerate(trajectories):
             missing = [key for key in keys if key not in traj]
             if missing:
                 raise DatasetError(f"trajectories[{i}]: expected keys {keys} like trajectories[0], missing {missing}")
-            if "behavior_action_probs" in traj and "behavior_action_probs" not in keys:
-                raise DatasetError(
-                    f"trajectories[{i}]: has behavior_action_probs but trajectories[0] has none; give them for all or none"
-                )
+            for key in optional:
+                if key in traj and key not in keys:
+                    raise DatasetError(f"trajectories[{i}]: has {key} but trajectories[0] has none; give them for all or none")
             for key in keys:
                 columns[key].append(np.asarray(traj[key]))
             rewards = columns["rewards"][-1]
@@ -361,8 +443,8 @@ class LoggedDataset:
             terminals=terminals,
             mask=mask,
             behavior_pscore=pad("behavior_pscore"),
-            behavior_action_probs=pad("behavior_action_probs") if "behavior_action_probs" in columns else None,
             info=info,
+            **{key: pad(key) if key in columns else None for key in optional},
         )
 
     def to_parquet(self, path: str | Any, row_group_rows: int | None = None) -> None:
@@ -437,7 +519,11 @@ ARRAY_FIELDS = (
     "mask",
     "behavior_pscore",
     "behavior_action_probs",
+    "positions",
+    "behavior_log_pscore",
+    "behavior_marginal_pscore",
 )
+BANDIT_FIELDS = ("positions", "behavior_log_pscore", "behavior_marginal_pscore")  # optional, for bandit/ranking logs
 
 
 def _check_padding(name: str, array: np.ndarray, mask: np.ndarray) -> None:
@@ -569,11 +655,32 @@ def _validate_arrays(ds: LoggedDataset) -> dict[str, np.ndarray | None]:
         raise DatasetError(f"behavior_pscore: expected shape {(n, H)}, found {pscore.shape}")
     pscore = pscore.astype(np.float64, copy=False)
     check_finite("behavior_pscore", pscore)
+    log_pscore = ds.behavior_log_pscore
+    if log_pscore is not None:
+        log_pscore = np.asarray(log_pscore)
+        check_kind("behavior_log_pscore", log_pscore, "f")
+        if log_pscore.shape != (n, H):
+            raise DatasetError(f"behavior_log_pscore: expected shape {(n, H)}, found {log_pscore.shape}")
+        log_pscore = log_pscore.astype(np.float64, copy=False)
+        check_finite("behavior_log_pscore", log_pscore)
+        if space.is_discrete and (log_pscore > 0).any():
+            idx = first_index(log_pscore > 0)
+            raise DatasetError(f"behavior_log_pscore: expected log-probabilities <= 0, found {log_pscore[idx]!r} at index {format_index(idx)}")
+        with np.errstate(under="ignore"):
+            linear = np.exp(log_pscore)
+        bad = np.abs(pscore - linear) > 1e-9 * linear + 1e-300
+        if bad.any():
+            idx = first_index(bad)
+            raise DatasetError(
+                f"behavior_pscore: expected exp(behavior_log_pscore) = {linear[idx]!r}, found {pscore[idx]!r} at index {format_index(idx)}"
+            )
+    out["behavior_log_pscore"] = log_pscore
+    low_ok = (pscore == 0) & (log_pscore is not None)  # exp of a log-propensity that underflows float64
     if space.is_discrete:
-        bad = (pscore <= 0) | (pscore > 1)
+        bad = ((pscore <= 0) & ~low_ok) | (pscore > 1)
         expected = "probabilities in (0, 1]"
     else:
-        bad = pscore <= 0
+        bad = (pscore <= 0) & ~low_ok
         expected = "positive densities"
     if bad.any():
         idx = first_index(bad)
@@ -613,7 +720,43 @@ def _validate_arrays(ds: LoggedDataset) -> dict[str, np.ndarray | None]:
             )
     out["behavior_action_probs"] = probs
 
-    for name in ("observations", "actions", "rewards", "terminals", "behavior_pscore", "behavior_action_probs"):
+    positions = ds.positions
+    if positions is not None:
+        positions = np.asarray(positions)
+        check_kind("positions", positions, "iu", "an integer dtype")
+        if positions.shape != (n, H):
+            raise DatasetError(f"positions: expected shape {(n, H)}, found {positions.shape}")
+        if ds.info.len_list is None:
+            raise DatasetError("positions: given, but info.len_list (the number of slots) is None")
+        bad = mask & ((positions < 0) | (positions >= ds.info.len_list))
+        if bad.any():
+            idx = first_index(bad)
+            raise DatasetError(
+                f"positions: expected integers in [0, {ds.info.len_list - 1}] (info.len_list = {ds.info.len_list}), "
+                f"found {positions[idx]} at index {format_index(idx)}"
+            )
+        positions = positions.astype(np.int64, copy=False)
+    out["positions"] = positions
+
+    marginal = ds.behavior_marginal_pscore
+    if marginal is not None:
+        if not ds.info.slate:
+            raise DatasetError("behavior_marginal_pscore: given, but the dataset is not a ranking log (info.slate is False)")
+        marginal = np.asarray(marginal)
+        check_kind("behavior_marginal_pscore", marginal, "f")
+        if marginal.shape != (n, H):
+            raise DatasetError(f"behavior_marginal_pscore: expected shape {(n, H)}, found {marginal.shape}")
+        marginal = marginal.astype(np.float64, copy=False)
+        check_finite("behavior_marginal_pscore", marginal)
+        bad = (marginal <= 0) | (marginal > 1)
+        if bad.any():
+            idx = first_index(bad)
+            raise DatasetError(f"behavior_marginal_pscore: expected probabilities in (0, 1], found {marginal[idx]!r} at index {format_index(idx)}")
+    out["behavior_marginal_pscore"] = marginal
+    if ds.info.slate and H > ds.info.len_list:
+        raise DatasetError(f"mask: expected at most info.len_list = {ds.info.len_list} slots per ranking-log round, found horizon {H}")
+
+    for name in ("observations", "actions", "rewards", "terminals", "behavior_pscore", "behavior_action_probs", *BANDIT_FIELDS):
         if out[name] is not None:
             _check_padding(name, out[name], mask)
             out[name] = _canonical_padding(name, out[name], mask)

@@ -56,7 +56,7 @@ MAGIC = b"PAR1"
 # what pyarrow raises on a damaged file: its own errors, I/O errors and names that are not UTF-8
 _READ_ERRORS = (pa.ArrowException, OSError, UnicodeDecodeError)
 COLUMNS = ("trajectory", "step", "observation", "action", "reward", "terminal", "behavior_pscore")
-OPTIONAL_COLUMNS = ("behavior_action_probs",)
+OPTIONAL_COLUMNS = ("behavior_action_probs", "position", "behavior_log_pscore", "behavior_marginal_pscore")
 FIELDS = {  # column -> LoggedDataset field
     "observation": "observations",
     "action": "actions",
@@ -64,6 +64,9 @@ FIELDS = {  # column -> LoggedDataset field
     "terminal": "terminals",
     "behavior_pscore": "behavior_pscore",
     "behavior_action_probs": "behavior_action_probs",
+    "position": "positions",
+    "behavior_log_pscore": "behavior_log_pscore",
+    "behavior_marginal_pscore": "behavior_marginal_pscore",
 }
 
 
@@ -91,8 +94,10 @@ def _step_columns(dataset: LoggedDataset, first_trajectory: int = 0) -> dict[str
         "terminal": np.ascontiguousarray(dataset.terminals[traj, step]),
         "behavior_pscore": np.ascontiguousarray(dataset.behavior_pscore[traj, step]),
     }
-    if dataset.behavior_action_probs is not None:
-        columns["behavior_action_probs"] = np.ascontiguousarray(dataset.behavior_action_probs[traj, step])
+    for column in OPTIONAL_COLUMNS:
+        values = getattr(dataset, FIELDS[column])
+        if values is not None:
+            columns[column] = np.ascontiguousarray(values[traj, step])
     return columns
 
 
@@ -303,7 +308,7 @@ def _read(path: Path) -> LoggedDataset:
 
     info: DatasetInfo = meta["info"]
     trailing = trailing_shapes(info, meta["obs_shape"])
-    arrays: dict[str, np.ndarray | None] = {"behavior_action_probs": None}
+    arrays: dict[str, np.ndarray | None] = {FIELDS[column]: None for column in OPTIONAL_COLUMNS}
     for column, field_name in FIELDS.items():
         if column not in table.column_names:
             continue
@@ -462,6 +467,9 @@ def trailing_shapes(info: DatasetInfo, obs_shape: tuple[int, ...]) -> dict[str, 
         "terminal": (),
         "behavior_pscore": (),
         "behavior_action_probs": (space.n_actions,) if space.is_discrete else (),
+        "position": (),
+        "behavior_log_pscore": (),
+        "behavior_marginal_pscore": (),
     }
 
 
@@ -529,6 +537,13 @@ def _check_columns(table: pa.Table, meta: dict[str, Any]) -> None:
         expected["behavior_action_probs"] = (
             f"fixed-size lists of {space.n_actions} floats (n_actions={space.n_actions} in the metadata)", floating, space.n_actions
         )
+    for column, what, kind in (
+        ("position", "integers", integer),
+        ("behavior_log_pscore", "floats", floating),
+        ("behavior_marginal_pscore", "floats", floating),
+    ):
+        if column in names:
+            expected[column] = (what, kind, None)
     for column, (what, kind, width) in expected.items():
         column_type = table.schema.field(column).type
         if width is None:

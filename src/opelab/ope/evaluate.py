@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 
 from opelab.data import LoggedDataset
-from opelab.ope.estimators import ESTIMATORS, EstimationContext, PointEstimator, get_estimator
+from opelab.ope.estimators import EstimationContext, PointEstimator, get_estimator
+from opelab.ope.estimators.base import data_kind, default_estimators
 from opelab.ope.inputs import OPEInput
 from opelab.ope.intervals import IntervalSpec, confidence_intervals
 
@@ -86,8 +87,10 @@ def evaluate(
 ) -> EstimateTable:
     """Estimate every policy's value with each estimator.
 
-    By default every registered estimator runs whose inputs are present (e.g. the marginal estimators only
-    when ``inputs`` carry marginal weights); named estimators whose inputs are missing are an error.
+    By default every registered estimator meant for this kind of data runs whose inputs are present (e.g.
+    the marginal estimators only when ``inputs`` carry marginal weights; on one-step logs ``ipw``/``snipw``
+    instead of their trajectory names ``tis``/``pdis``/``sntis``/``snpdis``, see ``default_estimators``);
+    named estimators whose inputs are missing are an error.
 
     Estimators share one ``EstimationContext``, so ratios and their cumulative products are computed once.
     ``interval`` (``"bootstrap"``, ``"t"``, ``"hoeffding"`` or ``"bernstein"``; see ``opelab.ope.intervals``)
@@ -99,7 +102,7 @@ def evaluate(
     spec = None if interval is None else IntervalSpec(interval, alpha, n_bootstrap, seed, value_range, resampling)
     inputs.check_dataset(dataset)
     if estimators is None:  # every registered estimator whose inputs are present
-        chosen = [e for e in map(get_estimator, ESTIMATORS) if all(getattr(inputs, r) is not None for r in e.requires)]
+        chosen = default_estimators(data_kind(dataset.info, dataset.horizon), lambda e: all(getattr(inputs, r) is not None for r in e.requires))
     else:
         chosen = [get_estimator(e) for e in estimators]
     names = tuple(e.name for e in chosen)

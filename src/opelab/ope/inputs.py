@@ -11,6 +11,12 @@ Arrays (P policies, n trajectories, H horizon, A actions), aligned with a ``Logg
     marginal_weights        (P, n, H)  w_t(s_t, a_t) = d_t^π(s_t, a_t) / d_t^D(s_t, a_t) or None
     ground_truth       (P,)          true policy values, when known, with their standard error (0 if exact)
     cross_fit_folds    K when Q̂ and the marginal weights were cross-fitted (``build_inputs(n_folds=K)``)
+    eval_log_pscore    (P, n, H)     log π_e(a_t | s_t) (0 on padded steps) or None: given, the estimators form
+                                     every ratio in log space (``EstimationContext.step_ratio``), and
+                                     ``eval_pscore`` must be its exp (0 where that underflows)
+
+Arrays that do not depend on the policy (Q̂ of the logged action from one reward model) may be given as
+read-only broadcast views (``np.broadcast_to(q, (P, n, H))``): they are held as given, never copied per policy.
 """
 
 from __future__ import annotations
@@ -49,6 +55,7 @@ class OPEInput:
     ground_truth: np.ndarray | None = None
     ground_truth_se: np.ndarray | None = None
     cross_fit_folds: int | None = None  # K when Q̂ and the weights were cross-fitted over K folds
+    eval_log_pscore: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         names = tuple(self.policy_names)
@@ -67,6 +74,7 @@ class OPEInput:
             "initial_v_hat": shape[:2],
             "state_marginal_weights": shape,
             "marginal_weights": shape,
+            "eval_log_pscore": shape,
             "ground_truth": (P,),
             "ground_truth_se": (P,),
         }
@@ -86,6 +94,15 @@ class OPEInput:
                 raise OPEInputError(f"{name}: expected non-negative values, found {value[idx]!r} at index {format_index(idx)}")
         if self.ground_truth_se is not None and self.ground_truth is None:
             raise OPEInputError("ground_truth_se: given without ground_truth")
+        if self.eval_log_pscore is not None:
+            with np.errstate(under="ignore"):
+                linear = np.exp(self.eval_log_pscore)
+            bad = np.abs(self.eval_pscore - linear) > 1e-9 * linear + 1e-300
+            if bad.any():
+                idx = first_index(bad)
+                raise OPEInputError(
+                    f"eval_pscore: expected exp(eval_log_pscore) = {linear[idx]!r}, found {self.eval_pscore[idx]!r} at index {format_index(idx)}"
+                )
         probs = self.eval_action_probs
         if probs is not None:
             probs = np.asarray(probs, dtype=np.float64)
@@ -107,7 +124,7 @@ class OPEInput:
             )
         padded = ~dataset.mask
         if padded.any():
-            for name, fill in (("eval_pscore", 1.0), ("q_hat", 0.0), ("v_hat", 0.0)):
+            for name, fill in (("eval_pscore", 1.0), ("q_hat", 0.0), ("v_hat", 0.0), ("eval_log_pscore", 0.0)):
                 value = getattr(self, name)
                 if value is None:
                     continue

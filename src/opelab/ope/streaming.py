@@ -46,7 +46,8 @@ import numpy as np
 
 from opelab.data import LoggedDataset
 from opelab.data.chunks import DEFAULT_MAX_CELLS, ParquetSource, Unit, dataset_chunks, open_source, read_unit
-from opelab.ope.estimators import ESTIMATORS, EstimationContext, PointEstimator, get_estimator
+from opelab.ope.estimators import EstimationContext, PointEstimator, get_estimator
+from opelab.ope.estimators.base import data_kind, default_estimators
 from opelab.ope.estimators.base import safe_ratio
 from opelab.ope.estimators.point import PerDecisionFamily, SelfNormalizedTrajectoryIS
 from opelab.ope.evaluate import EstimateTable
@@ -384,10 +385,10 @@ def _run_ray(plan: StreamPlan, source: Any, units: Sequence[Any], address: str |
 # ---------------------------------------------------------------------------------------------- evaluate
 
 
-def _choose_estimators(estimators: Sequence[str | PointEstimator] | None, has_q: bool) -> list[PointEstimator]:
+def _choose_estimators(estimators: Sequence[str | PointEstimator] | None, has_q: bool, kind: str) -> list[PointEstimator]:
     available = set() if not has_q else set(STREAMABLE_INPUTS)
     if estimators is None:
-        return [e for e in map(get_estimator, ESTIMATORS) if set(e.requires) <= available and _streamable(e)]
+        return default_estimators(kind, lambda e: set(e.requires) <= available and _streamable(e))
     chosen = [get_estimator(e) for e in estimators]
     for estimator in chosen:
         missing = [r for r in estimator.requires if r not in available]
@@ -439,7 +440,6 @@ def evaluate_stream(
         raise OPEInputError("policies: expected at least one policy, found 0")
     if isinstance(unit_trajectories, bool) or not isinstance(unit_trajectories, int) or unit_trajectories < 1:
         raise StreamError(f"unit_trajectories: expected a positive int, found {unit_trajectories!r}")
-    chosen = tuple(_choose_estimators(estimators, q_model is not None))
     if isinstance(source, LoggedDataset):
         data: Any = source
         n = source.n_trajectories
@@ -447,6 +447,7 @@ def evaluate_stream(
     else:
         data = source if isinstance(source, ParquetSource) else open_source(source)
         units = list(data.units)
+    chosen = tuple(_choose_estimators(estimators, q_model is not None, data_kind(data.info, data.horizon)))
     _check_stream_memory(data.horizon, len(policies), chosen, spec, max_cells, memory_limit)
     plan = StreamPlan(tuple(policies), q_model, chosen, spec, max_cells)
     with _runtime(executor, address):

@@ -13,14 +13,16 @@ trajectories still alive at t estimates E_π_e[r_t | alive at t] instead of E_π
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Hashable
+import itertools
+from collections.abc import Callable, Hashable, Sequence
+import dataclasses
 from dataclasses import dataclass
 from functools import cached_property
 from typing import ClassVar
 
 import numpy as np
 
-from opelab.data import LoggedDataset
+from opelab.data import DatasetInfo, LoggedDataset
 from opelab.ope.inputs import OPEInput, OPEInputError
 
 
@@ -48,13 +50,30 @@ class EstimationContext:
         return self.dataset.returns
 
     @cached_property
+    def log_space(self) -> bool:
+        """True when log-propensities are given (``behavior_log_pscore`` or ``eval_log_pscore``): every ratio
+        is then exp(log π_e − log π_b), and cumulative ratios exp of cumulative sums, so propensities that
+        underflow float64 still give their ratio."""
+        return self.dataset.behavior_log_pscore is not None or self.inputs.eval_log_pscore is not None
+
+    def _log_step_ratio(self) -> np.ndarray:
+        with np.errstate(divide="ignore"):  # π_e = 0 gives log 0 = −inf and ratio 0
+            log_e = self.inputs.eval_log_pscore if self.inputs.eval_log_pscore is not None else np.log(self.inputs.eval_pscore)
+            log_b = self.dataset.behavior_log_pscore
+            return log_e - (np.log(self.dataset.behavior_pscore) if log_b is None else log_b)
+
+    @cached_property
     def step_ratio(self) -> np.ndarray:
         """w_t, (P, n, H); 1 on padded steps."""
+        if self.log_space:
+            return np.exp(self._log_step_ratio())
         return self.inputs.eval_pscore / self.dataset.behavior_pscore
 
     @cached_property
     def cumulative_ratio(self) -> np.ndarray:
         """W_t = Π_{t' ≤ t} w_t', (P, n, H)."""
+        if self.log_space:
+            return np.exp(np.cumsum(self._log_step_ratio(), axis=-1))
         return np.cumprod(self.step_ratio, axis=-1)
 
 
@@ -124,6 +143,26 @@ class PointEstimator(ABC):
     name: ClassVar[str]
     self_normalized: ClassVar[bool] = False
     requires: ClassVar[tuple[str, ...]] = ()
+    # the kinds of data (``data_kind``) ``evaluate`` runs it on when no estimators are named: "trajectories"
+    # (horizon > 1), "bandit" (one-step logs), "slate" (ranking logs); () for estimators that are only named
+    default_on: ClassVar[tuple[str, ...]] = ("trajectories", "bandit", "slate")
+    # dataclass fields that set the estimator's name: ``SwitchDR(lambda_=5.0).name == "switch_dr(lambda_=5.0)"``
+    option_names: ClassVar[tuple[str, ...]] = ()
+
+    def __post_init__(self) -> None:
+        self._label_options()
+
+    def _label_options(self) -> None:
+        """Record options that differ from their defaults in the instance's name, so several settings of one
+        estimator sit side by side in a table."""
+        changed = []
+        for f in dataclasses.fields(self):
+            if f.name in self.option_names:
+                value = getattr(self, f.name)
+                if f.default is dataclasses.MISSING or value != f.default:
+                    changed.append(f"{f.name}={value!r}")
+        if changed:
+            object.__setattr__(self, "name", f"{type(self).name}({', '.join(changed)})")
 
     @abstractmethod
     def trajectory_values(self, ctx: EstimationContext) -> np.ndarray:
@@ -218,16 +257,23 @@ class Registry(dict):  # type: ignore[type-arg]
         self[name] = cls
         return cls
 
-    def create(self, name_or_instance: object) -> object:
-        """An instance from a short name (default options), or the instance itself."""
+    def create(self, name_or_instance: object, **options: object) -> object:
+        """An instance from a short name (with ``options``, its dataclass fields), or the instance itself."""
         if isinstance(name_or_instance, self.base):
+            if options:
+                raise ValueError(f"options: given with an estimator instance ({name_or_instance!r}); pass its name instead")
             return name_or_instance
         try:
-            return self[name_or_instance]()
+            cls = self[name_or_instance]
         except (KeyError, TypeError):
             raise ValueError(
                 f"estimator: expected one of {sorted(self)} or a {self.base.__name__}, found {name_or_instance!r}"
             ) from None
+        accepted = [f.name for f in dataclasses.fields(cls) if f.init] if dataclasses.is_dataclass(cls) else []
+        unknown = [key for key in options if key not in accepted]
+        if unknown:
+            raise ValueError(f"options: expected options of {name_or_instance} among {accepted or 'none'}, found {unknown}")
+        return cls(**options)
 
 
 ESTIMATORS = Registry("estimator", PointEstimator)
@@ -238,6 +284,39 @@ def register_estimator(cls: type[PointEstimator]) -> type[PointEstimator]:
     return ESTIMATORS.register(cls)
 
 
-def get_estimator(name_or_estimator: str | PointEstimator) -> PointEstimator:
-    """An estimator instance from its short name (default options), or the instance itself."""
-    return ESTIMATORS.create(name_or_estimator)  # type: ignore[return-value]
+def get_estimator(name_or_estimator: str | PointEstimator, **options: object) -> PointEstimator:
+    """An estimator instance from its short name and options (OBP's names, e.g.
+    ``get_estimator("switch_dr", lambda_=10.0)``; the name records them), or the instance itself."""
+    return ESTIMATORS.create(name_or_estimator, **options)  # type: ignore[return-value]
+
+
+def estimator_grid(name: str, **grid: Sequence[object]) -> list[PointEstimator]:
+    """One estimator per combination of option values, e.g. ``estimator_grid("switch_dr", lambda_=[1, 10, 100])``;
+    their names record the options, so the whole grid goes into one ``evaluate`` call."""
+    if not grid:
+        raise ValueError(f"grid: expected at least one option with a list of values for {name}, found none")
+    keys = list(grid)
+    for key in keys:
+        if isinstance(grid[key], (str, bytes)) or not isinstance(grid[key], Sequence) or len(grid[key]) == 0:
+            raise ValueError(f"grid.{key}: expected a non-empty list of values, found {grid[key]!r}")
+    return [get_estimator(name, **dict(zip(keys, values))) for values in itertools.product(*(grid[k] for k in keys))]
+
+
+def data_kind(info: DatasetInfo, horizon: int) -> str:
+    """"slate" for ranking logs, "bandit" for other one-step logs, "trajectories" otherwise."""
+    if info.slate:
+        return "slate"
+    return "bandit" if horizon == 1 else "trajectories"
+
+
+def default_estimators(kind: str, available: Callable[[PointEstimator], bool]) -> list[PointEstimator]:
+    """The registered estimators ``evaluate`` runs when none are named: those meant for this kind of data
+    (``data_kind``, matched against each class's ``default_on``) whose inputs are ``available``, in
+    registration order."""
+    chosen = []
+    for cls in ESTIMATORS.values():
+        if kind in cls.default_on:
+            estimator = cls()
+            if available(estimator):
+                chosen.append(estimator)
+    return chosen

@@ -43,9 +43,11 @@ class _Marginal(PerDecisionFamily):
     """Shared body of the SM and SAM estimators; ``k`` is the SOPE spectrum's number of per-decision steps."""
 
     k: int = 0
+    default_on: ClassVar[tuple[str, ...]] = ("trajectories",)
     kind: ClassVar[str] = "sam"  # "sam": w_t(s, a); "sm": w_t(s) · w_t
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not isinstance(self.k, (int, np.integer)) or isinstance(self.k, bool) or self.k < 0:
             raise ValueError(f"k: expected a non-negative int (per-decision steps of the spectrum), found {self.k!r}")
 

@@ -50,6 +50,7 @@ class TrajectoryIS(PointEstimator):
     """Trajectory-wise importance sampling (Precup et al., 2000): V̂ = (1/n) Σ_i W_{i,H−1} G_i."""
 
     name = "tis"
+    default_on = ("trajectories",)
 
     def trajectory_values(self, ctx: EstimationContext) -> np.ndarray:
         return ctx.trajectory_ratio * ctx.returns
@@ -61,6 +62,7 @@ class SelfNormalizedTrajectoryIS(PointEstimator):
     """Self-normalised TIS: W_{i,H−1} replaced by W_{i,H−1} / ((1/n) Σ_j W_{j,H−1})."""
 
     name = "sntis"
+    default_on = ("trajectories",)
     self_normalized = True
 
     def trajectory_values(self, ctx: EstimationContext) -> np.ndarray:
@@ -172,6 +174,7 @@ class PerDecisionIS(_CumulativeRatio):
     """Per-decision importance sampling (Precup et al., 2000): V̂ = (1/n) Σ_i Σ_t γ^t W_{i,t} r_{i,t}."""
 
     name = "pdis"
+    default_on = ("trajectories",)
 
 
 @register_estimator
@@ -181,6 +184,7 @@ class DoublyRobust(_CumulativeRatio):
     V̂ = (1/n) Σ_i Σ_t γ^t [W_{i,t} (r_{i,t} − Q̂(s_{i,t}, a_{i,t})) + W_{i,t−1} V̂(s_{i,t})]."""
 
     name = "dr"
+    default_on = ("trajectories", "bandit")
     form = "dr"
     requires = ("q_hat", "v_hat")
 
@@ -191,6 +195,7 @@ class SelfNormalizedPerDecisionIS(_CumulativeRatio):
     """Self-normalised PDIS: W_{i,t} replaced by W_{i,t} / ((1/n) Σ_j W_{j,t}) at every step."""
 
     name = "snpdis"
+    default_on = ("trajectories",)
     self_normalized = True
 
 
@@ -200,6 +205,7 @@ class SelfNormalizedDoublyRobust(_CumulativeRatio):
     """Self-normalised DR: both W_t and W_{t−1} divided by their mean over trajectories at each step."""
 
     name = "sndr"
+    default_on = ("trajectories", "bandit")
     form = "dr"
     self_normalized = True
     requires = ("q_hat", "v_hat")
