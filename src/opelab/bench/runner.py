@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import importlib
 import math
-import re
 import time
 import traceback
 from collections.abc import Sequence
