@@ -30,6 +30,7 @@ import numpy as np
 from opelab.data import LoggedDataset
 from opelab.data.validation import check_finite, first_index, format_index, freeze, owned_readonly
 from opelab.policies import DiscretePolicy
+from opelab.policies.given import ActionDistribution, ActionDistributionError
 
 if TYPE_CHECKING:
     from opelab.ope.dice import DiceSettings
@@ -141,6 +142,37 @@ class OPEInput:
                 )
 
     @classmethod
+    def from_obp(
+        cls,
+        dataset: LoggedDataset,
+        action_dist: np.ndarray | Mapping[str, np.ndarray] | None = None,
+        estimated_rewards_by_reg_model: np.ndarray | None = None,
+        *,
+        evaluation_policy_pscore_cascade: np.ndarray | Mapping[str, np.ndarray] | None = None,
+        evaluation_policy_pscore_item_position: np.ndarray | Mapping[str, np.ndarray] | None = None,
+        keep_action_dist: bool = False,
+        ground_truth: Sequence[float] | np.ndarray | None = None,
+    ) -> OPEInput:
+        """Inputs from the arrays Open Bandit Pipeline's estimators take, under OBP's argument names.
+
+        One-step logs: ``action_dist`` (n, A, len_list) or (n, A) — one array, or a dict of policy name → array
+        (a single array is named ``"evaluation_policy"``); ``estimated_rewards_by_reg_model`` q̂(x, a, slot) of the
+        same shape, one array for every policy (it does not depend on the policy). Only what the estimators
+        read is kept: π_e of the logged action at the logged position, V̂(x) = Σ_a π_e(a | x) q̂(x, a) and q̂ of
+        the logged action, the last a broadcast view, not a copy per policy; the (n, A) distributions are
+        kept (``eval_action_probs``, for ``mips``) only with ``keep_action_dist``. Policies are processed one at
+        a time, so the peak is one policy's distribution at its logged positions.
+
+        Ranking logs (``dataset.info.slate``): ``evaluation_policy_pscore_cascade`` (OBP's flat
+        (n · len_list,) layout, or (n, len_list)), π_e of the logged top-t prefix, becomes the per-slot
+        conditional ``eval_pscore``; ``evaluation_policy_pscore_item_position`` gives the item-position
+        marginal ratios (``marginal_weights``) that ``iips`` reads.
+        """
+        if dataset.info.slate:
+            return _slate_from_obp(cls, dataset, evaluation_policy_pscore_cascade, evaluation_policy_pscore_item_position, ground_truth)
+        return _bandit_from_obp(cls, dataset, action_dist, estimated_rewards_by_reg_model, keep_action_dist, ground_truth)
+
+    @classmethod
     def from_scope_rl(cls, input_dict: Mapping[str, Mapping[str, Any]], dataset: LoggedDataset) -> OPEInput:
         """Convert SCOPE-RL's per-policy input dict (discrete actions).
 
@@ -169,6 +201,13 @@ def evaluation_action_probs(dataset: LoggedDataset, policies: Sequence[DiscreteP
     obs = dataset.observations[traj, step]
     out = np.zeros((len(policies), dataset.n_trajectories, dataset.horizon, A))
     for p, policy in enumerate(policies):
+        if isinstance(policy, ActionDistribution):
+            try:
+                given = policy.on_steps(dataset.n_trajectories, dataset.horizon, A, dataset.positions, dataset.mask)
+            except ActionDistributionError as error:
+                raise OPEInputError(f"policies[{p}]: {error}") from None
+            out[p] = np.where(dataset.mask[..., None], given, 0.0)
+            continue
         if not isinstance(policy, DiscretePolicy):
             raise OPEInputError(f"policies[{p}]: expected a DiscretePolicy (with n_actions and action_probs), found {type(policy).__name__}")
         if policy.n_actions != A:
@@ -334,6 +373,12 @@ def policy_tables(dataset: LoggedDataset, policies: Sequence[DiscretePolicy]) ->
     states = np.asarray(dataset.observations)
     if states.dtype.kind not in "iu" or states.ndim != 2:
         raise OPEInputError("policies: tabular policy tables need integer state observations of shape (n, H)")
+    given = [p.name for p in policies if isinstance(p, ActionDistribution)]
+    if given:
+        raise OPEInputError(
+            f"policies: tabular FQE and tabular weights need each policy on every state, but {given} are given only on the "
+            "logged steps (ActionDistribution); pass q_function='neural_fqe' (or 'regression' on one-step logs) and weights=None"
+        )
     S, H = int(states.max()) + 1, dataset.horizon
     grid_states, grid_steps = np.tile(np.arange(S), H), np.repeat(np.arange(H), S)
     return np.stack([np.asarray(p.action_probs(grid_states, grid_steps), dtype=np.float64).reshape(H, S, -1) for p in policies])
@@ -431,3 +476,142 @@ def _from_scope_rl(
         ground_truth=stacked([np.asarray(t) for t in truth], "on_policy_policy_value"),
         ground_truth_se=stacked([np.asarray(t) for t in truth_se], "on_policy_policy_value"),
     )
+
+
+def _named(value: np.ndarray | Mapping[str, np.ndarray] | None, key: str) -> dict[str, Any]:
+    if value is None:
+        raise OPEInputError(f"{key}: expected an array or a dict of policy name -> array, found None")
+    if isinstance(value, Mapping):
+        if len(value) == 0:
+            raise OPEInputError(f"{key}: expected at least one policy, found an empty dict")
+        return {str(name): array for name, array in value.items()}
+    return {"evaluation_policy": value}
+
+
+def _at_positions(array: np.ndarray, key: str, n: int, A: int, positions: np.ndarray | None) -> np.ndarray:
+    """An (n, A) or (n, A, L) array's (n, A) rows at the logged positions (a view when there is one position)."""
+    array = np.asarray(array, dtype=np.float64)
+    if array.ndim == 2:
+        array = array[:, :, None]
+    if array.ndim != 3 or array.shape[:2] != (n, A):
+        raise OPEInputError(f"{key}: expected shape (n_rounds, n_actions, len_list) = ({n}, {A}, L) or ({n}, {A}), found {array.shape}")
+    L = array.shape[2]
+    if positions is None or L == 1:
+        if L != 1:
+            raise OPEInputError(f"{key}: has len_list = {L} positions, but the dataset logs no positions")
+        if positions is not None and positions.max() > 0:
+            raise OPEInputError(f"{key}: has 1 position, but the dataset logs position {positions.max()}")
+        return array[:, :, 0]
+    if positions.max() >= L:
+        raise OPEInputError(f"{key}: has len_list = {L} positions, but the dataset logs position {positions.max()}")
+    return array[np.arange(n), :, positions]
+
+
+def _bandit_from_obp(
+    cls: type[OPEInput],
+    dataset: LoggedDataset,
+    action_dist: np.ndarray | Mapping[str, np.ndarray] | None,
+    q_model: np.ndarray | None,
+    keep_action_dist: bool,
+    ground_truth: Sequence[float] | np.ndarray | None,
+) -> OPEInput:
+    if dataset.horizon != 1 or not dataset.action_space.is_discrete:
+        raise OPEInputError(
+            f"dataset: expected a one-step log with discrete actions (horizon 1), found horizon {dataset.horizon}, "
+            f"{dataset.action_space.type} actions; use build_inputs for trajectories"
+        )
+    dists = _named(action_dist, "action_dist")
+    n, A = dataset.n_trajectories, dataset.action_space.n_actions
+    positions = None if dataset.positions is None else dataset.positions[:, 0]
+    actions = dataset.actions[:, 0].astype(np.intp)
+    rows = np.arange(n)
+    q_rows = None if q_model is None else _at_positions(q_model, "estimated_rewards_by_reg_model", n, A, positions)
+    if q_rows is not None:
+        check_finite("estimated_rewards_by_reg_model", q_rows, OPEInputError)
+    P = len(dists)
+    pscore = np.empty((P, n, 1))
+    v_hat = None if q_rows is None else np.empty((P, n, 1))
+    kept = np.empty((P, n, 1, A)) if keep_action_dist else None
+    for p, (name, dist) in enumerate(dists.items()):
+        key = f"action_dist[{name!r}]" if isinstance(action_dist, Mapping) else "action_dist"
+        at = _at_positions(dist, key, n, A, positions)
+        bad = ~np.isfinite(at) | (at < 0)
+        if bad.any():
+            idx = first_index(bad)
+            raise OPEInputError(f"{key}: expected finite non-negative probabilities, found {at[idx]!r} at (round, action) {format_index(idx)}")
+        sums = at.sum(axis=1)
+        if (np.abs(sums - 1.0) > 1e-6).any():
+            i = int(np.flatnonzero(np.abs(sums - 1.0) > 1e-6)[0])
+            raise OPEInputError(f"{key}: expected each round's probabilities (at its logged position) to sum to 1, found {sums[i]!r} in round {i}")
+        pscore[p, :, 0] = at[rows, actions]
+        if v_hat is not None:
+            v_hat[p, :, 0] = np.einsum("na,na->n", at, q_rows)
+        if kept is not None:
+            kept[p, :, 0] = at
+    q_hat = None
+    if q_rows is not None:
+        q_hat = np.broadcast_to(q_rows[rows, actions][None, :, None], (P, n, 1))  # one array for every policy
+    return cls(
+        policy_names=tuple(dists),
+        eval_pscore=freeze(pscore),
+        q_hat=q_hat,
+        v_hat=None if v_hat is None else freeze(v_hat),
+        initial_v_hat=None if v_hat is None else v_hat[:, :, 0],
+        eval_action_probs=None if kept is None else freeze(kept),
+        ground_truth=None if ground_truth is None else np.asarray(ground_truth, dtype=np.float64),
+        ground_truth_se=None if ground_truth is None else np.zeros(P),
+    )
+
+
+def _slate_from_obp(
+    cls: type[OPEInput],
+    dataset: LoggedDataset,
+    cascade: np.ndarray | Mapping[str, np.ndarray] | None,
+    item_position: np.ndarray | Mapping[str, np.ndarray] | None,
+    ground_truth: Sequence[float] | np.ndarray | None,
+) -> OPEInput:
+    n, L = dataset.n_trajectories, dataset.horizon
+    if not dataset.mask.all():
+        raise OPEInputError("dataset: expected every ranking-log round to fill all len_list slots")
+    cascades = _named(cascade, "evaluation_policy_pscore_cascade")
+    marginals = None if item_position is None else _named(item_position, "evaluation_policy_pscore_item_position")
+    if marginals is not None and list(marginals) != list(cascades):
+        raise OPEInputError(f"evaluation_policy_pscore_item_position: expected the policies {list(cascades)}, found {list(marginals)}")
+    if marginals is not None and dataset.behavior_marginal_pscore is None:
+        raise OPEInputError("evaluation_policy_pscore_item_position: given, but the dataset has no behavior_marginal_pscore")
+
+    def per_slot(value: np.ndarray, key: str) -> np.ndarray:
+        array = np.asarray(value, dtype=np.float64)
+        if array.shape not in ((n * L,), (n, L)):
+            raise OPEInputError(f"{key}: expected shape (n_rounds * len_list,) = ({n * L},) or {(n, L)}, found {array.shape}")
+        array = array.reshape(n, L)
+        bad = ~np.isfinite(array) | (array < 0) | (array > 1)
+        if bad.any():
+            idx = first_index(bad)
+            raise OPEInputError(f"{key}: expected probabilities in [0, 1], found {array[idx]!r} at (round, slot) {format_index(idx)}")
+        return array
+
+    pscore = np.empty((len(cascades), n, L))
+    weights = None if marginals is None else np.empty((len(cascades), n, L))
+    for p, name in enumerate(cascades):
+        key = "evaluation_policy_pscore_cascade" + (f"[{name!r}]" if isinstance(cascade, Mapping) else "")
+        top = per_slot(cascades[name], key)
+        if (np.diff(top, axis=1) > 1e-12 * top[:, :-1]).any():
+            raise OPEInputError(f"{key}: expected probabilities of top-t prefixes, non-increasing in t, found an increase")
+        previous = np.concatenate([np.ones((n, 1)), top[:, :-1]], axis=1)
+        pscore[p] = safe_divide(top, previous)
+        if weights is not None:
+            key = "evaluation_policy_pscore_item_position" + (f"[{name!r}]" if isinstance(item_position, Mapping) else "")
+            weights[p] = per_slot(marginals[name], key) / dataset.behavior_marginal_pscore
+    return cls(
+        policy_names=tuple(cascades),
+        eval_pscore=freeze(pscore),
+        marginal_weights=None if weights is None else freeze(weights),
+        ground_truth=None if ground_truth is None else np.asarray(ground_truth, dtype=np.float64),
+        ground_truth_se=None if ground_truth is None else np.zeros(len(cascades)),
+    )
+
+
+def safe_divide(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """numerator / denominator, 0 where the denominator is 0 (a prefix π_e never shows)."""
+    return np.divide(numerator, denominator, out=np.zeros_like(numerator), where=denominator > 0)

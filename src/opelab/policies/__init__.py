@@ -10,6 +10,7 @@ from opelab.policies.base import (
 )
 from opelab.policies.continuous import DeterministicPolicy, GaussianPolicy, TruncatedGaussianPolicy
 from opelab.policies.family import candidate_family
+from opelab.policies.given import ActionDistribution, ActionDistributionError
 from opelab.policies.heads import (
     CallableActionValues,
     EpsilonGreedyPolicy,
@@ -20,6 +21,8 @@ from opelab.policies.heads import (
 from opelab.policies.tabular import TabularPolicy, TabularQ
 
 __all__ = [
+    "ActionDistribution",
+    "ActionDistributionError",
     "ActionValues",
     "CallableActionValues",
     "CategoricalPolicy",
