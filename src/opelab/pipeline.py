@@ -134,7 +134,8 @@ def learned_inputs(
 ) -> OPEInput:
     """The estimators' inputs for learned candidates on vector observations.
 
-    Discrete actions: ``build_inputs`` with ``q_function`` (``"neural_fqe"``, ``"mql"`` or ``"none"``, which
+    Discrete actions: ``build_inputs`` with ``q_function`` (``"neural_fqe"``, ``"mql"``, ``"regression"`` (one-step
+    logs: a cross-fitted scikit-learn reward model) or ``"none"``, which
     leaves Q̂ out and with it DM and the DR family), marginal ``weights`` (None or a DICE setting, learned
     with ``minimax``) and ``n_folds`` cross-fitting. Continuous actions: neural FQE
     evaluated at each candidate's mean action μ(s) (``fit_fqe``), and importance ratios smoothed by ``kernel``
@@ -142,7 +143,7 @@ def learned_inputs(
     """
     from opelab.ope import build_continuous_inputs, fit_fqe, fqe_q_function
 
-    choices = ("neural_fqe", "mql", "none") if dataset.action_space.is_discrete else ("neural_fqe", "none")
+    choices = ("neural_fqe", "mql", "regression", "none") if dataset.action_space.is_discrete else ("neural_fqe", "none")
     if q_function not in choices:
         kind = dataset.action_space.type
         raise ValueError(f"q_function: expected one of {list(choices)} for {kind} actions, found {q_function!r}")

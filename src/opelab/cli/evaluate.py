@@ -25,7 +25,7 @@ from opelab.cli.tables import print_assessment, print_estimate_table
 from opelab.resources import DEFAULT_MAX_CELLS
 
 INTERVALS = ("bootstrap", "t", "hoeffding", "bernstein")
-Q_FUNCTIONS = ("neural_fqe", "mql", "none")
+Q_FUNCTIONS = ("neural_fqe", "mql", "regression", "none")
 
 
 def split_names(text: str | None) -> list[str] | None:
@@ -47,7 +47,10 @@ def _check_estimators(names: list[str] | None) -> None:
 @app.command()
 def evaluate(
     dataset: Path = typer.Argument(..., help="A logged dataset (Parquet), e.g. from `opelab collect`; with --stream also a folder of them."),
-    policy: list[Path] = typer.Option(..., help="A candidate's base policy (model file); repeat for several."),
+    policy: list[Path] = typer.Option([], help="A candidate's base policy (model file); repeat for several."),
+    action_dist: Path | None = typer.Option(
+        None, help="Candidates given as probabilities: a Parquet table with one list column of action probabilities per policy, one row per logged step (no model files)."
+    ),
     head: str | None = typer.Option(
         None, help="Head of every candidate: epsilon_greedy (default, discrete), softmax, greedy; gaussian (default, continuous), truncated_gaussian."
     ),
@@ -58,7 +61,9 @@ def evaluate(
     interval: str | None = typer.Option(None, help="Confidence intervals: bootstrap, t, hoeffding or bernstein."),
     alpha: float = typer.Option(0.05, min=1e-6, max=0.5, help="1 − level of the intervals."),
     n_bootstrap: int = typer.Option(1000, min=2, max=10**5, help="Bootstrap resamples (with --interval bootstrap)."),
-    q_function: str = typer.Option("neural_fqe", help="Q̂: neural_fqe, mql (discrete) or none (no DM / DR)."),
+    q_function: str | None = typer.Option(
+        None, help="Q̂: neural_fqe (default on trajectories), mql (discrete), regression (scikit-learn reward model; default on one-step logs) or none (no DM / DR)."
+    ),
     fqe_steps: int = typer.Option(100, min=1, max=10**6, help="Neural FQE: Adam steps per iteration."),
     fqe_iterations: int | None = typer.Option(None, min=1, max=10**5, help="Neural FQE: iterations (default: the horizon)."),
     kernel: str = typer.Option("gaussian", help="Continuous actions: kernel of the smoothed importance ratios."),
@@ -101,7 +106,7 @@ def evaluate(
             raise CLIError("--truth-rollouts: expected 0 or at least 2 (for a standard error), found 1")
         if interval is not None and interval not in INTERVALS:
             raise CLIError(f"--interval: expected one of {list(INTERVALS)}, found {interval!r}")
-        if q_function not in Q_FUNCTIONS:
+        if q_function is not None and q_function not in Q_FUNCTIONS:
             raise CLIError(f"--q-function: expected one of {list(Q_FUNCTIONS)}, found {q_function!r}")
         if kernel not in KERNELS:
             raise CLIError(f"--kernel: expected one of {sorted(KERNELS)}, found {kernel!r}")
@@ -126,6 +131,14 @@ def evaluate(
         else:
             data = read_dataset(dataset)
         space = data.info.action_space
+        q_kind = q_function or ("regression" if not stream and data.horizon == 1 and space.is_discrete else "neural_fqe")
+        if q_kind == "regression" and (data.horizon != 1 or not space.is_discrete):
+            raise CLIError(f"--q-function: expected regression only on one-step logs with discrete actions, found horizon {data.horizon}")
+        if action_dist is not None:
+            _evaluate_given(data, q_kind, named)
+            return
+        if not policy:
+            raise CLIError("--policy: expected at least one model file, or --action-dist with the candidates' probabilities, found neither")
         models = [load_model(path, trust_pickle=trust_pickle) for path in policy]
         for model, path in zip(models, policy):
             check_model(model, space, f"the dataset's, {data.info.task}", path)
@@ -150,17 +163,17 @@ def evaluate(
         if stream:
             if not space.is_discrete:
                 raise CLIError("--stream: expected a dataset with discrete actions, found continuous ones (kernel ratios need the whole data)")
-            if q_function == "mql":
-                raise CLIError("--q-function: expected neural_fqe or none with --stream, found 'mql'")
+            if q_kind in ("mql", "regression"):
+                raise CLIError(f"--q-function: expected neural_fqe or none with --stream, found {q_kind!r}")
             _evaluate_stream(data, candidates, named)
             return
         _check_memory(data, len(candidates), n_bootstrap if interval == "bootstrap" else 0, memory_limit)
         with Stages() as stage:
             truth = _truth(stage, data.info, data.horizon, candidates)
-            stage(f"inputs ({q_function.replace('_', ' ')}{', ' + kernel + ' kernel' if not space.is_discrete else ''})")
+            stage(f"inputs ({q_kind.replace('_', ' ')}{', ' + kernel + ' kernel' if not space.is_discrete else ''})")
             fqe = FQEConfig(n_steps=fqe_steps, n_iterations=fqe_iterations, seed=seed % 2**31)
             inputs = learned_inputs(
-                data, candidates, q_function=q_function, fqe=fqe, kernel=kernel, bandwidth=bandwidth, seed=seed,
+                data, candidates, q_function=q_kind, fqe=fqe, kernel=kernel, bandwidth=bandwidth, seed=seed,
                 ground_truth=None if truth is None else truth.values, ground_truth_se=None if truth is None else truth.standard_errors,
             )  # fmt: skip
             stage("estimate" + (f" ({interval} intervals)" if interval else ""))
@@ -169,6 +182,36 @@ def evaluate(
             table, truth, f"{dataset}: {data.n_trajectories} trajectories on {data.info.task}, behavior {data.info.behavior_policy}"
         )
         _finish(table, truth)
+
+    def _evaluate_given(data: Any, q_kind: str, named: list[str] | None) -> None:
+        """--action-dist: candidates read as probabilities on the logged steps."""
+        from opelab.ope import FQEConfig, evaluate as evaluate_table
+        from opelab.pipeline import learned_inputs
+        from opelab.policies.given import ActionDistributionError, read_action_dist
+
+        for flag, used in (
+            ("--policy", bool(policy)), ("--stream", stream), ("--truth-rollouts", truth_rollouts > 0),
+            ("--head", head is not None), ("--epsilon", bool(epsilon)), ("--temperature", bool(temperature)), ("--sigma", bool(sigma)),
+        ):  # fmt: skip
+            if used:
+                raise CLIError(f"{flag}: expected without --action-dist (the candidates are the table's columns), found both")
+        if not data.info.action_space.is_discrete:
+            raise CLIError("--action-dist: expected a dataset with discrete actions, found continuous ones")
+        try:
+            candidates = read_action_dist(action_dist, data)
+        except ActionDistributionError as error:
+            raise CLIError(f"--action-dist: {error}") from None
+        _check_memory(data, len(candidates), n_bootstrap if interval == "bootstrap" else 0, memory_limit)
+        with Stages() as stage:
+            stage(f"inputs ({q_kind.replace('_', ' ')})")
+            fqe = FQEConfig(n_steps=fqe_steps, n_iterations=fqe_iterations, seed=seed % 2**31)
+            inputs = learned_inputs(data, candidates, q_function=q_kind, fqe=fqe, seed=seed)
+            stage("estimate" + (f" ({interval} intervals)" if interval else ""))
+            table = evaluate_table(data, inputs, named, interval=interval, alpha=alpha, n_bootstrap=n_bootstrap, seed=seed)
+        print_estimate_table(
+            table, None, f"{dataset}: {data.n_trajectories} trajectories on {data.info.task}, behavior {data.info.behavior_policy}, {action_dist.name}"
+        )
+        _finish(table, None)
 
     def _evaluate_stream(source: Any, candidates: list[Any], named: list[str] | None) -> None:
         from opelab.data.chunks import head
@@ -186,7 +229,7 @@ def evaluate(
         with Stages() as stage:
             truth = _truth(stage, source.info, source.horizon, candidates)
             q_model = None
-            if q_function == "neural_fqe":
+            if q_kind == "neural_fqe":
                 n_fit = min(fit_trajectories, source.n_trajectories)
                 sample_size = DataSize(n_fit, source.horizon, size.obs_size, space.n_actions, 1)
                 check_memory(

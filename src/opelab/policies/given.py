@@ -17,11 +17,16 @@ methods that need π_e on every state.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from opelab.data.validation import first_index, format_index
+
+if TYPE_CHECKING:
+    from opelab.data import LoggedDataset
 
 
 class ActionDistributionError(ValueError):
@@ -84,3 +89,78 @@ class ActionDistribution:
             idx = first_index(bad)
             raise ActionDistributionError(f"{where}: expected rows summing to 1, found {sums[idx]!r} at (round, step) {format_index(idx)}")
         return out
+
+
+def write_action_dist(path: Any, policies: Sequence[ActionDistribution], dataset: LoggedDataset) -> None:
+    """Write evaluation policies' probabilities on ``dataset``'s logged steps as one Parquet table that
+    ``read_action_dist`` (and ``opelab evaluate --action-dist``) reads: columns ``trajectory``, ``step`` and
+    one fixed-size list of n_actions probabilities per policy, named by the policy, one row per logged step
+    in the dataset's order (at the logged position for (n, A, len_list) arrays)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    A = dataset.action_space.n_actions
+    traj, step = np.nonzero(dataset.mask)
+    columns: dict[str, pa.Array] = {"trajectory": pa.array(traj.astype(np.int64)), "step": pa.array(step.astype(np.int64))}
+    for policy in policies:
+        if policy.name in columns:
+            raise ActionDistributionError(f"name: expected policy names other than 'trajectory', 'step' and each other, found {policy.name!r} twice")
+        rows = policy.on_steps(dataset.n_trajectories, dataset.horizon, A, dataset.positions, dataset.mask)[traj, step]
+        columns[policy.name] = pa.FixedSizeListArray.from_arrays(pa.array(np.ascontiguousarray(rows, dtype=np.float64).reshape(-1)), A)
+    pq.write_table(pa.table(columns), path)
+
+
+def read_action_dist(path: Any, dataset: LoggedDataset) -> list[ActionDistribution]:
+    """Evaluation policies from a Parquet table of probabilities on ``dataset``'s logged steps (the layout of
+    ``write_action_dist``: one row per logged step in the dataset's order, a list column of n_actions
+    probabilities per policy, optional ``trajectory``/``step`` columns checked against the dataset). Nothing
+    in the file is executed; every malformed table is one ``ActionDistributionError`` naming the column."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if not dataset.action_space.is_discrete:
+        raise ActionDistributionError("dataset: expected discrete actions for policies given as probabilities, found continuous ones")
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError, UnicodeDecodeError) as error:
+        raise ActionDistributionError(f"{path}: expected a Parquet table of action probabilities, found a file that does not read ({error})".splitlines()[0]) from None
+    A = dataset.action_space.n_actions
+    traj, step = np.nonzero(dataset.mask)
+    if table.num_rows != len(traj):
+        raise ActionDistributionError(f"{path}: expected one row per logged step ({len(traj)}), found {table.num_rows} rows")
+    for key, expected in (("trajectory", traj), ("step", step)):
+        if key in table.column_names:
+            column = table[key]
+            if not pa.types.is_integer(column.type) or column.null_count:
+                raise ActionDistributionError(f"{path}: column {key!r}: expected integers without missing values, found {column.type}")
+            found = column.to_numpy()
+            if not np.array_equal(found, expected):
+                row = int(np.flatnonzero(found != expected)[0])
+                raise ActionDistributionError(
+                    f"{path}: column {key!r}: expected the dataset's logged steps in order, found {found[row]} at row {row} (expected {expected[row]})"
+                )
+    names = [c for c in table.column_names if c not in ("trajectory", "step")]
+    if not names:
+        raise ActionDistributionError(f"{path}: expected one column of probabilities per policy, found only {table.column_names}")
+    policies = []
+    for name in names:
+        column = table[name].combine_chunks()
+        kind = column.type
+        if not (pa.types.is_list(kind) or pa.types.is_fixed_size_list(kind) or pa.types.is_large_list(kind)) or not pa.types.is_floating(kind.value_type):
+            raise ActionDistributionError(f"{path}: column {name!r}: expected lists of {A} floats (one probability per action), found type {kind}")
+        if column.null_count or column.flatten().null_count:
+            raise ActionDistributionError(f"{path}: column {name!r}: expected no missing values, found some")
+        lengths = np.full(len(column), kind.list_size) if pa.types.is_fixed_size_list(kind) else np.diff(column.offsets.to_numpy())
+        if (lengths != A).any():
+            row = int(np.flatnonzero(lengths != A)[0])
+            raise ActionDistributionError(f"{path}: column {name!r}: expected {A} probabilities per row (n_actions), found {lengths[row]} at row {row}")
+        flat = column.flatten().to_numpy(zero_copy_only=False).astype(np.float64).reshape(len(traj), A)
+        dist = np.zeros((dataset.n_trajectories, dataset.horizon, A))
+        dist[traj, step] = flat
+        try:
+            policy = ActionDistribution(name, dist)
+            policy.on_steps(dataset.n_trajectories, dataset.horizon, A, None, dataset.mask)  # checks the rows
+        except ActionDistributionError as error:
+            raise ActionDistributionError(f"{path}: column {name!r}: {error}") from None
+        policies.append(policy)
+    return policies
