@@ -235,14 +235,21 @@ def build_inputs(
     fold_seed: int = 0,
     ground_truth: Sequence[float] | np.ndarray | None = None,
     ground_truth_se: Sequence[float] | np.ndarray | None = None,
+    model: Any = None,
 ) -> OPEInput:
     """Stack everything the estimators need for ``policies`` on ``dataset``.
+
+    ``policies`` are ``DiscretePolicy`` objects or ``ActionDistribution`` arrays of their probabilities on the
+    logged steps (``opelab.policies.given``).
 
     Q̂ comes from ``q_function``: ``"fqe"``, tabular fitted Q evaluation on the logged data
     (``opelab.ope.qfunction``), ``"neural_fqe"``, FQE with one torch network for all policies
     (``opelab.ope.fqe``, budget ``fqe``), or ``"mql"``, minimax Q-learning (``opelab.ope.minimax``); the
-    last two need the ``[rl]`` extra. ``"auto"`` is tabular FQE for integer states and neural FQE
-    otherwise — unless ``q_tables`` gives one Q table per policy,
+    last two need the ``[rl]`` extra; or ``"regression"`` on one-step logs, a reward model q̂(x, a) from
+    scikit-learn (``model``, default gradient boosting; ``opelab.ope.regression``), cross-fitted over
+    ``n_folds`` folds and stored once for all policies (``q_hat`` is a broadcast view). ``"auto"`` is tabular
+    FQE for integer states, ``"regression"`` for other one-step logs and neural FQE otherwise — unless
+    ``q_tables`` gives one Q table per policy,
     indexed ``[t, s, a]`` (shape (H, S, A)) or ``[s, a]`` (shape (S, A)), e.g. the exact Q-function of a
     tabular task.
 
@@ -269,21 +276,25 @@ def build_inputs(
     obs = np.asarray(dataset.observations)
     integer_states = obs.dtype.kind in "iu" and obs.ndim == 2
     if q_function == "auto":
-        q_function = "fqe" if integer_states else "neural_fqe"
+        q_function = "fqe" if integer_states else "regression" if dataset.horizon == 1 else "neural_fqe"
     if isinstance(weights, str) and weights == "auto":
-        weights = "tabular" if integer_states else None
+        weights = "tabular" if integer_states and q_function != "regression" else None
+    if model is not None and q_function != "regression":
+        raise OPEInputError(f"model: a scikit-learn reward model is used with q_function='regression', found q_function={q_function!r}")
     neural_w = isinstance(weights, DiceSettings) or (isinstance(weights, str) and weights in DICE_SETTINGS)
     if weights is not None and not isinstance(weights, FlowWeights) and weights != "tabular" and not neural_w:
         raise OPEInputError(
             f"weights: expected 'tabular', one of {sorted(DICE_SETTINGS)}, a DiceSettings, a FlowWeights or None, found {weights!r}"
         )
-    if q_function not in ("auto", "fqe", "neural_fqe", "mql"):
-        raise OPEInputError(f"q_function: expected 'auto', 'fqe', 'neural_fqe' or 'mql', found {q_function!r}")
+    if q_function not in ("auto", "fqe", "neural_fqe", "mql", "regression"):
+        raise OPEInputError(f"q_function: expected 'auto', 'fqe', 'neural_fqe', 'mql' or 'regression', found {q_function!r}")
     if ground_truth_se is not None and ground_truth is None:
         raise OPEInputError("ground_truth_se: given without ground_truth")
     probs = evaluation_action_probs(dataset, policies)
     actions = np.asarray(dataset.actions)
     pscore = np.where(dataset.mask, _gather(probs, actions), 1.0)
+    if q_function == "regression" and q_tables is None:
+        return _regression_inputs(dataset, policies, probs, pscore, weights, model, n_folds, fold_seed, ground_truth, ground_truth_se)
     fit_q, fit_w = q_tables is None and q_function == "fqe", isinstance(weights, str) and weights == "tabular"
     neural_q = q_tables is None and q_function in ("mql", "neural_fqe")
     tables = policy_tables(dataset, policies) if fit_q or fit_w else None
@@ -355,6 +366,42 @@ def build_inputs(
         cross_fit_folds=(  # only when every nuisance was
             n_folds if n_folds > 1 and (fit_q or neural_q) and (fit_w or neural_w) else None
         ),
+    )
+
+
+def _regression_inputs(
+    dataset: LoggedDataset,
+    policies: Sequence[Any],
+    probs: np.ndarray,
+    pscore: np.ndarray,
+    weights: Any,
+    model: Any,
+    n_folds: int,
+    fold_seed: int,
+    ground_truth: Sequence[float] | np.ndarray | None,
+    ground_truth_se: Sequence[float] | np.ndarray | None,
+) -> OPEInput:
+    """One-step logs with a scikit-learn reward model: q̂ once for every policy, V̂ = Σ_a π(a | x) q̂(x, a)."""
+    from opelab.ope.regression import fit_reward_model
+
+    if weights is not None:
+        raise OPEInputError(f"weights: expected None with q_function='regression' (one-step logs need no marginal weights), found {weights!r}")
+    fitted = fit_reward_model(dataset, model, n_folds, fold_seed)
+    q_hat, v_hat = fitted.q_and_v(probs)
+    return OPEInput(
+        policy_names=tuple(p.name for p in policies),
+        eval_pscore=freeze(pscore),
+        eval_action_probs=freeze(probs),
+        q_hat=q_hat,
+        v_hat=v_hat,
+        initial_v_hat=v_hat[:, :, 0],
+        ground_truth=None if ground_truth is None else np.asarray(ground_truth, dtype=np.float64),
+        ground_truth_se=(
+            None
+            if ground_truth is None
+            else np.zeros(len(policies)) if ground_truth_se is None else np.asarray(ground_truth_se, dtype=np.float64)
+        ),
+        cross_fit_folds=n_folds if n_folds > 1 else None,
     )
 
 
