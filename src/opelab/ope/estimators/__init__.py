@@ -1,4 +1,4 @@
-"""OPE estimators: the contract, the registry and the point estimators."""
+"""OPE estimators: the contract, the registry and the point estimators (trajectory, marginal, bandit and slate)."""
 
 from opelab.ope.estimators.base import (
     ESTIMATORS,
@@ -7,6 +7,22 @@ from opelab.ope.estimators.base import (
     get_estimator,
     register_estimator,
     self_normalize,
+)
+from opelab.ope.estimators.bandit import (
+    CascadeDR,
+    DoublyRobustOptimisticShrinkage,
+    IndependentIPS,
+    InverseProbabilityWeighting,
+    KernelDR,
+    KernelIPW,
+    MarginalizedIPS,
+    RewardInteractionIPS,
+    SelfNormalizedIPW,
+    SelfNormalizedMIPS,
+    SlateIPS,
+    SubgaussianDR,
+    SubgaussianIPW,
+    SwitchDR,
 )
 from opelab.ope.estimators.marginal import (
     DoubleRL,
@@ -29,19 +45,31 @@ from opelab.ope.estimators.point import (
     SelfNormalizedPerDecisionIS,
     SelfNormalizedTrajectoryIS,
     TrajectoryIS,
+    TransformedCumulativeRatio,
 )
 
 __all__ = [
-    "ESTIMATORS",
+    "CascadeDR",
     "DirectMethod",
     "DoubleRL",
     "DoublyRobust",
+    "DoublyRobustOptimisticShrinkage",
+    "ESTIMATORS",
     "EstimationContext",
+    "IndependentIPS",
+    "InverseProbabilityWeighting",
+    "KernelDR",
+    "KernelIPW",
+    "MarginalizedIPS",
     "PerDecisionIS",
     "PointEstimator",
+    "RewardInteractionIPS",
     "SelfNormalizedDoublyRobust",
+    "SelfNormalizedIPW",
+    "SelfNormalizedMIPS",
     "SelfNormalizedPerDecisionIS",
     "SelfNormalizedTrajectoryIS",
+    "SlateIPS",
     "StateActionMarginalDR",
     "StateActionMarginalIS",
     "StateActionMarginalSNDR",
@@ -50,7 +78,11 @@ __all__ = [
     "StateMarginalIS",
     "StateMarginalSNDR",
     "StateMarginalSNIS",
+    "SubgaussianDR",
+    "SubgaussianIPW",
+    "SwitchDR",
     "TrajectoryIS",
+    "TransformedCumulativeRatio",
     "get_estimator",
     "register_estimator",
     "self_normalize",

@@ -10,11 +10,13 @@ The per-decision family shares one skeleton: for a weight W_t on each step (and 
 
 and the self-normalised versions divide W_t (and W_{t−1}) by their mean over trajectories at each step.
 PDIS, DR, SNPDIS and SNDR take W_t = Π_{t' ≤ t} w_t'; the marginal estimators (``marginal.py``) plug in
-marginal importance weights.
+marginal importance weights. ``TransformedCumulativeRatio`` takes ŵ_t = f_λ(W_t) for a weight transform with an
+option λ: DR's clipping min(W_t, λ) here, and the Switch-DR, DR-OS and SG transforms of ``bandit.py``.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import ClassVar
@@ -177,16 +179,72 @@ class PerDecisionIS(_CumulativeRatio):
     default_on = ("trajectories",)
 
 
+def checked_option(estimator: str, option: str, value: object, low: float, high: float) -> float:
+    """``value`` as a float in [low, high], or a ValueError naming the estimator's option, the range and the value."""
+    message = f"{option}: expected a float in [{low}, {high}] for {estimator}, found {value!r}"
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(message)
+    number = float(value)
+    if not low <= number <= high:  # also refuses nan
+        raise ValueError(message)
+    return number
+
+
+@dataclass(frozen=True)
+class TransformedCumulativeRatio(_CumulativeRatio):
+    """The per-decision forms with a transformed cumulative ratio ŵ_t = f_λ(W_t) in both DR terms:
+
+        IS form:  Σ_t γ^t ŵ_t r_t        DR form:  Σ_t γ^t [ŵ_t (r_t − Q̂(s_t, a_t)) + ŵ_{t−1} V̂(s_t)],   ŵ_{−1} = 1.
+
+    Subclasses give ``transform`` (f_λ), the option's range and ``identity_at``, the λ at which f_λ is the
+    identity: there the estimator reads the plain cumulative ratios (shared with PDIS and DR), so it equals
+    the untransformed estimator bit for bit. At horizon 1 the DR form is the bandit estimator
+    V̂(x) + ŵ (r − Q̂(x, a)); beyond one step only the identity keeps it unbiased for every Q̂ (that needs
+    ŵ_t = ŵ_{t−1} w_t), so a transform trades that for a bounded weight.
+    """
+
+    lambda_: float = math.inf
+    option_names = ("lambda_",)
+    transform_name: ClassVar[str] = "clip"  # part of the memo key: estimators with one transform and λ share ŵ
+    identity_at: ClassVar[float] = math.inf
+    lambda_range: ClassVar[tuple[float, float]] = (0.0, math.inf)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "lambda_", checked_option(type(self).name, "lambda_", self.lambda_, *self.lambda_range))
+        super().__post_init__()
+
+    def transform(self, W: np.ndarray) -> np.ndarray:
+        """ŵ = f_λ(W), elementwise, (P, n, H)."""
+        raise NotImplementedError
+
+    def weight_key(self) -> Hashable:
+        if self.lambda_ == self.identity_at:
+            return super().weight_key()
+        return ("cumulative_ratio", self.transform_name, self.lambda_)
+
+    def weights(self, ctx: EstimationContext) -> np.ndarray:
+        if self.lambda_ == self.identity_at:
+            return ctx.cumulative_ratio
+        return self.transform(ctx.cumulative_ratio)
+
+
 @register_estimator
 @dataclass(frozen=True)
-class DoublyRobust(_CumulativeRatio):
+class DoublyRobust(TransformedCumulativeRatio):
     """Doubly robust (Jiang & Li, 2016; Thomas & Brunskill, 2016):
-    V̂ = (1/n) Σ_i Σ_t γ^t [W_{i,t} (r_{i,t} − Q̂(s_{i,t}, a_{i,t})) + W_{i,t−1} V̂(s_{i,t})]."""
+    V̂ = (1/n) Σ_i Σ_t γ^t [W_{i,t} (r_{i,t} − Q̂(s_{i,t}, a_{i,t})) + W_{i,t−1} V̂(s_{i,t})].
+
+    ``lambda_`` clips the weights, W_t → min(W_t, λ) in both terms (OBP's ``lambda_``; on one-step logs the
+    clipped DR of Dudík et al., 2014): bias for variance; λ = inf (the default) is the unclipped estimator.
+    """
 
     name = "dr"
     default_on = ("trajectories", "bandit")
     form = "dr"
     requires = ("q_hat", "v_hat")
+
+    def transform(self, W: np.ndarray) -> np.ndarray:
+        return np.minimum(W, self.lambda_)
 
 
 @register_estimator
