@@ -477,6 +477,27 @@ class LoggedDataset:
 
         return dataset_to_scope_rl(self)
 
+    @classmethod
+    def from_obp(
+        cls,
+        bandit_feedback: Mapping[str, Any],
+        *,
+        task: str | None = None,
+        behavior_policy: str | None = None,
+        len_list: int | None = None,
+    ) -> LoggedDataset:
+        """Convert the Open Bandit Pipeline's ``bandit_feedback`` dict, standard (a horizon-1 log) or slate (a
+        ranking log) (see ``opelab.data.obp``)."""
+        from opelab.data.obp import dataset_from_obp
+
+        return dataset_from_obp(bandit_feedback, task=task, behavior_policy=behavior_policy, len_list=len_list)
+
+    def to_obp(self) -> dict[str, Any]:
+        """The Open Bandit Pipeline's ``bandit_feedback`` dict of a one-step or ranking log (see ``opelab.data.obp``)."""
+        from opelab.data.obp import dataset_to_obp
+
+        return dataset_to_obp(self)
+
     def equals(self, other: LoggedDataset) -> bool:
         """Exact equality of every array (dtype, shape and values) and of the info."""
         if not isinstance(other, LoggedDataset) or self.info != other.info:
