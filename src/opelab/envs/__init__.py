@@ -1,6 +1,15 @@
 """Tasks: tabular MDPs with exact ground truth, gymnasium and synthetic batched tasks, a registry, vectorized
 data collection and on-policy ground truth."""
 
+from opelab.envs.bandit import (
+    PlackettLucePolicy,
+    SyntheticBandit,
+    SyntheticSlate,
+    bandit_inputs,
+    slate_inputs,
+    synthetic_bandit,
+    synthetic_slate,
+)
 from opelab.envs.collect import VectorTask, collect
 from opelab.envs.gym_tasks import (
     Acrobot,
@@ -17,11 +26,26 @@ from opelab.envs.returns import ReturnDistribution, exact_return_distribution
 from opelab.envs.rollouts import RolloutValues, rollout_values
 from opelab.envs.rtb import RealTimeBidding, RealTimeBiddingContinuous
 from opelab.envs.tabular import TabularMDP
-from opelab.envs.tasks import ALIASES, REGISTRY, TASKS, TaskSpec, chain, gridworld, list_tasks, make, random_task
+from opelab.envs.tasks import (
+    ALIASES,
+    BANDIT_TASKS,
+    REGISTRY,
+    SLATE_TASKS,
+    TASKS,
+    TaskSpec,
+    chain,
+    gridworld,
+    list_tasks,
+    make,
+    random_task,
+)
 
 __all__ = [
     "ALIASES",
+    "BANDIT_TASKS",
+    "PlackettLucePolicy",
     "REGISTRY",
+    "SLATE_TASKS",
     "TASKS",
     "Acrobot",
     "BatchTask",
@@ -36,9 +60,12 @@ __all__ = [
     "RecommendationContinuous",
     "ReturnDistribution",
     "RolloutValues",
+    "SyntheticBandit",
+    "SyntheticSlate",
     "TabularMDP",
     "TaskSpec",
     "VectorTask",
+    "bandit_inputs",
     "chain",
     "collect",
     "exact_return_distribution",
@@ -48,4 +75,7 @@ __all__ = [
     "mujoco_available",
     "random_task",
     "rollout_values",
+    "slate_inputs",
+    "synthetic_bandit",
+    "synthetic_slate",
 ]

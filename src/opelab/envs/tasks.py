@@ -8,6 +8,10 @@
   the left bank; swimming right against the current usually fails but leads to a large reward at the far
   end. Myopic policies stay left; far-sighted ones swim right.
 
+- ``bandit``, ``bandit_continuous``, ``bandit_embeddings``, ``bandit_positions``: contextual bandits over a
+  finite context set (``opelab.envs.bandit.synthetic_bandit``); ``slate``, ``slate_cascade``: Plackett–Luce
+  rankings with independent or cascade clicks (``synthetic_slate``). Their exact values are finite sums.
+
 ``REGISTRY`` (a ``TaskSpec`` per name: kind, action type, default horizon and gamma) lists these and the
 gymnasium, MuJoCo and synthetic tasks; ``make(name, **options)`` builds any of them.
 """
@@ -16,11 +20,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Literal
 
 import numpy as np
 
-from opelab.envs import gym_tasks, recsys, rtb
+from opelab.envs import bandit, gym_tasks, recsys, rtb
 from opelab.envs.tabular import TabularMDP
 
 DEFAULT_GRID = (
@@ -147,6 +152,20 @@ TASKS: dict[str, Callable[..., TabularMDP]] = {
 }
 """The tabular tasks (exact ground truth by dynamic programming). ``REGISTRY`` lists every task."""
 
+BANDIT_TASKS: dict[str, Callable[..., bandit.SyntheticBandit]] = {
+    "bandit": partial(bandit.synthetic_bandit, name="bandit"),
+    "bandit_continuous": partial(bandit.synthetic_bandit, reward_type="continuous", name="bandit_continuous"),
+    "bandit_embeddings": partial(bandit.synthetic_bandit, n_embedding_categories=3, name="bandit_embeddings"),
+    "bandit_positions": partial(bandit.synthetic_bandit, len_list=3, name="bandit_positions"),
+}
+"""One-step contextual bandits with exact truth (``opelab.envs.bandit``); options go to ``synthetic_bandit``."""
+
+SLATE_TASKS: dict[str, Callable[..., bandit.SyntheticSlate]] = {
+    "slate": partial(bandit.synthetic_slate, name="slate"),
+    "slate_cascade": partial(bandit.synthetic_slate, reward_structure="cascade", name="slate_cascade"),
+}
+"""Ranking bandits (4 items, 3 slots) with exact truth by enumeration; options go to ``synthetic_slate``."""
+
 TaskKind = Literal["tabular", "gym", "mujoco", "synthetic"]
 
 
@@ -154,7 +173,8 @@ TaskKind = Literal["tabular", "gym", "mujoco", "synthetic"]
 class TaskSpec:
     """A registered task: how to build it and what it is.
 
-    ``kind`` is ``tabular`` (exact ground truth), ``gym`` (gymnasium classic control, numpy), ``mujoco``
+    ``kind`` is ``tabular`` (exact ground truth: finite MDPs by dynamic programming, and the finite-context
+    bandits and slates of ``opelab.envs.bandit`` by exact sums), ``gym`` (gymnasium classic control, numpy), ``mujoco``
     (gymnasium MuJoCo; needs ``extra``) or ``synthetic`` (industry-style simulators). ``horizon`` and
     ``gamma`` are the defaults that ``make(name)`` uses; ``source`` names the gymnasium id or the model.
     """
@@ -173,6 +193,21 @@ _SPECS = (
     TaskSpec("gridworld", "tabular", "discrete", 20, 0.95, gridworld, "slippery maze with a goal and a pit"),
     TaskSpec("chain", "tabular", "discrete", 20, 0.95, chain, "river swim (Strehl & Littman, 2008)"),
     TaskSpec("random", "tabular", "discrete", 15, 0.9, random_task, "random 10-state, 3-action MDP"),
+    TaskSpec("bandit", "tabular", "discrete", 1, 1.0, BANDIT_TASKS["bandit"], "contextual bandit, 20 contexts, 10 actions, binary rewards"),
+    TaskSpec(
+        "bandit_continuous", "tabular", "discrete", 1, 1.0, BANDIT_TASKS["bandit_continuous"],
+        "contextual bandit, linear rewards + Gaussian noise",
+    ),
+    TaskSpec(
+        "bandit_embeddings", "tabular", "discrete", 1, 1.0, BANDIT_TASKS["bandit_embeddings"],
+        "contextual bandit, rewards through 3 action-embedding categories",
+    ),
+    TaskSpec(
+        "bandit_positions", "tabular", "discrete", 1, 1.0, BANDIT_TASKS["bandit_positions"],
+        "contextual bandit, item shown at one of 3 slots (position bias 1/(1+slot))",
+    ),
+    TaskSpec("slate", "tabular", "discrete", 3, 1.0, SLATE_TASKS["slate"], "Plackett-Luce rankings of 3 of 4 items, independent clicks"),
+    TaskSpec("slate_cascade", "tabular", "discrete", 3, 1.0, SLATE_TASKS["slate_cascade"], "Plackett-Luce rankings, cascade clicks"),
     TaskSpec("cartpole", "gym", "discrete", 200, 0.99, gym_tasks.CartPole, "CartPole-v1"),
     TaskSpec("acrobot", "gym", "discrete", 500, 0.99, gym_tasks.Acrobot, "Acrobot-v1"),
     TaskSpec("mountaincar", "gym", "discrete", 200, 0.99, gym_tasks.MountainCar, "MountainCar-v0"),
