@@ -9,9 +9,10 @@ from ope_reference import reference_estimate
 
 from opelab.envs import collect
 from opelab.ope import ESTIMATORS, OPEInput, OPEInputError, build_inputs, evaluate, get_estimator
+from opelab.ope.estimators.base import applicable
 from opelab.ope.estimators import EstimationContext, PointEstimator, self_normalize
 
-ALL = sorted(ESTIMATORS)
+ALL = sorted(applicable("trajectories", "discrete"))  # the cases here are discrete trajectories
 BACKBONE = ["dm", "dr", "pdis", "sndr", "snpdis", "sntis", "tis"]
 IMPORTANCE = ["tis", "pdis", "sntis", "snpdis"]
 

@@ -132,5 +132,5 @@ def test_fqe_rejects_bad_input(tabular_case):
         FQEConfig(time_encoding="sin")
     with pytest.raises(ValueError, match="n_steps: expected a positive int, found 0"):
         FQEConfig(n_steps=0)
-    with pytest.raises(OPEInputError, match="q_function: expected 'auto', 'fqe', 'neural_fqe' or 'mql'"):
+    with pytest.raises(OPEInputError, match="q_function: expected 'auto', 'fqe', 'neural_fqe', 'mql' or 'regression'"):
         build_inputs(ds, evals, q_function="nfqe")

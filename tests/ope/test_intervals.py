@@ -10,10 +10,13 @@ from scipy import stats
 
 from opelab.data import LoggedDataset
 from opelab.envs import TabularMDP, collect
-from opelab.ope import ESTIMATORS, OPEInput, build_inputs, evaluate, get_estimator
+from opelab.ope import OPEInput, build_inputs, evaluate, get_estimator
+from opelab.ope.estimators.base import applicable
 from opelab.ope.estimators import EstimationContext
 from opelab.ope.intervals import IntervalSpec, bootstrap_counts, mean_interval
 from opelab.policies import SoftmaxPolicy, TabularQ
+
+TRAJECTORY_ESTIMATORS = sorted(applicable("trajectories", "discrete"))  # the cases here are discrete trajectories
 
 
 def _resample(ds: LoggedDataset, inputs: OPEInput, idx: np.ndarray) -> tuple[LoggedDataset, OPEInput]:
@@ -43,7 +46,7 @@ def _resample(ds: LoggedDataset, inputs: OPEInput, idx: np.ndarray) -> tuple[Log
     return sub, sub_inputs
 
 
-@pytest.mark.parametrize("name", sorted(ESTIMATORS))
+@pytest.mark.parametrize("name", TRAJECTORY_ESTIMATORS)
 def test_resampled_estimates_equal_estimates_on_explicit_resamples(name, variable_length_case):
     """The count-weighted bootstrap shortcut (incl. renormalisation for SN estimators) is exact."""
     task, _, evals, ds = variable_length_case
@@ -199,7 +202,7 @@ def test_interval_values_average_to_the_estimate(variable_length_case):
     task, _, evals, ds = variable_length_case
     inputs = build_inputs(ds, evals, n_folds=2)
     ctx = EstimationContext(ds, inputs)
-    for name in sorted(ESTIMATORS):
+    for name in TRAJECTORY_ESTIMATORS:
         est = get_estimator(name)
         np.testing.assert_allclose(est.interval_values(ctx).mean(axis=1), est.estimate(ctx), rtol=1e-10, atol=1e-12, err_msg=name)
 
@@ -232,7 +235,7 @@ def _all_point_estimators() -> list:
     from opelab.ope.estimators.marginal import spectrum
 
     blends = [spectrum("sam_sndr", 1), spectrum("sm_snis", 2), spectrum("sam_is", 3)]
-    return [get_estimator(name) for name in sorted(ESTIMATORS)] + blends
+    return [get_estimator(name) for name in TRAJECTORY_ESTIMATORS] + blends
 
 
 def test_bootstrap_estimates_equal_a_reference_loop_over_resamples(variable_length_case, monkeypatch):

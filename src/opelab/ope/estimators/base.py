@@ -146,6 +146,9 @@ class PointEstimator(ABC):
     # the kinds of data (``data_kind``) ``evaluate`` runs it on when no estimators are named: "trajectories"
     # (horizon > 1), "bandit" (one-step logs), "slate" (ranking logs); () for estimators that are only named
     default_on: ClassVar[tuple[str, ...]] = ("trajectories", "bandit", "slate")
+    # the kinds of data it is defined on (a subset of the three; e.g. ``mips`` only on one-step logs)
+    applies_to: ClassVar[tuple[str, ...]] = ("trajectories", "bandit", "slate")
+    action_types: ClassVar[tuple[str, ...]] = ("discrete", "continuous")  # e.g. ("continuous",) for kernel ratios
     # dataclass fields that set the estimator's name: ``SwitchDR(lambda_=5.0).name == "switch_dr(lambda_=5.0)"``
     option_names: ClassVar[tuple[str, ...]] = ()
 
@@ -300,6 +303,11 @@ def estimator_grid(name: str, **grid: Sequence[object]) -> list[PointEstimator]:
         if isinstance(grid[key], (str, bytes)) or not isinstance(grid[key], Sequence) or len(grid[key]) == 0:
             raise ValueError(f"grid.{key}: expected a non-empty list of values, found {grid[key]!r}")
     return [get_estimator(name, **dict(zip(keys, values))) for values in itertools.product(*(grid[k] for k in keys))]
+
+
+def applicable(kind: str, action_type: str) -> list[str]:
+    """Names of the registered estimators defined on this kind of data (``data_kind``) and action type."""
+    return [name for name, cls in ESTIMATORS.items() if kind in cls.applies_to and action_type in cls.action_types]
 
 
 def data_kind(info: DatasetInfo, horizon: int) -> str:
