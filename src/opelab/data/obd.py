@@ -47,6 +47,11 @@ LOG_COLUMNS = ("timestamp", "item_id", "position", "click", "propensity_score")
 USER_FEATURES = tuple(f"user_feature_{k}" for k in range(4))
 
 
+def _shown(value: object) -> str:
+    """``repr`` of a table cell, numpy scalars as the Python numbers they hold."""
+    return repr(value.item() if isinstance(value, np.generic) else value)
+
+
 def _read_csv(path: Path) -> Any:
     import pandas as pd
 
@@ -81,7 +86,7 @@ def _numbers(path: Path, frame: Any, name: str) -> np.ndarray:
     bad = ~np.isfinite(values)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        raise DatasetError(f"{path}: column {name!r}: expected finite numbers, found {frame[name].iloc[row]!r} at row {row}")
+        raise DatasetError(f"{path}: column {name!r}: expected finite numbers, found {_shown(frame[name].iloc[row])} at row {row}")
     return values
 
 
@@ -90,7 +95,7 @@ def _integers(path: Path, frame: Any, name: str, low: int, high: int) -> np.ndar
     bad = (values != np.floor(values)) | (values < low) | (values > high)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        raise DatasetError(f"{path}: column {name!r}: expected integers in [{low}, {high}], found {frame[name].iloc[row]!r} at row {row}")
+        raise DatasetError(f"{path}: column {name!r}: expected integers in [{low}, {high}], found {_shown(frame[name].iloc[row])} at row {row}")
     return values.astype(np.int64)
 
 
@@ -138,7 +143,7 @@ def read_open_bandit_dataset(
     bad = stamps.isna().to_numpy()
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        raise DatasetError(f"{log_path}: column 'timestamp': expected dates and times, found {log['timestamp'].iloc[row]!r} at row {row}")
+        raise DatasetError(f"{log_path}: column 'timestamp': expected dates and times, found {_shown(log['timestamp'].iloc[row])} at row {row}")
     actions = _integers(log_path, log, "item_id", 0, n_items - 1)
     positions = _integers(log_path, log, "position", 1, LEN_LIST) - 1
     clicks = _numbers(log_path, log, "click")

@@ -42,6 +42,11 @@ _SHOWN_COLUMNS = 30  # a missing column's error lists at most this many of the t
 _MAX_INT = 2**53  # integers beyond what a float64 column holds exactly are refused
 
 
+def _shown(value: object) -> str:
+    """``repr`` of a table cell, numpy scalars as the Python numbers they hold."""
+    return repr(value.item() if isinstance(value, np.generic) else value)
+
+
 def read_table(table: Any) -> Any:
     """A pandas DataFrame from a DataFrame, or a ``.csv`` / ``.parquet`` (``.pq``) file."""
     import pandas as pd
@@ -105,7 +110,7 @@ class _Table:
             bad = converted.isna().to_numpy()
             if bad.any():
                 row = int(np.flatnonzero(bad)[0])
-                raise DatasetError(f"{self._where(name, role)}: expected numbers, found {series.iloc[row]!r} at row {row}")
+                raise DatasetError(f"{self._where(name, role)}: expected numbers, found {_shown(series.iloc[row])} at row {row}")
             series = converted
         values = series.to_numpy(dtype=np.float64)
         bad = ~np.isfinite(values)
@@ -141,7 +146,7 @@ class _Table:
         bad = ~np.isin(values, (0.0, 1.0))
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
-            raise DatasetError(f"{self._where(name, role)}: expected 0/1 or true/false, found {series.iloc[row]!r} at row {row}")
+            raise DatasetError(f"{self._where(name, role)}: expected 0/1 or true/false, found {_shown(series.iloc[row])} at row {row}")
         return values == 1.0
 
     def ids(self, name: str, role: str) -> np.ndarray:
