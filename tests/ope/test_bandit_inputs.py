@@ -238,3 +238,8 @@ def test_default_estimators_follow_the_kind_of_data():
     two = _two_step()
     inputs = OPEInput(policy_names=("e",), eval_pscore=np.full((1, 1, 2), 0.5))
     assert evaluate(two, inputs).estimator_names == ("tis", "sntis", "pdis", "snpdis")
+
+
+def test_bandit_fields_ride_along_through_scope_rl():
+    ds, _ = _bandit()
+    assert LoggedDataset.from_scope_rl(ds.to_scope_rl()).equals(ds)

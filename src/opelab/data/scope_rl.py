@@ -13,7 +13,8 @@ exactly that padding; data that continues after ``done`` (an environment reset i
 refused with a ``DatasetError`` rather than silently glued into one trajectory.
 
 Fields without a SCOPE-RL key travel as follows: ``dataset_id`` carries the seed (0 when there is none),
-``behavior_action_probs`` (when present) rides along under that extra key, and the whole ``DatasetInfo``
+``behavior_action_probs``, ``positions``, ``behavior_log_pscore`` and ``behavior_marginal_pscore`` (when present)
+ride along under those extra keys, and the whole ``DatasetInfo``
 (task, gamma, action bounds, ``pscore_estimated``) under the extra key ``opelab_info`` as JSON; SCOPE-RL
 ignores keys it does not know. For a dict without ``opelab_info`` (one SCOPE-RL made), ``gamma`` (default
 1.0, SCOPE-RL's own default) and ``task`` (default ``"scope-rl"``) are arguments of ``from_scope_rl``;
@@ -28,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from opelab.data.dataset import FILL_VALUES, ActionSpace, DatasetInfo, LoggedDataset
+from opelab.data.dataset import BANDIT_FIELDS, FILL_VALUES, ActionSpace, DatasetInfo, LoggedDataset
 from opelab.data.validation import DatasetError, first_index
 
 OPELAB_INFO_KEY = "opelab_info"
@@ -76,6 +77,9 @@ def dataset_to_scope_rl(dataset: LoggedDataset) -> dict[str, Any]:
     out[OPELAB_INFO_KEY] = dataset.info.to_json()
     if dataset.behavior_action_probs is not None:
         out["behavior_action_probs"] = np.array(dataset.behavior_action_probs).reshape(size, space.n_actions)
+    for name in BANDIT_FIELDS:  # no SCOPE-RL keys either: they ride along under their own names
+        if getattr(dataset, name) is not None:
+            out[name] = np.array(getattr(dataset, name)).reshape(size)
     return out
 
 
@@ -153,6 +157,12 @@ def dataset_from_scope_rl(
     if "behavior_action_probs" in d:
         probs = steps("behavior_action_probs")
         arrays["behavior_action_probs"] = probs.reshape(n, H, *probs.shape[1:])
+    for name in BANDIT_FIELDS:
+        if name in d:
+            values = steps(name)
+            if values.ndim != 1:
+                raise DatasetError(f"{name}: expected shape ({size},), found {values.shape}")
+            arrays[name] = values.reshape(n, H)
     for name, values in arrays.items():
         if values is None:
             continue
