@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from scipy.special import log_ndtr, softmax
+from threadpoolctl import threadpool_limits
 
 from opelab.data import ActionSpace, DatasetError, DatasetInfo, LoggedDataset
 from opelab.data.behavior import estimate_pscores, fit_behavior_policy, fit_softmax_regression
@@ -17,6 +18,13 @@ from opelab.ope import build_inputs, evaluate
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ope"))
 from ope_cases import policies_for, small_task  # noqa: E402
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Small fits: the OpenMP threads of the boosted trees only contend with each other on a shared machine."""
+    with threadpool_limits(1):
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -127,6 +135,71 @@ def test_float_observations_use_standardised_features():
     assert error.mean() < 0.02 and error.max() < 0.1
 
 
+def one_step_discrete(actions: np.ndarray, n_actions: int, obs: np.ndarray | None = None) -> LoggedDataset:
+    """One-step logs of ``actions`` with placeholder pscores (ones) and 1-D float contexts."""
+    n = len(actions)
+    obs = np.linspace(-1.0, 1.0, n) if obs is None else obs
+    return LoggedDataset(
+        observations=obs.reshape(n, 1, -1),
+        actions=actions[:, None],
+        rewards=np.zeros((n, 1)),
+        terminals=np.zeros((n, 1), dtype=bool),
+        mask=np.ones((n, 1), dtype=bool),
+        behavior_pscore=np.ones((n, 1)),
+        info=DatasetInfo("one-step", 1.0, ActionSpace.discrete(n_actions)),
+    )
+
+
+@pytest.mark.parametrize("method", ["logistic", "gradient_boosting"])
+def test_actions_absent_from_a_fold_get_the_floor(method):
+    """Action 3 is never logged and action 2 only in the first half of the rounds: a fold fit without them
+    maps predict_proba's columns to their actions and gives the missing ones the floor."""
+    rng = np.random.default_rng(0)
+    actions = rng.integers(0, 2, 200)
+    actions[:5] = 2
+    ds = one_step_discrete(actions, n_actions=4)
+    est = estimate_pscores(ds, method=method, n_folds=2, fold_seed=0, min_probability=1e-6)
+    probs = est.behavior_action_probs[:, 0]
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0)
+    np.testing.assert_allclose(probs[:, 3], 1e-6 / (1 + 1e-6 * (probs[:, 3] > 0)), rtol=1e-3)  # floored, renormalised
+    np.testing.assert_array_equal(est.behavior_pscore[:, 0], probs[np.arange(len(actions)), actions])
+    from opelab.data.behavior import fold_indices
+
+    for train, test in fold_indices(len(actions), 2, 0):
+        if not (actions[train] == 2).any():
+            np.testing.assert_allclose(probs[test, 2], probs[test, 3])  # both unseen: both at the floor
+    single = estimate_pscores(one_step_discrete(np.full(10, 1), n_actions=3), method=method)
+    np.testing.assert_allclose(single.behavior_action_probs[:, 0, 1], 1 - 2e-8 / (1 + 2e-8), rtol=1e-12)
+
+
+def _sample_actions(rng: np.random.Generator, probs: np.ndarray) -> np.ndarray:
+    return (rng.random(len(probs))[:, None] > probs.cumsum(axis=1)).sum(axis=1)
+
+
+@pytest.mark.parametrize("options", [dict(calibration="sigmoid"), dict(calibration="isotonic")])
+def test_calibrated_logistic_recovers_the_behavior_probabilities(options):
+    rng = np.random.default_rng(2)
+    obs = rng.standard_normal((6000, 2))
+    truth = softmax(obs @ np.array([[1.5, -1.0, 0.0], [0.0, 1.0, -1.0]]), axis=1)
+    est = estimate_pscores(one_step_discrete(_sample_actions(rng, truth), 3, obs), n_folds=2, **options)
+    error = np.abs(est.behavior_action_probs[:, 0] - truth)
+    assert error.mean() < 0.05, error.mean()
+    assert est.info.pscore_estimated
+
+
+def test_gradient_boosting_fits_a_behavior_policy_that_is_not_log_linear():
+    """π_b(· | s) is constant on the four quadrants of s: a step function that trees fit and a linear logit
+    cannot."""
+    rng = np.random.default_rng(3)
+    obs = rng.standard_normal((6000, 2))
+    table = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8], [0.2, 0.7, 0.1], [0.6, 0.1, 0.3]])
+    truth = table[2 * (obs[:, 0] > 0) + (obs[:, 1] > 0)]
+    ds = one_step_discrete(_sample_actions(rng, truth), 3, obs)
+    boosted = np.abs(estimate_pscores(ds, method="gradient_boosting", n_folds=2).behavior_action_probs[:, 0] - truth)
+    linear = np.abs(estimate_pscores(ds, n_folds=2).behavior_action_probs[:, 0] - truth)
+    assert boosted.mean() < 0.08 and boosted.mean() < 0.5 * linear.mean(), (boosted.mean(), linear.mean())
+
+
 # ------------------------------------------------------------------------------------------ continuous
 def test_conditional_gaussian_recovers_the_behavior_density():
     ds = continuous_dataset(20_000)
@@ -184,9 +257,9 @@ def test_info_written_before_the_field_existed_still_loads():
 def test_clear_errors(tabular):
     _, _, ds = tabular
     small = ds.subset(np.arange(10))
-    with pytest.raises(DatasetError, match="method: expected 'logistic' for discrete actions, found 'gaussian'"):
+    with pytest.raises(DatasetError, match="method: expected 'logistic' or 'gradient_boosting' for discrete actions, found 'gaussian'"):
         estimate_pscores(small, method="gaussian")
-    with pytest.raises(DatasetError, match="method: expected 'auto', 'logistic' or 'gaussian', found 'knn'"):
+    with pytest.raises(DatasetError, match="method: expected 'auto', 'logistic', 'gradient_boosting' or 'gaussian', found 'knn'"):
         estimate_pscores(small, method="knn")
     with pytest.raises(DatasetError, match=r"n_folds: expected an int in \[1, n_trajectories = 10\], found 11"):
         estimate_pscores(small, n_folds=11)
@@ -200,3 +273,11 @@ def test_clear_errors(tabular):
         estimate_pscores(small, features=lambda obs, steps: obs.astype(float))
     with pytest.raises(DatasetError, match="dataset: expected a LoggedDataset, found dict"):
         estimate_pscores({})
+    with pytest.raises(DatasetError, match="method: expected 'gaussian' for continuous actions, found 'gradient_boosting'"):
+        estimate_pscores(continuous_dataset(20), method="gradient_boosting")
+    with pytest.raises(DatasetError, match="calibration: expected None, 'sigmoid' or 'isotonic' for discrete actions, found 'platt'"):
+        estimate_pscores(small, calibration="platt")
+    with pytest.raises(DatasetError, match="calibration: expected None, 'sigmoid' or 'isotonic' for discrete actions, found 'sigmoid' for continuous"):
+        estimate_pscores(continuous_dataset(20), calibration="sigmoid")
+    with pytest.raises(DatasetError, match="calibration: expected at least 3 logged steps of every logged action"):
+        estimate_pscores(one_step_discrete(np.array([0, 0, 0, 1, 2, 2, 2]), n_actions=3), calibration="sigmoid")

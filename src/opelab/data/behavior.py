@@ -12,15 +12,24 @@ flattened and standardised with the logged mean and standard deviation (constant
 one-hot step columns appended otherwise. A ``features(observations, steps) -> (m, k)`` callable replaces all
 of these.
 
-Discrete actions: multinomial logistic regression (softmax regression),
+Discrete actions: a scikit-learn classifier of the action given x(s), π̂(· | s) = ``predict_proba``. By default
+(``method="logistic"``) multinomial logistic regression (softmax regression),
 
     π̂(a | s) = exp(x(s)ᵀ β_a + b_a) / Σ_a' exp(x(s)ᵀ β_a' + b_a'),
     minimise  −Σ_i log π̂(a_i | s_i) + (λ / 2) ‖β‖²      (intercepts b unpenalised),
 
-by L-BFGS (``scipy.optimize``) with the analytic gradient Xᵀ(P̂ − Y) + λβ. It is calibrated in the large: at
-the optimum the intercept's score equation gives Σ_i π̂(a | s_i) = #{i: a_i = a} for every action, and with
-one-hot states (and λ → 0) π̂(a | s) is the empirical frequency of a in state s. One-hot fits run on the
-(state, action) count table, so their cost does not grow with the number of transitions.
+fit by ``sklearn.linear_model.LogisticRegression`` (L-BFGS, C = 1/λ; with two logged actions sklearn fits the
+single difference β_1 − β_0, whose penalty is twice the symmetric one, so C = 2/λ gives the same optimum).
+It is calibrated in the large: at the optimum the intercept's score equation gives
+Σ_i π̂(a | s_i) = #{i: a_i = a} for every action, and with one-hot states (and λ → 0) π̂(a | s) is the
+empirical frequency of a in state s. One-hot fits run on the (state, action) count table (sample weights), so
+their cost does not grow with the number of transitions.
+
+``method="gradient_boosting"`` fits ``HistGradientBoostingClassifier`` (``l2`` its ``l2_regularization``,
+early stopping on a 10% validation split, ``random_state`` 0) on the transitions instead, for behavior
+policies that are not log-linear in x(s). ``calibration="sigmoid"`` or ``"isotonic"`` wraps either in
+``CalibratedClassifierCV`` (3-fold, on the transitions). An action that a fit never saw (absent from its
+training folds) gets probability 0, hence the floor ``min_probability`` of ``estimate_pscores``.
 
 Continuous actions: a conditional Gaussian with a linear mean and one variance per dimension,
 a_j | s ~ N(x(s)ᵀ β_j + b_j, σ_j²), dimensions independent, fit by (ridge-stabilised) least squares and the
@@ -41,17 +50,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
+from scipy import sparse
 from scipy.optimize import minimize
-from scipy.special import log_ndtr, log_softmax
+from scipy.special import log_ndtr
 
 from opelab.data.dataset import LoggedDataset
 from opelab.data.validation import DatasetError, freeze
 
 Features = Callable[[np.ndarray, np.ndarray], np.ndarray]
-Method = Literal["auto", "logistic", "gaussian"]
+Method = Literal["auto", "logistic", "gradient_boosting", "gaussian"]
+Calibration = Literal["sigmoid", "isotonic"]
+CLASSIFIERS = ("logistic", "gradient_boosting")
 LOG_SQRT_2PI = 0.5 * np.log(2 * np.pi)
 
 
@@ -115,17 +127,24 @@ class FeatureMap:
 
 # ---------------------------------------------------------------------------------------------- models
 @dataclass(frozen=True)
-class SoftmaxBehavior:
-    """A fitted multinomial logistic regression π̂(a | s) (module docstring)."""
+class ClassifierBehavior:
+    """A fitted classifier π̂(a | s) (module docstring): ``predict_proba``'s columns placed at their actions,
+    0 for actions the fit never saw. ``classifier`` is None when a single action (``only_action``) was logged."""
 
     features: FeatureMap
-    coef: np.ndarray  # (k, A)
-    intercept: np.ndarray  # (A,)
+    classifier: Any
+    n_actions: int
+    only_action: int = 0
 
     def action_probs(self, observations: np.ndarray, steps: np.ndarray) -> np.ndarray:
         """π̂(· | s), shape (m, A)."""
-        logits = self.features(observations, steps) @ self.coef + self.intercept
-        return np.exp(log_softmax(logits, axis=1))
+        x = self.features(observations, steps)
+        out = np.zeros((len(x), self.n_actions))
+        if self.classifier is None:
+            out[:, self.only_action] = 1.0
+        else:
+            out[:, np.asarray(self.classifier.classes_, dtype=np.intp)] = self.classifier.predict_proba(x)
+        return out
 
 
 @dataclass(frozen=True)
@@ -158,30 +177,49 @@ class GaussianBehavior:
 
 
 def fit_softmax_regression(x: np.ndarray, actions: np.ndarray, n_actions: int, l2: float) -> tuple[np.ndarray, np.ndarray]:
-    """(β (k, A), b (A,)) minimising −Σ_i log softmax(x_i β + b)[a_i] + (λ/2)‖β‖² (module docstring)."""
-    m, k = x.shape
-    Y = np.zeros((m, n_actions))
-    Y[np.arange(m), actions] = 1.0
-    return _fit_softmax(x, Y, np.ones(m), n_actions, l2)
+    """(β (k, A), b (A,)) minimising −Σ_i log softmax(x_i β + b)[a_i] + (λ/2)‖β‖² (module docstring), by
+    ``LogisticRegression``; actions absent from ``actions`` get β_a = 0 and b_a = −inf."""
+    coef, intercept = np.zeros((x.shape[1], n_actions)), np.full(n_actions, -np.inf)
+    classifier = _fit_classifier("logistic", x, np.asarray(actions), None, l2, None)
+    if classifier is None:
+        intercept[actions[0]] = 0.0
+        return coef, intercept
+    classes = classifier.classes_
+    if len(classes) == 2:  # sklearn's binary model holds the difference of the two logits: split it evenly
+        half_coef, half_intercept = classifier.coef_[0] / 2, classifier.intercept_[0] / 2
+        coef[:, classes] = np.stack([-half_coef, half_coef], axis=1)
+        intercept[classes] = [-half_intercept, half_intercept]
+    else:
+        coef[:, classes], intercept[classes] = classifier.coef_.T, classifier.intercept_
+    return coef, intercept
 
 
-def _fit_softmax(x: np.ndarray, Y: np.ndarray, weights: np.ndarray, A: int, l2: float) -> tuple[np.ndarray, np.ndarray]:
-    """Weighted rows: ``Y`` (r, A) holds action counts per row, ``weights`` (r,) their totals."""
-    k = x.shape[1]
+def _fit_classifier(
+    method: str, x: Any, labels: np.ndarray, weights: np.ndarray | None, l2: float, calibration: Calibration | None
+) -> Any:
+    """A fitted scikit-learn classifier of ``labels`` (actions) on rows ``x`` (dense or sparse) with sample
+    ``weights``; None when a single action is logged (nothing to fit)."""
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.linear_model import LogisticRegression
 
-    def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
-        coef, intercept = theta[: k * A].reshape(k, A), theta[k * A :]
-        logp = log_softmax(x @ coef + intercept, axis=1)
-        loss = -(Y * logp).sum() + 0.5 * l2 * (coef**2).sum()
-        residual = np.exp(logp) * weights[:, None] - Y  # ∂/∂logits of the NLL
-        grad = np.concatenate([(x.T @ residual + l2 * coef).ravel(), residual.sum(axis=0)])
-        return float(loss), grad
-
-    counts = Y.sum(axis=0)
-    start = np.concatenate([np.zeros(k * A), np.log(np.maximum(counts, 0.5) / counts.sum())])
-    result = minimize(objective, start, jac=True, method="L-BFGS-B", options={"maxiter": 2000, "gtol": 1e-8})
-    theta = result.x
-    return theta[: k * A].reshape(k, A), theta[k * A :]
+    classes, counts = np.unique(labels, return_counts=True)
+    if len(classes) == 1:
+        return None
+    if method == "logistic":
+        scale = 2.0 if len(classes) == 2 else 1.0  # binary: one difference vector (module docstring)
+        classifier = LogisticRegression(C=scale / l2 if l2 > 0 else np.inf, tol=1e-7, max_iter=5000)
+    else:
+        # early stopping on a 10% validation split at every size: overfit propensities make extreme weights
+        classifier = HistGradientBoostingClassifier(l2_regularization=l2, early_stopping=True, random_state=0)
+    if calibration is not None:
+        if counts.min() < 3:
+            raise DatasetError(
+                f"calibration: expected at least 3 logged steps of every logged action for 3-fold calibration, "
+                f"found {counts.min()} of action {classes[counts.argmin()]}"
+            )
+        classifier = CalibratedClassifierCV(classifier, method=calibration, cv=3)
+    return classifier.fit(x, labels, sample_weight=weights)
 
 
 def _fit_tobit(x: np.ndarray, y: np.ndarray, low: float, high: float, start: np.ndarray) -> np.ndarray:
@@ -220,23 +258,28 @@ def fit_behavior_policy(
     features: Features | None = None,
     time_dependent: bool = False,
     clip: bool | None = None,
-) -> SoftmaxBehavior | GaussianBehavior:
+    calibration: Calibration | None = None,
+) -> ClassifierBehavior | GaussianBehavior:
     """Fit π̂_b on all logged steps of ``dataset`` (see the module docstring).
 
-    ``method``: ``"logistic"`` (discrete actions), ``"gaussian"`` (continuous) or ``"auto"`` (by action
-    type). ``l2`` is the ridge penalty λ ≥ 0 on the feature coefficients. ``features`` and
+    ``method``: ``"logistic"`` or ``"gradient_boosting"`` (discrete actions), ``"gaussian"`` (continuous) or
+    ``"auto"`` (logistic or gaussian, by action type). ``l2`` is the ridge penalty λ ≥ 0 on the feature
+    coefficients (gradient boosting: on the leaf values). ``calibration`` (discrete): None, ``"sigmoid"`` or
+    ``"isotonic"`` (module docstring). ``features`` and
     ``time_dependent`` choose x(s) (module docstring). ``clip``: fit continuous dimensions
     as clipped to the action box (True), as plain Gaussians (False), or (None) clipped exactly in the
     dimensions where some logged action lies on a bound.
     """
     space = dataset.action_space
-    expected = "logistic" if space.is_discrete else "gaussian"
+    expected = CLASSIFIERS if space.is_discrete else ("gaussian",)
     if method == "auto":
-        method = expected
-    if method not in ("logistic", "gaussian"):
-        raise DatasetError(f"method: expected 'auto', 'logistic' or 'gaussian', found {method!r}")
-    if method != expected:
-        raise DatasetError(f"method: expected {expected!r} for {space.type} actions, found {method!r}")
+        method = expected[0]
+    if method not in (*CLASSIFIERS, "gaussian"):
+        raise DatasetError(f"method: expected 'auto', 'logistic', 'gradient_boosting' or 'gaussian', found {method!r}")
+    if method not in expected:
+        raise DatasetError(f"method: expected {' or '.join(map(repr, expected))} for {space.type} actions, found {method!r}")
+    if calibration is not None and (calibration not in ("sigmoid", "isotonic") or not space.is_discrete):
+        raise DatasetError(f"calibration: expected None, 'sigmoid' or 'isotonic' for discrete actions, found {calibration!r} for {space.type} actions")
     if isinstance(l2, bool) or not isinstance(l2, (int, float, np.floating, np.integer)) or not (np.isfinite(l2) and l2 >= 0):
         raise DatasetError(f"l2: expected a finite float >= 0, found {l2!r}")
     l2 = float(l2)
@@ -247,16 +290,19 @@ def fit_behavior_policy(
     tabular = observations.dtype.kind in "iu" and observations.ndim == 2
     fmap = FeatureMap.fit(obs, tabular, features, dataset.horizon if time_dependent else 0)
 
-    if method == "logistic":
+    if method in CLASSIFIERS:
         A = space.n_actions
-        if fmap.kind == "onehot":  # sufficient statistics: one row per state with its action counts
+        if method == "logistic" and calibration is None and fmap.kind == "onehot":
+            # sufficient statistics: one sparse one-hot row per logged (state, action) pair, weighted by its count
             S = fmap.n_ids
             counts = np.zeros((S, A))
             np.add.at(counts, (fmap.ids(obs, step), actions), 1.0)
-            coef, intercept = _fit_softmax(np.eye(S), counts, counts.sum(axis=1), A, l2)
+            ids, labels = np.nonzero(counts)
+            x = sparse.csr_matrix((np.ones(len(ids)), (np.arange(len(ids)), ids)), shape=(len(ids), S))
+            classifier = _fit_classifier(method, x, labels, counts[ids, labels], l2, None)
         else:
-            coef, intercept = fit_softmax_regression(fmap(obs, step), actions, A, l2)
-        return SoftmaxBehavior(fmap, coef, intercept)
+            classifier = _fit_classifier(method, fmap(obs, step), actions, None, l2, calibration)
+        return ClassifierBehavior(fmap, classifier, A, int(actions[0]))
 
     x = fmap(obs, step)
     m, k = x.shape
@@ -287,7 +333,9 @@ def fit_behavior_policy(
     return GaussianBehavior(fmap, theta[:k], theta[k], sigma, low, high, clipped)
 
 
-def _fold_indices(n: int, n_folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+def fold_indices(n: int, n_folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(train, test) indices of each of ``n_folds`` random folds of ``range(n)`` (``seed``); one fold means
+    "fit and predict on everything". The split ``build_inputs`` makes with the same seed."""
     everything = np.arange(n)
     if n_folds == 1:
         return [(everything, everything)]
@@ -304,12 +352,13 @@ def estimate_pscores(
     features: Features | None = None,
     time_dependent: bool = False,
     clip: bool | None = None,
+    calibration: Calibration | None = None,
     fold_seed: int = 0,
     min_probability: float = 1e-8,
 ) -> LoggedDataset:
     """A copy of ``dataset`` whose behavior propensities are estimated from its own (s_t, a_t) pairs.
 
-    Fits ``fit_behavior_policy`` (``method``, ``l2``, ``features``, ``time_dependent``, ``clip``), cross-fitted over ``n_folds``
+    Fits ``fit_behavior_policy`` (``method``, ``l2``, ``features``, ``time_dependent``, ``clip``, ``calibration``), cross-fitted over ``n_folds``
     folds of trajectories (``fold_seed``). Discrete: ``behavior_action_probs`` = π̂(· | s_t), floored at
     ``min_probability`` and renormalised (so every estimated pscore is positive), and ``behavior_pscore`` =
     π̂(a_t | s_t). Continuous: ``behavior_pscore`` = the fitted density (atoms on clipped bounds), floored at
@@ -325,7 +374,7 @@ def estimate_pscores(
     space = dataset.action_space
     pscore = np.ones((n, dataset.horizon))
     probs = np.zeros((n, dataset.horizon, space.n_actions)) if space.is_discrete else None
-    for train, test in _fold_indices(n, int(n_folds), fold_seed):
+    for train, test in fold_indices(n, int(n_folds), fold_seed):
         model = fit_behavior_policy(
             dataset if n_folds == 1 else dataset.subset(train),
             method=method,
@@ -333,6 +382,7 @@ def estimate_pscores(
             features=features,
             time_dependent=time_dependent,
             clip=clip,
+            calibration=calibration,
         )
         rows = np.zeros(n, dtype=bool)
         rows[test] = True
