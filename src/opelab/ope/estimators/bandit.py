@@ -256,10 +256,13 @@ class _EmbeddingMarginal(_DataCheck, PerDecisionFamily):
             raise OPEInputError(f"{self.name}: expected discrete actions, found continuous ones")
         if ds.info.action_context is None:
             raise OPEInputError(
-                f"{self.name}: needs the actions' embeddings in dataset.info.action_context ((n_actions, d)), found None"
+                f"{self.name}: needs the actions' embeddings in dataset.info.action_context ((n_actions, d)), "
+                "found None"
             )
         if ds.behavior_action_probs is None:
-            raise OPEInputError(f"{self.name}: needs dataset.behavior_action_probs (π_b(· | x) of every round), found None")
+            raise OPEInputError(
+                f"{self.name}: needs dataset.behavior_action_probs (π_b(· | x) of every round), found None"
+            )
 
     def weight_key(self) -> Hashable:
         return "embedding_marginal_ratio"
@@ -316,7 +319,9 @@ class _OneStepContinuous(_DataCheck):
                 f"discrete actions (n_actions={ds.action_space.n_actions}); use ipw / dr"
             )
         if ds.horizon != 1:
-            raise OPEInputError(f"{self.name}: expected a one-step log (horizon 1), found {_describe(ctx)}; use tis / dr")
+            raise OPEInputError(
+                f"{self.name}: expected a one-step log (horizon 1), found {_describe(ctx)}; use tis / dr"
+            )
 
 
 @register_estimator

@@ -210,7 +210,8 @@ class TransformedCumulativeRatio(_CumulativeRatio):
     lambda_range: ClassVar[tuple[float, float]] = (0.0, math.inf)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "lambda_", checked_option(type(self).name, "lambda_", self.lambda_, *self.lambda_range))
+        checked = checked_option(type(self).name, "lambda_", self.lambda_, *self.lambda_range)
+        object.__setattr__(self, "lambda_", checked)
         super().__post_init__()
 
     def transform(self, W: np.ndarray) -> np.ndarray:
