@@ -228,3 +228,11 @@ def test_import_one_step_parquet_table(tmp_path: Path) -> None:
     back = LoggedDataset.read_parquet(out)
     expected = dataset_from_table(frame, action="item", reward="click", pscore="prop", context_prefix="x_", position="slot", task="clicks")
     assert back.equals(expected)
+
+
+def test_import_usage_errors_are_one_line(tmp_path: Path) -> None:
+    table = _write(tmp_path, _table())
+    for args, words in ((["import", str(table), "--reward", "r"], "--action"), (["import", str(table), "--frob"], "--frob")):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, result.output
+        assert words in result.output and "Traceback" not in result.output

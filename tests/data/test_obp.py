@@ -273,12 +273,26 @@ def _one_line_error(d: dict, match: str) -> str:
     return message
 
 
-@pytest.mark.parametrize("key", ["n_rounds", "n_actions", "action", "position", "reward", "pscore", "context", "action_context"])
+@pytest.mark.parametrize("key", ["n_rounds", "n_actions", "action", "reward", "pscore", "context"])
 def test_missing_standard_key(key: str) -> None:
     bf = standard_feedback()
     del bf[key]
     message = _one_line_error(bf, "missing")
     assert f"missing [{key!r}]" in message
+
+
+def test_position_and_action_context_may_be_absent_and_n_samples_counts() -> None:
+    """OBP's multiclass data: n_samples instead of n_rounds, no action_context."""
+    bf = standard_feedback()
+    ds = LoggedDataset.from_obp(bf)
+    for key in ("position", "action_context", "pi_b"):
+        del bf[key]
+    bf["n_samples"] = bf.pop("n_rounds")
+    back = LoggedDataset.from_obp(bf)
+    assert back.positions is None and back.info.action_context is None
+    np.testing.assert_array_equal(back.behavior_pscore, ds.behavior_pscore)
+    bf["n_samples"] = 7
+    _one_line_error(bf, r"\['action'\]: expected shape \(7,\), found \(40,\)")
 
 
 @pytest.mark.parametrize("key", ["n_rounds", "n_unique_action", "context", "action", "reward", "position", "pscore", "pscore_cascade"])

@@ -40,7 +40,10 @@ def import_table(
     force: bool = typer.Option(False, help="Overwrite --out if it exists."),
     debug: bool = typer.Option(False, help="Show tracebacks."),
 ) -> None:
-    """Import a flat table of logged steps (``opelab.data.dataset_from_table``) and write it as a dataset."""
+    """Import a flat CSV or Parquet table of logged steps (one row per step) and write it as a Parquet dataset.
+
+    The columns are named by the options (``opelab.data.dataset_from_table``); every malformed table is one
+    ``error:`` line naming the column and the first row at fault."""
 
     def body() -> None:
         from opelab.data.tables import dataset_from_table

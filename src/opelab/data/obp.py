@@ -2,15 +2,15 @@
 
 Two layouts, told apart by the key ``slate_id``:
 
-Standard (``SyntheticBanditDataset``, ``OpenBanditDataset``): one row per round,
-    n_rounds        int, n
+Standard (``SyntheticBanditDataset``, ``OpenBanditDataset``, ``MultiClassToBanditReduction``): one row per round,
+    n_rounds        int, n (or ``n_samples``, the name OBP's multiclass data gives it)
     n_actions       int, A
     action          (n,) int in [0, A)
-    position        (n,) int >= 0, the slot the action was shown in, or None (no positions)
+    position        (n,) int >= 0, the slot the action was shown in, or None or absent (no positions)
     reward          (n,) number
     pscore          (n,) π_b(action | context), in (0, 1]
     context         (n, d) numbers
-    action_context  (A, d_a) numbers, or None
+    action_context  (A, d_a) numbers, or None or absent
     pi_b            optional (n, A, L) π_b(· | context) per position (L = len_list, or 1 without positions)
     expected_reward optional (n, A): checked for shape, then dropped (a LoggedDataset has no place for it)
 It becomes a horizon-1 ``LoggedDataset``: observations (n, 1, d) = context, actions/rewards/pscore (n, 1),
@@ -58,7 +58,8 @@ from opelab.data.dataset import ActionSpace, DatasetInfo, LoggedDataset, _is_int
 from opelab.data.validation import DatasetError, first_index, format_index
 
 OPELAB_INFO_KEY = "opelab_info"
-STANDARD_KEYS = ("n_rounds", "n_actions", "action", "position", "reward", "pscore", "context", "action_context")
+# position and action_context may be absent (= None), and n_rounds may be called n_samples (OBP's multiclass data)
+STANDARD_KEYS = ("n_rounds", "n_actions", "action", "reward", "pscore", "context")
 SLATE_KEYS = ("n_rounds", "n_unique_action", "slate_id", "context", "action", "reward", "position", "pscore", "pscore_cascade")
 _RTOL = 1e-9  # agreement asked of numbers that are computed from one another (joint vs cascade, ratios)
 
@@ -209,6 +210,8 @@ def dataset_from_obp(
         raise DatasetError(f"bandit_feedback: expected a dict, found {type(bandit_feedback).__name__}")
     slate = "slate_id" in bandit_feedback
     required = SLATE_KEYS if slate else STANDARD_KEYS
+    if not slate and "n_rounds" not in bandit_feedback and "n_samples" in bandit_feedback:
+        bandit_feedback = {**bandit_feedback, "n_rounds": bandit_feedback["n_samples"]}
     missing = [k for k in required if k not in bandit_feedback]
     if missing:
         layout = "slate" if slate else "standard"
@@ -234,7 +237,7 @@ def _from_standard(d: Mapping[str, Any], task: str | None, behavior_policy: str 
         _array(d, "expected_reward", (n, A))
     L = _len_list(d, len_list)
     positions = None
-    if d["position"] is not None:
+    if d.get("position") is not None:
         positions = _integers(d, "position", n, 0, L)
         L = int(positions.max()) + 1 if L is None else L
     probs = None
