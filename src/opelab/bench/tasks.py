@@ -11,6 +11,8 @@ task's config section (``check``), so a config error names the key and its line 
 
 ``TabularFamily`` serves the tabular tasks of ``opelab.envs.TASKS``: behavior and candidates are heads
 over the task's exact optimal Q-function, ground truth is exact (dynamic programming, standard error 0).
+``BanditFamily`` serves the synthetic bandits of ``opelab.envs.BANDIT_TASKS`` and slates of
+``opelab.envs.SLATE_TASKS`` the same way: heads over the true reward scores, exact truth (finite sums).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "TASK_FAMILIES",
+    "BanditFamily",
     "BenchTask",
     "GroundTruth",
     "TabularFamily",
@@ -248,3 +251,145 @@ class TabularFamily(TaskFamily):
 
 
 register_task_family(TabularFamily())
+
+
+# --------------------------------------------------------------------------- #
+# synthetic bandits and slates
+# --------------------------------------------------------------------------- #
+@lru_cache(maxsize=16)
+def _bandit(name: str):  # type: ignore[no-untyped-def]
+    """The task, once per process (its contexts and scores are drawn from its fixed seed)."""
+    from opelab.envs import make
+
+    return make(name)
+
+
+def _is_slate(name: str) -> bool:
+    from opelab.envs import SLATE_TASKS
+
+    return name in SLATE_TASKS
+
+
+@dataclass(frozen=True)
+class BanditTask:
+    """A synthetic bandit or slate of ``opelab.envs.bandit``: heads over the true reward scores f(x, a), exact
+    truth, and the reward model of ``inputs.q_function``: ``auto`` a per-action ridge regression on the
+    logged data, ``fqe`` the tabular cell means (tabular FQE at horizon 1). Slates use the true reward-to-go
+    (``slate_inputs(q_model="true")``)."""
+
+    name: str
+    config: TaskConfig
+    inputs: InputsConfig
+
+    def behavior_policy(self) -> Policy:
+        from opelab.policies import EpsilonGreedyPolicy, GreedyPolicy, UniformPolicy
+
+        task = _bandit(self.name)
+        b = self.config.behavior
+        label = f"behavior({b.describe()})"
+        if b.head == "softmax":
+            return task.behavior_policy(beta=1.0 / b.temperature, name=label)
+        if _is_slate(self.name):  # uniform rankings: Plackett–Luce with β = 0
+            return task.behavior_policy(beta=0.0, name=label)
+        if b.head == "epsilon_greedy":
+            return EpsilonGreedyPolicy(GreedyPolicy(task.score_values), b.epsilon, name=label)
+        return UniformPolicy(task.n_actions, name=label)
+
+    def candidates(self, rng: np.random.Generator) -> Sequence[Policy]:
+        task = _bandit(self.name)
+        c = self.config.candidates
+        if _is_slate(self.name):  # Plackett–Luce at the temperatures, and uniform rankings
+            family = task.candidates(temperatures=c.temperatures, adversarial=(), include_uniform=c.include_uniform)
+        else:
+            family = task.candidates(
+                epsilons=c.epsilons, temperatures=c.temperatures, include_uniform=c.include_uniform,
+                adversarial_epsilons=c.adversarial_epsilons,
+            )  # fmt: skip
+        if c.n_sampled is None:
+            return family
+        chosen = np.sort(rng.choice(len(family), size=c.n_sampled, replace=False))
+        return [family[i] for i in chosen]
+
+    def collect(self, behavior: Policy, n_trajectories: int, seed: int) -> LoggedDataset:
+        return _bandit(self.name).collect(behavior, n_trajectories, seed)
+
+    def ground_truth(self, behavior: Policy, candidates: Sequence[Policy], seed: int) -> GroundTruth:
+        task = _bandit(self.name)
+        values = task.policy_values(candidates)
+        return GroundTruth(values=values, se=np.zeros_like(values), behavior_value=float(task.policy_value(behavior)))
+
+    def build_inputs(self, dataset: LoggedDataset, candidates: Sequence[Policy], truth: GroundTruth, seed: int) -> OPEInput:
+        from opelab.envs import bandit_inputs, slate_inputs
+
+        task = _bandit(self.name)
+        if _is_slate(self.name):
+            return slate_inputs(task, dataset, candidates, q_model="true", ground_truth=truth.values)
+        q_model = "tabular" if self.inputs.q_function == "fqe" else "regression"
+        return bandit_inputs(task, dataset, candidates, q_model=q_model, ground_truth=truth.values)
+
+
+class BanditFamily(TaskFamily):
+    """The synthetic bandits (``opelab.envs.BANDIT_TASKS``) and slates (``SLATE_TASKS``), exact truth.
+
+    Heads over the true reward scores f(x, a) (``base = "optimal"``: greedy on f is optimal). Bandits take the
+    tabular heads (softmax, epsilon_greedy, uniform) for the behavior and ``candidate_family`` for the
+    candidates. Slates log with Plackett–Luce (softmax, or uniform); their candidates are Plackett–Luce at
+    each of ``temperatures`` and uniform rankings, so a slate task's config sets ``epsilons = []`` and
+    ``adversarial_epsilons = []`` (ε-mixtures are not Plackett–Luce rankings).
+    """
+
+    HEADS = ("softmax", "epsilon_greedy", "uniform")
+    SLATE_HEADS = ("softmax", "uniform")
+
+    def names(self) -> tuple[str, ...]:
+        from opelab.envs import BANDIT_TASKS, SLATE_TASKS
+
+        return (*BANDIT_TASKS, *SLATE_TASKS)
+
+    def check(self, task: TaskConfig, inputs: InputsConfig) -> list[tuple[str, str]]:
+        problems = []
+        slate = _is_slate(task.name)
+        heads = self.SLATE_HEADS if slate else self.HEADS
+        if task.behavior.head not in heads:
+            problems.append(("behavior.head", f"expected one of {list(heads)} for task {task.name!r}, found {task.behavior.head!r}"))
+        if task.behavior.base != "optimal":
+            problems.append(("behavior.base", f"expected 'optimal' (the task's true reward scores) for task {task.name!r}, found {task.behavior.base!r}"))
+        if task.candidates.family != "heads":
+            problems.append(("candidates.family", f"expected 'heads' for task {task.name!r}, found {task.candidates.family!r}"))
+        for key in ("epsilons", "adversarial_epsilons"):
+            values = getattr(task.candidates, key)
+            if slate and values:
+                problems.append((
+                    f"candidates.{key}", f"expected [] for slate task {task.name!r} (its candidates are Plackett–Luce rankings at the "
+                    f"temperatures, and uniform), found {list(values)}",
+                ))  # fmt: skip
+        for key, value in (("behavior.train_steps", task.behavior.train_steps), ("behavior.hidden", task.behavior.hidden)):
+            if value is not None:
+                problems.append((key, f"expected nothing for task {task.name!r} (its model fixes it), found {value!r}"))
+        horizon = _bandit(task.name).horizon
+        if task.horizon is not None and task.horizon != horizon:
+            problems.append(("horizon", f"expected nothing or {horizon} for task {task.name!r}, found {task.horizon!r}"))
+        if inputs.weights not in ("auto", "none"):
+            problems.append(("inputs.weights", f"expected 'auto' or 'none' for task {task.name!r} (no marginal weights on bandits), found {inputs.weights!r}"))
+        if inputs.q_function not in ("auto", "fqe"):
+            problems.append(("inputs.q_function", f"expected 'auto' (ridge regression) or 'fqe' (tabular cell means) for task {task.name!r}, found {inputs.q_function!r}"))
+        if inputs.n_folds != 1:
+            problems.append(("inputs.n_folds", f"expected 1 for task {task.name!r} (its reward models are not cross-fitted), found {inputs.n_folds}"))
+        return problems
+
+    def n_candidates(self, task: TaskConfig) -> int | None:
+        c = task.candidates
+        if c.n_sampled is not None:
+            return c.n_sampled
+        return c.n_generated
+
+    def shape(self, task: TaskConfig) -> TaskShape | None:
+        bandit = _bandit(task.name)
+        n_policies = self.n_candidates(task) or 1
+        return TaskShape(horizon=bandit.horizon, n_policies=n_policies, n_actions=bandit.action_space.n_actions, obs_size=int(bandit.contexts.shape[1]))
+
+    def create(self, task: TaskConfig, inputs: InputsConfig, ground_truth_rollouts: int, seed: int = 0) -> BenchTask:
+        return BanditTask(name=task.name, config=task, inputs=inputs)
+
+
+register_task_family(BanditFamily())
