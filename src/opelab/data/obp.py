@@ -253,7 +253,7 @@ def _from_standard(d: Mapping[str, Any], task: str | None, behavior_policy: str 
         _check_probs(name, probs, action, pscore)
     info = DatasetInfo(
         task="obp", gamma=1.0, action_space=ActionSpace.discrete(A), len_list=L if positions is not None else None,
-        action_context=None if action_context is None else action_context,
+        action_context=action_context,
     )
     info = _restore_info(d, info, task, behavior_policy)
     return LoggedDataset(
@@ -363,7 +363,7 @@ def _from_slate(d: Mapping[str, Any], task: str | None, behavior_policy: str | N
         marginal = _pscore(d, "pscore_item_position", rows, None).reshape(n, L)
     info = DatasetInfo(
         task="obp-slate", gamma=1.0, action_space=ActionSpace.discrete(A), len_list=L, slate=True,
-        action_context=None if action_context is None else action_context,
+        action_context=action_context,
     )  # fmt: skip
     info = _restore_info(d, info, task, behavior_policy)
     if info.gamma != 1.0:
