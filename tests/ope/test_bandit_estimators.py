@@ -14,10 +14,10 @@ from scipy import stats
 from opelab.data import ActionSpace, DatasetInfo, LoggedDataset
 from opelab.ope import OPEInputError, build_continuous_inputs, build_inputs, evaluate, get_estimator
 from opelab.ope.estimators import EstimationContext
-from opelab.ope.estimators.base import estimator_grid
+from opelab.ope.estimators.base import ESTIMATORS, applicable, estimator_grid
 from opelab.ope.inputs import OPEInput
 from opelab.ope.intervals import bootstrap_counts
-from opelab.policies.continuous import DeterministicPolicy
+from opelab.policies.continuous import DeterministicPolicy, GaussianPolicy
 
 INF = math.inf
 ARRAYS = ("eval_pscore", "q_hat", "v_hat", "initial_v_hat", "eval_action_probs", "marginal_weights", "eval_log_pscore")
@@ -835,3 +835,62 @@ def test_clipped_ipw_on_trajectories_clips_the_trajectory_ratio(variable_length_
     np.testing.assert_allclose(got[0], (np.minimum(W, 1.5) * ds.returns).mean(axis=1), rtol=1e-12)
     np.testing.assert_allclose(got[1], (W * ds.returns).mean(axis=1), rtol=1e-12)
     assert (W > 1.5).any()
+
+
+# ------------------------------------------------------------------ every estimator on every kind of log
+
+
+@pytest.fixture(scope="module")
+def continuous_bandit():
+    """One-step continuous actions: a Gaussian behavior policy around x, a deterministic and a Gaussian target."""
+    rng = np.random.default_rng(8)
+    n = 150
+    x = rng.uniform(-1.0, 1.0, size=(n, 1))
+    behavior = GaussianPolicy(lambda obs: obs[:, 0], 0.5)
+    a, pb = behavior.sample(x, rng)
+    r = 1.0 - (a[:, 0] - 0.5 * x[:, 0]) ** 2 + rng.normal(0.0, 0.1, size=n)
+    ds = continuous_log(x[:, 0], a[:, 0], r, pb)
+    half = lambda obs: 0.5 * obs[:, 0]  # noqa: E731
+    targets = [DeterministicPolicy(half, name="det"), GaussianPolicy(half, 0.3, name="g")]
+    q = lambda obs, actions, steps: 1.0 - (actions[:, 0] - 0.4 * obs[:, 0]) ** 2  # noqa: E731
+    return ds, build_continuous_inputs(ds, targets, bandwidth=0.3, q_functions=[q, q], seed=0)
+
+
+@pytest.mark.parametrize(
+    ("case", "kind", "action_type"),
+    [
+        ("random_bandit", "bandit", "discrete"),
+        ("slate_case", "slate", "discrete"),
+        ("continuous_bandit", "bandit", "continuous"),
+    ],
+)
+def test_every_estimator_runs_on_the_logs_it_applies_to_and_refuses_the_others(case, kind, action_type, request):
+    """Shape, finiteness, determinism, interval values averaging to the estimate and the bootstrap shortcut equal to
+    explicit resamples, for every registered estimator defined on this kind of log whose inputs are there; an
+    ``OPEInputError`` from every estimator that is not defined on it."""
+    ds, inputs = request.getfixturevalue(case)
+    ctx = EstimationContext(ds, inputs)
+    defined = applicable(kind, action_type)
+    counts = np.concatenate(list(bootstrap_counts(ds.n_trajectories, 8, 0)))
+    ran = []
+    for name in ESTIMATORS:
+        est = get_estimator(name)
+        if name not in defined:
+            with pytest.raises(OPEInputError, match=f"^{name}: expected"):
+                est.estimate(ctx)
+            continue
+        if any(getattr(inputs, r) is None for r in est.requires):
+            continue
+        ran.append(name)
+        first = est.estimate(ctx)
+        assert first.shape == (inputs.n_policies,) and np.isfinite(first).all(), name
+        np.testing.assert_array_equal(first, get_estimator(name).estimate(EstimationContext(ds, inputs)), err_msg=name)
+        np.testing.assert_allclose(est.interval_values(ctx).mean(axis=1), first, rtol=1e-10, atol=1e-12, err_msg=name)
+        direct = recomputed_on_resamples(ds, inputs, est, counts)
+        resampled = est.resampled_estimates(ctx, counts)
+        np.testing.assert_allclose(resampled, direct, rtol=1e-10, atol=1e-12, err_msg=name)
+    expected = {"ipw", "snipw", "dr", "switch_dr", "dr_os", "sg_ipw", "sg_dr"}
+    expected |= {"sips", "iips", "rips", "cascade_dr"} if kind == "slate" else set()
+    expected |= {"mips", "snmips"} if (kind, action_type) == ("bandit", "discrete") else set()
+    expected |= {"kernel_ipw", "kernel_dr"} if action_type == "continuous" else set()
+    assert expected <= set(ran), sorted(expected - set(ran))

@@ -33,7 +33,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from opelab.ope.estimators.base import EstimationContext, register_estimator, safe_ratio
+from opelab.ope.estimators.base import EstimationContext, data_kind, register_estimator, safe_ratio
 from opelab.ope.estimators.point import (
     DoublyRobust,
     PerDecisionFamily,
@@ -48,16 +48,35 @@ from opelab.ope.inputs import OPEInputError
 _QV = ("q_hat", "v_hat")
 
 
+_KINDS = {  # data_kind -> what it is, for error messages
+    "trajectories": "trajectories (horizon > 1)",
+    "bandit": "a one-step log (horizon 1)",
+    "slate": "a ranking log (info.slate True)",
+}
+
+
 class _DataCheck:
     """Mixin (first base): ``check_data`` runs before the estimator's values, interval values and bootstrap
-    terms are computed, so data it is not meant for is refused on every path through ``evaluate``."""
+    terms are computed, so data it is not defined on (``applies_to``, ``action_types``) is refused on every
+    path through ``evaluate``."""
 
     name: str
-    # the kinds of data (``base.data_kind``) the estimator accepts at all; the others are refused
-    accepts: ClassVar[tuple[str, ...]] = ()
+    applies_to: ClassVar[tuple[str, ...]]
+    action_types: ClassVar[tuple[str, ...]]
 
     def check_data(self, ctx: EstimationContext) -> None:
-        raise NotImplementedError
+        ds = ctx.dataset
+        if data_kind(ds.info, ds.horizon) not in self.applies_to:
+            expected = " or ".join(_KINDS[kind] for kind in self.applies_to)
+            raise OPEInputError(f"{self.name}: expected {expected}, found {_describe(ctx)}")
+        if _action_type(ctx) not in self.action_types:
+            raise OPEInputError(
+                f"{self.name}: expected {' or '.join(self.action_types)} actions, found {_describe_actions(ctx)}"
+            )
+
+    def estimate(self, ctx: EstimationContext) -> np.ndarray:
+        self.check_data(ctx)  # before the missing inputs: data of the wrong kind is the first thing to say
+        return super().estimate(ctx)  # type: ignore[misc]
 
     def trajectory_values(self, ctx: EstimationContext) -> np.ndarray:
         self.check_data(ctx)
@@ -72,12 +91,22 @@ class _DataCheck:
         return super().resampling_terms(ctx)  # type: ignore[misc]
 
 
+def _action_type(ctx: EstimationContext) -> str:
+    return "discrete" if ctx.dataset.action_space.is_discrete else "continuous"
+
+
+def _describe_actions(ctx: EstimationContext) -> str:
+    space = ctx.dataset.action_space
+    if space.is_discrete:
+        return f"discrete actions (n_actions={space.n_actions})"
+    return f"continuous actions (action_dim={space.action_dim})"
+
+
 def _describe(ctx: EstimationContext) -> str:
     """What kind of log ``ctx`` holds, for error messages."""
     ds = ctx.dataset
     kind = "a ranking log" if ds.info.slate else ("a one-step log" if ds.horizon == 1 else "trajectories")
-    actions = "discrete" if ds.action_space.is_discrete else "continuous"
-    return f"{kind} (info.slate {ds.info.slate}, horizon {ds.horizon}, {actions} actions)"
+    return f"{kind} (info.slate {ds.info.slate}, horizon {ds.horizon}, {_action_type(ctx)} actions)"
 
 
 # ---------------------------------------------------------------------------------------------- one-step IPW
@@ -242,18 +271,17 @@ def embedding_ratio(
 
 @dataclass(frozen=True)
 class _EmbeddingMarginal(_DataCheck, PerDecisionFamily):
-    """The IS form with the embedding-marginal ratio as its weight (one-step logs)."""
+    """The IS form with the embedding-marginal ratio w(x, e) of Saito & Joachims (ICML 2022) as its weight,
+    Σ_i w(x_i, e_i) r_i (``embedding_ratio``), on one-step logs."""
 
     requires = ("eval_action_probs",)
     default_on = ()
-    accepts = ("bandit",)
+    applies_to = ("bandit",)
+    action_types = ("discrete",)
 
     def check_data(self, ctx: EstimationContext) -> None:
+        super().check_data(ctx)
         ds = ctx.dataset
-        if ds.horizon != 1 or ds.info.slate:
-            raise OPEInputError(f"{self.name}: expected a one-step log (horizon 1), found {_describe(ctx)}")
-        if not ds.action_space.is_discrete:
-            raise OPEInputError(f"{self.name}: expected discrete actions, found continuous ones")
         if ds.info.action_context is None:
             raise OPEInputError(
                 f"{self.name}: needs the actions' embeddings in dataset.info.action_context ((n_actions, d)), "
@@ -309,16 +337,16 @@ class SelfNormalizedMIPS(_EmbeddingMarginal):
 
 
 class _OneStepContinuous(_DataCheck):
-    accepts = ("bandit",)
+    applies_to = ("bandit",)
+    action_types = ("continuous",)
 
     def check_data(self, ctx: EstimationContext) -> None:
-        ds = ctx.dataset
-        if ds.action_space.is_discrete:
+        if _action_type(ctx) == "discrete":
             raise OPEInputError(
                 f"{self.name}: expected continuous actions with a kernel eval_pscore (build_continuous_inputs), found "
-                f"discrete actions (n_actions={ds.action_space.n_actions}); use ipw / dr"
+                f"{_describe_actions(ctx)}; use ipw / dr"
             )
-        if ds.horizon != 1:
+        if data_kind(ctx.dataset.info, ctx.dataset.horizon) != "bandit":
             raise OPEInputError(
                 f"{self.name}: expected a one-step log (horizon 1), found {_describe(ctx)}; use tis / dr"
             )
@@ -357,17 +385,14 @@ class KernelDR(_OneStepContinuous, DoublyRobust):
 
 
 class _Slate(_DataCheck):
-    accepts = ("slate",)
-
-    def check_data(self, ctx: EstimationContext) -> None:
-        if not ctx.dataset.info.slate:
-            raise OPEInputError(f"{self.name}: expected a ranking log (info.slate True), found {_describe(ctx)}")
+    applies_to = ("slate",)
+    action_types = ("discrete",)
 
 
 @register_estimator
 @dataclass(frozen=True)
 class SlateIPS(_Slate, TrajectoryIS):
-    """Standard slate IPS (Li et al., WSDM 2018; McInerney et al., KDD 2020): the joint ratio of the whole slate
+    """Standard slate IPS (Li et al., KDD 2018; McInerney et al., KDD 2020): the joint ratio of the whole slate
     times the sum of the slot rewards,
 
         V̂ = (1/n) Σ_i (π_e(s_i | x_i) / π_b(s_i | x_i)) Σ_t r_{i,t},   π(s | x) = Π_t π(a_t | x, a_{<t}).
@@ -381,7 +406,8 @@ class SlateIPS(_Slate, TrajectoryIS):
 
 @dataclass(frozen=True)
 class _ItemPositionRatio(PerDecisionFamily):
-    """W_t = π_e(a_t at slot t | x) / π_b(a_t at slot t | x), the ``marginal_weights`` of a ranking log."""
+    """W_t = π_e(a_t at slot t | x) / π_b(a_t at slot t | x), the ``marginal_weights`` of a ranking log (the
+    item-position ratios of Li et al., KDD 2018)."""
 
     def weight_key(self) -> Hashable:
         return "item_position_ratio"
@@ -393,7 +419,7 @@ class _ItemPositionRatio(PerDecisionFamily):
 @register_estimator
 @dataclass(frozen=True)
 class IndependentIPS(_Slate, _ItemPositionRatio):
-    """Independent IPS (Li et al., WSDM 2018): item-position marginal ratios per slot,
+    """Independent IPS (Li et al., KDD 2018, the item-position model): item-position marginal ratios per slot,
 
         V̂ = (1/n) Σ_i Σ_t (π_e(a_{i,t} at t | x_i) / π_b(a_{i,t} at t | x_i)) r_{i,t}.
 
