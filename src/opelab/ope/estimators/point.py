@@ -235,8 +235,8 @@ class DoublyRobust(TransformedCumulativeRatio):
     """Doubly robust (Jiang & Li, 2016; Thomas & Brunskill, 2016):
     V̂ = (1/n) Σ_i Σ_t γ^t [W_{i,t} (r_{i,t} − Q̂(s_{i,t}, a_{i,t})) + W_{i,t−1} V̂(s_{i,t})].
 
-    ``lambda_`` clips the weights, W_t → min(W_t, λ) in both terms (OBP's ``lambda_``; on one-step logs the
-    clipped DR of Dudík et al., 2014): bias for variance; λ = inf (the default) is the unclipped estimator.
+    ``lambda_`` clips the weights, W_t → min(W_t, λ) in both terms (OBP's ``lambda_``; capped weights as in
+    Bottou et al., 2013): bias for variance; λ = inf (the default) is the unclipped estimator.
     """
 
     name = "dr"
