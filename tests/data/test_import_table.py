@@ -53,7 +53,7 @@ def test_one_step_table() -> None:
     np.testing.assert_array_equal(ds.behavior_pscore[:, 0], frame["prop"])
     np.testing.assert_array_equal(ds.observations[:, 0], frame[["x_0", "x_1"]].to_numpy())
     np.testing.assert_array_equal(ds.positions[:, 0], frame["slot"])
-    assert ds.info.len_list == int(frame["slot"].max()) + 1
+    assert ds.info.len_list == int(frame["slot"].max()) + 1 and ds.terminals.all()  # a round ends after its step
     assert ds.action_space.n_actions == int(frame["item"].max()) + 1 and ds.info.task == "table" and ds.gamma == 1.0
     same = dataset_from_table(frame, action="item", reward="click", pscore="prop", context=["x_0", "x_1"], position="slot")
     assert same.equals(ds)

@@ -105,7 +105,7 @@ def test_standard_fields() -> None:
     np.testing.assert_array_equal(ds.behavior_action_probs[:, 0], bf["pi_b"][:, :, 0])
     assert ds.positions is None and ds.info.len_list is None and not ds.info.slate
     assert ds.info.action_context == tuple(tuple(float(x) for x in row) for row in np.eye(A))
-    assert ds.gamma == 1.0 and ds.info.task == "obp" and not ds.terminals.any()
+    assert ds.gamma == 1.0 and ds.info.task == "obp" and ds.terminals.all()
     assert ds.action_space == ActionSpace.discrete(A)
 
 
@@ -215,7 +215,7 @@ def test_slate_fields() -> None:
     np.testing.assert_array_equal(ds.rewards, bf["reward"].reshape(n, L))
     for t in range(L):
         np.testing.assert_array_equal(ds.observations[:, t], bf["context"])
-    assert ds.positions is None
+    assert ds.positions is None and ds.terminals.tolist() == [[False, False, True]] * n
 
 
 @pytest.mark.parametrize("item_position", [True, False])
@@ -255,6 +255,24 @@ def test_opelab_slate_with_log_pscores_round_trips() -> None:
     back = LoggedDataset.from_obp(d)
     np.testing.assert_array_equal(back.behavior_log_pscore, ds.behavior_log_pscore)
     np.testing.assert_allclose(back.behavior_pscore, ds.behavior_pscore, rtol=1e-15)
+
+
+def test_opelab_synthetic_bandits_and_slates_round_trip() -> None:
+    """What opelab's own samplers log (positions, per-slot π_b of a ranking policy) survives the trip."""
+    from opelab.envs.bandit import synthetic_bandit, synthetic_slate
+
+    for task in (synthetic_bandit(len_list=3, n_embedding_categories=3), synthetic_bandit()):
+        ds = task.collect(task.behavior_policy(), 30, seed=1)
+        assert LoggedDataset.from_obp(ds.to_obp()).equals(ds)
+    task = synthetic_slate()
+    ds = task.collect(task.behavior_policy(), 20, seed=2)
+    assert ds.behavior_action_probs is not None
+    d = ds.to_obp()
+    assert d["behavior_action_probs"].shape == (20 * task.len_list, ds.action_space.n_actions)
+    assert LoggedDataset.from_obp(d).equals(ds)
+    d["behavior_action_probs"] = d["behavior_action_probs"][:, ::-1].copy()
+    with pytest.raises(DatasetError, match=r"\['pscore'\]: expected behavior_action_probs at the logged action"):
+        LoggedDataset.from_obp(d)
 
 
 def test_to_obp_refuses_what_obp_cannot_hold(grid_ds: LoggedDataset, continuous_ds: LoggedDataset) -> None:
@@ -330,7 +348,7 @@ STANDARD_CASES = {
     "action_context rows": (lambda d: _set(d, "action_context", np.eye(A + 1)), r"\['action_context'\]: expected shape \(5, \*\), found \(6, 6\)"),
     "expected_reward shape": (lambda d: _set(d, "expected_reward", d["expected_reward"][:, :2]), r"\['expected_reward'\]: expected shape \(40, 5\)"),
     "pi_b shape": (lambda d: _set(d, "pi_b", d["pi_b"][:, :, 0]), r"\['pi_b'\]: expected shape \(40, 5, 1\), found \(40, 5\)"),
-    "pi_b not summing to one": (lambda d: _set(d, "pi_b", d["pi_b"] * 0.5), r"\['pi_b'\]: expected each round's distribution over actions to sum to 1"),
+    "pi_b not summing to one": (lambda d: _set(d, "pi_b", d["pi_b"] * 0.5), r"\['pi_b'\]: expected each row's distribution over actions to sum to 1"),
     "pi_b disagrees with pscore": (lambda d: _edit(d, "pscore", 0, d["pscore"][0] * 0.5), r"\['pscore'\]: expected pi_b at the logged action"),
     "position negative": (lambda d: _set(d, "position", np.full(40, -1)), r"\['position'\]: expected integers >= 0, found -1 at index 0"),
     "position shape": (lambda d: _set(d, "position", np.zeros((40, 1), dtype=int)), r"\['position'\]: expected shape \(40,\), found \(40, 1\)"),

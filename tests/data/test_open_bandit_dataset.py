@@ -72,7 +72,7 @@ def test_fields_follow_obps_preprocessing(obd) -> None:
     np.testing.assert_array_equal(ds.info.action_features, expected)
     info = ds.info
     assert (info.task, info.behavior_policy, info.len_list, info.gamma) == ("obd/random/men", "random", 3, 1.0)
-    assert ds.action_space.n_actions == N_ITEMS and not info.slate and not ds.terminals.any()
+    assert ds.action_space.n_actions == N_ITEMS and not info.slate and ds.terminals.all()
 
 
 def test_include_affinity_appends_the_affinity_columns(obd) -> None:

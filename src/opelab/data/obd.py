@@ -25,6 +25,7 @@ What ``read_open_bandit_dataset`` does, which is OBP's ``OpenBanditDataset`` def
                     them out of its context)
     action_context  per item, in item_id order: ``item_feature_1..3`` label-encoded (each category's index in
                     sorted order, as scikit-learn's ``LabelEncoder``), then ``item_feature_0``
+    terminals       True (each round is a one-step episode)
     info            task ``"obd/<behavior_policy>/<campaign>"``, gamma 1, behavior_policy the argument
 A file that is missing, lacks a column or holds a value outside these ranges is refused with one
 ``DatasetError`` line naming the file, the column and the row (0-based data rows of the file).
@@ -170,7 +171,7 @@ def read_open_bandit_dataset(
         observations=context[order][:, None],
         actions=actions[order][:, None],
         rewards=clicks[order][:, None],
-        terminals=np.zeros((n, 1), dtype=bool),
+        terminals=np.ones((n, 1), dtype=bool),
         mask=np.ones((n, 1), dtype=bool),
         behavior_pscore=pscore[order][:, None],
         positions=positions[order][:, None],

@@ -16,8 +16,8 @@ Standard (``SyntheticBanditDataset``, ``OpenBanditDataset``, ``MultiClassToBandi
 It becomes a horizon-1 ``LoggedDataset``: observations (n, 1, d) = context, actions/rewards/pscore (n, 1),
 ``behavior_action_probs`` (n, 1, A) = ``pi_b[i, :, position_i]`` (position 0 without positions), ``positions``
 (n, 1) with ``info.len_list`` = the ``len_list`` argument, else the dict's ``len_list`` key, else
-max(position) + 1; ``info.action_context`` = action_context; terminals False (a round is the whole episode:
-it is cut at horizon 1, nothing follows it), gamma 1.
+max(position) + 1; ``info.action_context`` = action_context; terminals True (a round is a whole episode: it
+ends after its step, as opelab's synthetic bandits log it), gamma 1.
 
 Slate (``SyntheticSlateBanditDataset``): rows are slots, ``n_rounds * L`` of them, grouped by round,
     n_rounds, n_unique_action (A), context (n, d), action_context (A, d_a) or None, and per row
@@ -26,7 +26,7 @@ Slate (``SyntheticSlateBanditDataset``): rows are slots, ``n_rounds * L`` of the
     pscore_item_position (the marginal propensity of the item at its slot; the key may be absent or None),
     expected_reward_factual optional (n * L,): checked for shape, then dropped.
 It becomes the ranking log of ``DatasetInfo`` (``slate=True``, ``len_list=L``, gamma 1, horizon L, one
-trajectory per round, every step observing the round's context): ``behavior_pscore[i, t]`` =
+trajectory per round, every step observing the round's context, terminal on the last slot): ``behavior_pscore[i, t]`` =
 pscore_cascade[t] / pscore_cascade[t − 1] (slot t's item given the items above it), ``behavior_marginal_pscore``
 = pscore_item_position. The joint ``pscore`` must equal the last slot's ``pscore_cascade`` (to 1e-9 relative).
 
@@ -36,12 +36,13 @@ Keys OBP does not have, read when present and written by ``to_obp`` so that a ro
                        may then be 0 where the probability underflows
     pscore_slot        (slate, rows,) the per-slot conditional propensity itself (a cumulative product followed
                        by a ratio is not exact in floating point); checked against pscore_cascade
-    behavior_action_probs (n, A) π_b at the logged position, written instead of ``pi_b`` when there are
-                       positions (opelab knows π_b only at the position it was logged in)
+    behavior_action_probs (rows, A) π_b(· | context) at the logged position, written instead of ``pi_b`` when
+                       there are positions (opelab knows π_b only at the position it was logged in); for a
+                       slate, π_b(· | context, items above) at each slot
     len_list           int, the number of slots
     opelab_info        the ``DatasetInfo`` as JSON: task, gamma, behavior policy, seed, ``pscore_estimated``
     opelab_obs_shape   the observation shape, when it is not (d,) (``context`` is always (n, d))
-    opelab_terminal    (n,) bool, written when some round ended in a terminal state
+    opelab_terminal    (n,) bool, whether each round's last step is terminal, written when some is not
 The dict's own keys win over ``opelab_info`` for what they hold (actions, positions, action_context, len_list).
 Every malformed dict is refused with one ``DatasetError`` naming the key, the expected and the found value.
 """
@@ -184,6 +185,7 @@ def _observations(d: Mapping[str, Any], context: np.ndarray, horizon: int) -> np
 
 def _terminals(d: Mapping[str, Any], n: int, horizon: int) -> np.ndarray:
     terminals = np.zeros((n, horizon), dtype=bool)
+    terminals[:, -1] = True
     if d.get("opelab_terminal") is not None:
         terminals[:, -1] = _array(d, "opelab_terminal", (n,), "b")
     return terminals
@@ -275,12 +277,12 @@ def _check_probs(name: str, probs: np.ndarray, action: np.ndarray, pscore: np.nd
     bad = (probs < 0) | (probs > 1)
     if bad.any():
         idx = first_index(bad)
-        raise DatasetError(f"{_key(name)}: expected probabilities in [0, 1], found {probs[idx].item()!r} at round {idx[0]}")
+        raise DatasetError(f"{_key(name)}: expected probabilities in [0, 1], found {probs[idx].item()!r} at row {idx[0]}")
     sums = probs.sum(axis=1)
     bad = np.abs(sums - 1.0) > 1e-6
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise DatasetError(f"{_key(name)}: expected each round's distribution over actions to sum to 1, found {sums[i].item()!r} at round {i}")
+        raise DatasetError(f"{_key(name)}: expected each row's distribution over actions to sum to 1, found {sums[i].item()!r} at row {i}")
     logged = probs[np.arange(len(action)), action]
     bad = np.abs(logged - pscore) > _RTOL * np.maximum(1.0, pscore)
     if bad.any():
@@ -358,6 +360,11 @@ def _from_slate(d: Mapping[str, Any], task: str | None, behavior_policy: str | N
                 f"{_key('pscore_cascade')}: expected the running product of {source} within the slate ({rebuilt[i, t].item()!r}), "
                 f"found {cascade[i, t].item()!r} at row {i * L + t}"
             )
+    probs = None
+    if d.get("behavior_action_probs") is not None:
+        probs = _array(d, "behavior_action_probs", (rows, A)).astype(np.float64)
+        _check_probs("behavior_action_probs", probs, action.ravel(), conditional.ravel())
+        probs = probs.reshape(n, L, A)
     marginal = None
     if d.get("pscore_item_position") is not None:
         marginal = _pscore(d, "pscore_item_position", rows, None).reshape(n, L)
@@ -375,6 +382,7 @@ def _from_slate(d: Mapping[str, Any], task: str | None, behavior_policy: str | N
         terminals=_terminals(d, n, L),
         mask=np.ones((n, L), dtype=bool),
         behavior_pscore=conditional,
+        behavior_action_probs=probs,
         behavior_marginal_pscore=marginal,
         behavior_log_pscore=None if log_pscore is None else log_pscore.reshape(n, L),
         info=info,
@@ -457,6 +465,8 @@ def _to_slate(dataset: LoggedDataset) -> dict[str, Any]:
         "pscore_slot": conditional.reshape(rows),
         "len_list": L,
     }
+    if dataset.behavior_action_probs is not None:
+        out["behavior_action_probs"] = np.array(dataset.behavior_action_probs).reshape(rows, dataset.action_space.n_actions)
     if dataset.behavior_log_pscore is not None:
         out["log_pscore"] = np.array(dataset.behavior_log_pscore).reshape(rows)
     _extras(dataset, out)
@@ -467,5 +477,5 @@ def _extras(dataset: LoggedDataset, out: dict[str, Any]) -> None:
     out[OPELAB_INFO_KEY] = dataset.info.to_json()
     if len(dataset.obs_shape) != 1:
         out["opelab_obs_shape"] = list(dataset.obs_shape)
-    if dataset.terminals.any():
+    if not dataset.terminals[:, -1].all():
         out["opelab_terminal"] = np.array(dataset.terminals[:, -1])

@@ -13,7 +13,8 @@ Columns are named by the arguments:
     position      optional integers >= 0: the slot the action was shown in (``info.len_list`` = ``len_list``, or
                   the largest position + 1)
     done          optional 0/1 or true/false: the trajectory ended in a terminal state at this step (only on a
-                  trajectory's last step)
+                  trajectory's last step); without it, one-step rounds are terminal (a bandit round ends after
+                  its step) and multi-step trajectories are not (cut by the end of the log)
     trajectory, step   optional, both or neither: without them every row is a one-step trajectory (a bandit
                   log, horizon 1); with them the rows are sorted by (trajectory, step) (ids of any one type,
                   numbers or strings, sorted as such), and each trajectory's steps must be 0..T−1, each once
@@ -241,7 +242,8 @@ def dataset_from_table(
         what = "" if len_list is None else f" (len_list = {len_list})"
         positions = t.integers(position, "position", len_list, what)
         len_list = int(positions.max()) + 1 if len_list is None else len_list
-    terminal = t.flags(done, "done") if done is not None else np.zeros(t.n_rows, dtype=bool)
+    one_step = trajectory is None
+    terminal = t.flags(done, "done") if done is not None else np.full(t.n_rows, one_step)
 
     if trajectory is None:
         traj, steps = np.arange(t.n_rows), np.zeros(t.n_rows, dtype=np.int64)
