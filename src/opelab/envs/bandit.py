@@ -200,7 +200,10 @@ class SyntheticBandit:
             raise ValueError(f"action_categories: expected {A} non-negative category ids, found shape {categories.shape}")
         weights, biases = np.array(self.weights, dtype=np.float64), np.array(self.biases, dtype=np.float64)
         if weights.shape != (contexts.shape[1], n_columns) or biases.shape != (n_columns,):
-            raise ValueError(f"weights, biases: expected shapes {(contexts.shape[1], n_columns)} and ({n_columns},), found {weights.shape} and {biases.shape}")
+            raise ValueError(
+                f"weights, biases: expected shapes {(contexts.shape[1], n_columns)} and ({n_columns},), "
+                f"found {weights.shape} and {biases.shape}"
+            )
         if self.reward_type not in ("binary", "continuous"):
             raise ValueError(f"reward_type: expected 'binary' or 'continuous', found {self.reward_type!r}")
         if not (math.isfinite(self.reward_noise) and self.reward_noise >= 0):
@@ -209,7 +212,8 @@ class SyntheticBandit:
             object.__setattr__(self, "len_list", _positive_int("len_list", self.len_list))
         object.__setattr__(self, "behavior_beta", _finite("behavior_beta", self.behavior_beta))
         object.__setattr__(self, "n_actions", A)
-        for key, value in (("contexts", contexts), ("context_probs", probs), ("weights", weights), ("biases", biases), ("action_categories", categories)):
+        arrays = {"contexts": contexts, "context_probs": probs, "weights": weights, "biases": biases, "action_categories": categories}
+        for key, value in arrays.items():
             object.__setattr__(self, key, None if value is None else freeze(value))
 
     # ------------------------------------------------------------------ description
@@ -634,7 +638,10 @@ class SyntheticSlate:
             raise ValueError(f"context_probs: expected a probability vector of shape ({K},), found shape {probs.shape}")
         weights, biases = np.array(self.weights, dtype=np.float64), np.array(self.biases, dtype=np.float64)
         if weights.ndim != 2 or weights.shape[0] != contexts.shape[1] or biases.shape != (weights.shape[1],):
-            raise ValueError(f"weights, biases: expected shapes ({contexts.shape[1]}, n_items) and (n_items,), found {weights.shape} and {biases.shape}")
+            raise ValueError(
+                f"weights, biases: expected shapes ({contexts.shape[1]}, n_items) and (n_items,), "
+                f"found {weights.shape} and {biases.shape}"
+            )
         if self.reward_structure not in ("independent", "cascade"):
             raise ValueError(f"reward_structure: expected 'independent' or 'cascade', found {self.reward_structure!r}")
         enumerate_slates(weights.shape[1], self.len_list)  # sizes checked once, here
@@ -701,14 +708,20 @@ class SyntheticSlate:
         beta = self.behavior_beta if beta is None else beta
         return PlackettLucePolicy(self.score_values, beta, self.len_list, name=name or f"behavior(plackett_luce, beta={beta:g})")
 
-    def candidates(self, temperatures: Sequence[float] = (0.25, 0.5, 1.0, 2.0), adversarial: Sequence[float] = (1.0,), include_uniform: bool = True) -> list[PlackettLucePolicy]:
+    def candidates(
+        self,
+        temperatures: Sequence[float] = (0.25, 0.5, 1.0, 2.0),
+        adversarial: Sequence[float] = (1.0,),
+        include_uniform: bool = True,
+    ) -> list[PlackettLucePolicy]:
         """Plackett–Luce over f / τ for each temperature, uniform rankings, and over −f / τ (adversarial)."""
-        if any(isinstance(t, bool) or not isinstance(t, (int, float)) or not t > 0 for t in (*temperatures, *adversarial)):
+        if any(isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 < t < math.inf for t in (*temperatures, *adversarial)):
             raise ValueError(f"temperatures: expected positive numbers, found {list(temperatures)} and {list(adversarial)}")
-        family = [PlackettLucePolicy(self.score_values, 1.0 / _finite("temperature", t), self.len_list, name=f"pl(tau={t:g})") for t in temperatures]
+        scores, L = self.score_values, self.len_list
+        family = [PlackettLucePolicy(scores, 1.0 / t, L, name=f"pl(tau={t:g})") for t in temperatures]
         if include_uniform:
-            family.append(PlackettLucePolicy(self.score_values, 0.0, self.len_list, name="uniform"))
-        family += [PlackettLucePolicy(self.score_values, -1.0 / _finite("temperature", t), self.len_list, name=f"worst_pl(tau={t:g})") for t in adversarial]
+            family.append(PlackettLucePolicy(scores, 0.0, L, name="uniform"))
+        family += [PlackettLucePolicy(scores, -1.0 / t, L, name=f"worst_pl(tau={t:g})") for t in adversarial]
         return family
 
     # ------------------------------------------------------------------ exact values
