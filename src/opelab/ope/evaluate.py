@@ -110,7 +110,7 @@ def evaluate(
         raise ValueError(f"estimators: expected distinct names, found {list(names)}")
     ctx = EstimationContext(dataset, inputs)
     empty = np.empty((0, inputs.n_policies))
-    estimates = np.stack([e.estimate(ctx) for e in chosen]) if chosen else empty
+    estimates = np.stack(_estimates(chosen, ctx, keep_all=spec is not None)) if chosen else empty
     lower = upper = None
     if spec is not None:
         bounds = confidence_intervals(chosen, ctx, spec)
@@ -126,3 +126,15 @@ def evaluate(
         interval=interval,
         alpha=None if spec is None else alpha,
     )
+
+
+def _estimates(chosen: Sequence[PointEstimator], ctx: EstimationContext, keep_all: bool) -> list[np.ndarray]:
+    """Each estimator's estimate in turn; without a second pass (intervals), weights that no later estimator
+    shares (``weight_key``) are freed after their last use."""
+    keys = [e.weight_key() if hasattr(e, "weight_key") else None for e in chosen]
+    out = []
+    for i, estimator in enumerate(chosen):
+        out.append(estimator.estimate(ctx))
+        if not keep_all:
+            ctx.forget(set(keys[i + 1 :]))
+    return out

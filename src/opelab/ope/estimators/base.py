@@ -71,11 +71,17 @@ class EstimationContext:
 
     @cached_property
     def cumulative_ratio(self) -> np.ndarray:
-        """W_t = Π_{t' ≤ t} w_t', (P, n, H)."""
+        """W_t = Π_{t' ≤ t} w_t', (P, n, H); on one-step logs the step ratio itself (no copy)."""
+        if self.dataset.horizon == 1:
+            return self.step_ratio
         if self.log_space:
             return np.exp(np.cumsum(self._log_step_ratio(), axis=-1))
         return np.cumprod(self.step_ratio, axis=-1)
 
+    @cached_property
+    def _unit_discounts(self) -> bool:
+        """True when every γ^t on the logged steps is 1 and no step is padded (one-step logs, γ = 1 slates)."""
+        return bool(self.dataset.mask.all()) and (self.dataset.horizon == 1 or self.dataset.gamma == 1.0)
 
     @cached_property
     def trajectory_ratio(self) -> np.ndarray:
@@ -84,12 +90,19 @@ class EstimationContext:
 
     @cached_property
     def discounted_residual(self) -> np.ndarray:
-        """γ^t (r_t − Q̂(s_t, a_t)), (P, n, H): the DR forms' correction term, shared by all of them."""
-        return self.discounted_rewards - self.inputs.q_hat * self.discounts
+        """γ^t (r_t − Q̂(s_t, a_t)), (P, n, H): the DR forms' correction term, shared by all of them. A Q̂ given
+        once for every policy (a broadcast view, stride 0 on the policy axis) gives a broadcast residual."""
+        q_hat = self.inputs.q_hat
+        if q_hat.strides[0] == 0 and q_hat.shape[0] > 1:
+            one = self.discounted_rewards - q_hat[:1] * self.discounts
+            return np.broadcast_to(one, q_hat.shape)
+        return self.discounted_rewards - q_hat * self.discounts
 
     @cached_property
     def discounted_v_hat(self) -> np.ndarray:
-        """γ^t V̂(s_t), (P, n, H): the DR forms' baseline term."""
+        """γ^t V̂(s_t), (P, n, H): the DR forms' baseline term (V̂ itself when every discount is 1)."""
+        if self._unit_discounts:
+            return self.inputs.v_hat
         return self.inputs.v_hat * self.discounts
 
     def memo(self, key: Hashable, compute: Callable[[], np.ndarray]) -> np.ndarray:
@@ -97,6 +110,15 @@ class EstimationContext:
         if key not in self._memo:
             self._memo[key] = compute()
         return self._memo[key]
+
+    def forget(self, keep: set[Hashable]) -> None:
+        """Drop memoised arrays whose key (or, for derived ones like ``(key, "normalized")``, whose first part)
+        is not in ``keep``: ``evaluate`` frees weights no later estimator shares, so memory follows one
+        estimator's arrays rather than the sum over all of them."""
+        for key in list(self._memo):
+            root = key[0] if isinstance(key, tuple) and len(key) == 2 and key[1] == "normalized" else key
+            if root not in keep:
+                del self._memo[key]
 
     def require(self, estimator: str, *names: str) -> None:
         missing = [name for name in names if getattr(self.inputs, name) is None]
