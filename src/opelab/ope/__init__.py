@@ -1,6 +1,6 @@
 """Off-policy evaluation: inputs for P policies, Q-function estimation, estimators and ``evaluate``."""
 
-from opelab.ope.estimators import ESTIMATORS, EstimationContext, PointEstimator, get_estimator, register_estimator
+from opelab.ope.estimators import ESTIMATORS, EstimationContext, PointEstimator, estimator_grid, get_estimator, register_estimator
 from opelab.ope.estimators.cdf import CDF_ESTIMATORS, CDFEstimator, CDFTable, evaluate_cdf, return_grid
 from opelab.ope.evaluate import EstimateTable, evaluate
 from opelab.ope.intervals import INTERVAL_METHODS
@@ -55,6 +55,7 @@ __all__ = [
     "kernel_density",
     "evaluate",
     "evaluation_action_probs",
+    "estimator_grid",
     "get_estimator",
     "register_estimator",
     "fit_tabular_fqe",
