@@ -142,7 +142,7 @@ class _RowCounter(BaseEstimator, RegressorMixin):
 def test_chunked_prediction_equals_unchunked_and_stays_within_the_chunk():
     ds = random_bandit(n=200, n_actions=3, binary=True)
     whole = fit_reward_model(ds, chunk_rows=10**9)
-    for rows in (1, 7, 64):
+    for rows in (None, 1, 7, 64):
         np.testing.assert_array_equal(fit_reward_model(ds, chunk_rows=rows).q, whole.q)
     counted = fit_reward_model(ds, _RowCounter(), n_folds=2, chunk_rows=64)
     calls = counted.models[0].calls_ + counted.models[1].calls_
@@ -256,9 +256,11 @@ def test_clear_errors():
             fit_reward_model(ds, n_folds=bad)
     with pytest.raises(OPEInputError, match="model: expected a scikit-learn estimator with fit and predict, found object without fit"):
         fit_reward_model(ds, object())
+    with pytest.raises(OPEInputError, match=r"model: expected an estimator instance, found the class LinearRegression; give LinearRegression\(\)"):
+        fit_reward_model(ds, LinearRegression)
     with pytest.raises(OPEInputError, match=r"model: a classifier \(LogisticRegression\) needs rewards in \{0, 1\}, found .* at round 0; give a regressor"):
         fit_reward_model(ds, LogisticRegression())
-    with pytest.raises(OPEInputError, match="chunk_rows: expected a positive int, found 0"):
+    with pytest.raises(OPEInputError, match="chunk_rows: expected a positive int or None, found 0"):
         fit_reward_model(ds, chunk_rows=0)
     with pytest.raises(OPEInputError, match="fold_seed: expected an int, found 'a'"):
         fit_reward_model(ds, fold_seed="a")

@@ -25,7 +25,7 @@ reward. K = 1 fits and predicts on every round.
 The design follows the regression model of the Open Bandit Pipeline (Saito et al., 2021: context, action
 one-hot or action context, position, K-fold cross-fitting); unlike OBP, which predicts every position
 ((n, A, len_list)), q̂ is predicted at the logged position only, which is what the estimators read.
-Prediction runs over chunks of ``chunk_rows`` rows of the expanded (round, action) feature matrix, so the
+Prediction runs over chunks of rows of the expanded (round, action) feature matrix (a few MiB each), so the
 (n·A, features) matrix is never built.
 """
 
@@ -43,7 +43,8 @@ from opelab.data.validation import freeze
 from opelab.ope.inputs import OPEInputError
 
 DEFAULT_MAX_ITER = 50  # boosting iterations of the default models: 10^6 rounds × 10 actions in ≈ 20 s on one core
-CHUNK_ROWS = 2**16  # rows of the expanded (round, action) feature matrix predicted at a time
+CHUNK_BYTES = 2**22  # default size of a chunk of the expanded feature matrix: it stays in cache while every tree reads it
+CHUNK_ROWS = 2**16  # ... and at most this many of its rows
 
 
 @dataclass(frozen=True, eq=False)
@@ -100,14 +101,16 @@ def fit_reward_model(
     n_folds: int = 1,
     fold_seed: int = 0,
     *,
-    chunk_rows: int = CHUNK_ROWS,
+    chunk_rows: int | None = None,
 ) -> RewardModel:
     """Fit q̂(x, a) on the rounds of a one-step ``dataset`` and predict it for every round and action.
 
     ``model``: a scikit-learn estimator (anything with ``fit`` and ``predict``; a classifier also needs
     ``predict_proba`` and 0/1 rewards), cloned for each of the ``n_folds`` cross-fitting folds of rounds
     (``fold_seed``); None takes ``default_reward_model``. ``chunk_rows`` bounds the rows of the expanded
-    (round, action) matrix predicted at once. See the module docstring for the features.
+    (round, action) matrix predicted at once (at least one round's A rows); None takes as many as fit in
+    ``CHUNK_BYTES`` (4 MiB), at most ``CHUNK_ROWS``: tree ensembles predict a chunk once per tree, and a chunk
+    that stays in cache predicts about twice as fast as a larger one. See the module docstring for the features.
     """
     from sklearn.base import clone, is_classifier
     from sklearn.dummy import DummyRegressor
@@ -118,12 +121,16 @@ def fit_reward_model(
         raise OPEInputError(f"n_folds: expected an int in [1, n_rounds = {n}], found {n_folds!r}")
     if isinstance(fold_seed, bool) or not isinstance(fold_seed, (int, np.integer)):
         raise OPEInputError(f"fold_seed: expected an int, found {fold_seed!r}")
+    if chunk_rows is None:
+        chunk_rows = max(1, min(CHUNK_ROWS, CHUNK_BYTES // (8 * features.width)))
     if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, (int, np.integer)) or chunk_rows < 1:
-        raise OPEInputError(f"chunk_rows: expected a positive int, found {chunk_rows!r}")
+        raise OPEInputError(f"chunk_rows: expected a positive int or None, found {chunk_rows!r}")
     rewards = np.asarray(dataset.rewards[:, 0], dtype=np.float64)
     binary = bool(np.isin(rewards, (0.0, 1.0)).all())
     if model is None:
         model = default_reward_model(binary)
+    if isinstance(model, type):
+        raise OPEInputError(f"model: expected an estimator instance, found the class {model.__name__}; give {model.__name__}()")
     for method in ("fit", "predict"):
         if not callable(getattr(model, method, None)):
             raise OPEInputError(f"model: expected a scikit-learn estimator with fit and predict, found {type(model).__name__} without {method}")
@@ -177,20 +184,30 @@ class _RewardFeatures:
     def n_actions(self) -> int:
         return self.action_block.shape[0]
 
-    def _rows(self, rounds: np.ndarray, actions: np.ndarray) -> np.ndarray:
-        parts = [self.context[rounds], self.action_block[actions]]
+    @property
+    def width(self) -> int:
+        """Number of feature columns d."""
+        return self.context.shape[1] + self.action_block.shape[1] + (self.n_positions if self.positions is not None else 0)
+
+    def _blocks(self, rounds: np.ndarray, actions: np.ndarray | None) -> np.ndarray:
+        """(m, a, d) features of ``rounds`` with their logged ``actions`` (a = 1) or, for None, every action
+        (a = A), written into one array by broadcasting."""
+        m, dx, da = len(rounds), self.context.shape[1], self.action_block.shape[1]
+        out = np.zeros((m, 1 if actions is not None else self.n_actions, self.width))
+        out[:, :, :dx] = self.context[rounds][:, None]
+        out[:, :, dx : dx + da] = self.action_block[None] if actions is None else self.action_block[actions][:, None]
         if self.positions is not None:
-            parts.append(np.eye(self.n_positions)[self.positions[rounds]])
-        return np.hstack(parts)
+            out[np.arange(m), :, dx + da + self.positions[rounds]] = 1.0
+        return out
 
     def logged(self, rounds: np.ndarray) -> np.ndarray:
         """Features of the logged (x_i, a_i, k_i) of ``rounds``, (m, d)."""
-        return self._rows(rounds, self.actions[rounds])
+        return self._blocks(rounds, self.actions[rounds])[:, 0]
 
     def expanded(self, rounds: np.ndarray) -> np.ndarray:
         """Features of (x_i, a, k_i) for every round of ``rounds`` and every action a, round-major, (m · A, d)."""
-        A = self.n_actions
-        return self._rows(np.repeat(rounds, A), np.tile(np.arange(A), len(rounds)))
+        blocks = self._blocks(rounds, None)
+        return blocks.reshape(-1, blocks.shape[2])
 
 
 def _chunks(rows: np.ndarray, size: int) -> Iterator[np.ndarray]:
