@@ -235,6 +235,27 @@ CASES += [
     case("evaluate-out-folder", [*_EVAL, "--out", "{in}/folder"], "--out", "folder"),
     case("evaluate-out-parent-missing", [*_EVAL, "--out", "missing/e.csv"], "--out", "missing"),
 ]
+_GIVEN = ["evaluate", DATA, "--action-dist"]
+CASES += [  # candidates given as probabilities
+    case("evaluate-action-dist-missing", [*_GIVEN, "{in}/absent.parquet"], "--action-dist", "absent.parquet", "nothing"),
+    case("evaluate-action-dist-folder", [*_GIVEN, "{in}/folder"], "--action-dist", "folder"),
+    case("evaluate-action-dist-not-parquet", [*_GIVEN, "{in}/table.csv"], "--action-dist", "table.csv"),
+    case("evaluate-action-dist-rows", [*_GIVEN, "{in}/foreign.parquet"], "--action-dist", "rows"),
+    case("evaluate-action-dist-ints", [*_GIVEN, "{in}/ints_dist.parquet"], "--action-dist", "'p'", "floats"),
+    case("evaluate-action-dist-sums", [*_GIVEN, "{in}/half_dist.parquet"], "--action-dist", "summing to 1"),
+    case("evaluate-action-dist-with-policy", [*_GIVEN, "{in}/half_dist.parquet", "--policy", NO_MODEL], "--policy", "--action-dist"),
+    case("evaluate-action-dist-truth", [*_GIVEN, "{in}/half_dist.parquet", "--truth-rollouts", "5"], "--truth-rollouts"),
+]
+_IMPORT = ["--out", "{in}/imported.parquet", "--action", "action", "--reward", "reward"]
+CASES += [  # flat tables in (the library's malformed tables: tests/data/test_import_table.py)
+    case("import-missing", ["import", "{in}/absent.csv", *_IMPORT, "--pscore", "p", "--context", "step"], "absent.csv"),
+    case("import-no-pscore", ["import", "{in}/table.csv", *_IMPORT, "--context", "step"], "--pscore", "neither"),
+    case("import-both-pscores", ["import", "{in}/table.csv", *_IMPORT, "--pscore", "reward", "--log-pscore", "reward", "--context", "step"], "both"),
+    case("import-unknown-prefix", ["import", "{in}/table.csv", *_IMPORT, "--pscore", "reward", "--context-prefix", "obs"], "obs", "columns"),
+    case("import-out-exists", ["import", "{in}/table.csv", "--out", DATA, "--action", "action", "--reward", "reward", "--pscore", "reward",
+                               "--context", "step"], "--out", "--force"),  # fmt: skip
+    case("import-not-a-table", ["import", "{in}/random.parquet", *_IMPORT, "--pscore", "p", "--context", "step"], "random.parquet"),
+]
 for name, (path, word) in _DATASET_FILES.items():
     CASES.append(case(f"evaluate-dataset-{name}", ["evaluate", path, "--policy", NO_MODEL], word))
 # --stream opens the files (metadata, trajectory column) before the models, but meets the other columns' pages
@@ -395,6 +416,9 @@ def _write_inputs(folder: Path) -> None:
         flipped[position] ^= 0x10
         (folder / f"{name}.parquet").write_bytes(bytes(flipped))
     pd.DataFrame({"a": [1, 2, 3]}).to_parquet(folder / "foreign.parquet")
+    rows, n_actions = dataset.n_transitions, dataset.action_space.n_actions
+    for name, values in (("ints_dist", pa.array([1] * (rows * n_actions))), ("half_dist", pa.array([0.5 / n_actions] * (rows * n_actions)))):
+        pq.write_table(pa.table({"p": pa.FixedSizeListArray.from_arrays(values, n_actions)}), folder / f"{name}.parquet")
 
     table = pq.read_table(folder / "data.parquet")
     meta = json.loads(table.schema.metadata[b"opelab"])

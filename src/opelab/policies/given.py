@@ -120,6 +120,11 @@ def read_action_dist(path: Any, dataset: LoggedDataset) -> list[ActionDistributi
 
     if not dataset.action_space.is_discrete:
         raise ActionDistributionError("dataset: expected discrete actions for policies given as probabilities, found continuous ones")
+    from pathlib import Path
+
+    if not Path(path).is_file():
+        what = "a folder" if Path(path).is_dir() else "nothing"
+        raise ActionDistributionError(f"{path}: expected a Parquet table of action probabilities, found {what} there")
     try:
         table = pq.read_table(path)
     except (pa.ArrowException, OSError, UnicodeDecodeError) as error:
