@@ -243,3 +243,24 @@ def test_default_estimators_follow_the_kind_of_data():
 def test_bandit_fields_ride_along_through_scope_rl():
     ds, _ = _bandit()
     assert LoggedDataset.from_scope_rl(ds.to_scope_rl()).equals(ds)
+
+
+def test_one_step_logs_stream_like_they_evaluate_in_memory():
+    from opelab.envs import make
+    from opelab.ope.streaming import chunk_inputs, evaluate_stream
+
+    task = make("bandit_positions")
+    ds = task.collect(task.behavior_policy(), 3000, seed=0)
+    policies = task.candidates()[:3]
+    weights = np.random.default_rng(0).random((ds.observations.shape[-1], ds.action_space.n_actions))
+
+    def q_model(observations, steps):  # a fixed reward model: one (m, A) table for every policy
+        q = 1 / (1 + np.exp(-np.asarray(observations) @ weights))
+        return np.broadcast_to(q, (len(policies), *q.shape))
+
+    names = ["ipw", "snipw", "dm", "dr", "sndr", get_estimator("switch_dr", lambda_=2.0), get_estimator("dr_os", lambda_=5.0)]
+    streamed = evaluate_stream(ds, policies, q_model, names, interval="t", max_cells=700)
+    memory = evaluate(ds, chunk_inputs(ds, policies, q_model), names, interval="t")
+    assert streamed.estimator_names == memory.estimator_names
+    np.testing.assert_allclose(streamed.estimates, memory.estimates, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(streamed.lower, memory.lower, rtol=1e-10, atol=1e-12)
