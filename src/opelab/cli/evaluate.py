@@ -21,7 +21,7 @@ from opelab.cli.models import (
     read_dataset,
 )
 from opelab.cli.output import CLIError, Stages, console, guarded, line, writable
-from opelab.cli.tables import print_assessment, print_estimate_table
+from opelab.cli.tables import print_assessment, print_estimate_table, print_overlap
 from opelab.resources import DEFAULT_MAX_CELLS
 
 INTERVALS = ("bootstrap", "t", "hoeffding", "bernstein")
@@ -187,6 +187,7 @@ def evaluate(
         """--action-dist: candidates read as probabilities on the logged steps."""
         from opelab.ope import FQEConfig, evaluate as evaluate_table
         from opelab.pipeline import learned_inputs
+        from opelab.ope.diagnostics import overlap_diagnostics
         from opelab.policies.given import ActionDistributionError, read_action_dist
 
         for flag, used in (
@@ -211,6 +212,7 @@ def evaluate(
         print_estimate_table(
             table, None, f"{dataset}: {data.n_trajectories} trajectories on {data.info.task}, behavior {data.info.behavior_policy}, {action_dist.name}"
         )
+        print_overlap(overlap_diagnostics(data, inputs))
         _finish(table, None)
 
     def _evaluate_stream(source: Any, candidates: list[Any], named: list[str] | None) -> None:

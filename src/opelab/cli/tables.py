@@ -87,3 +87,14 @@ def print_estimate_table(table: Any, truth: Any, title: str) -> None:
             line(f"Intervals: {table.interval}, level {1 - (table.alpha or 0):.0%}. "
                  f"J(π_b) (logged mean return) = {table.behavior_value:.3f}")
         )  # fmt: skip
+
+
+def print_overlap(frame: Any) -> None:
+    """Per policy: effective sample size of the importance weights (and its share of n), the largest and
+    the mean weight (``opelab.ope.diagnostics.overlap_diagnostics``)."""
+    table = Table(title="Overlap of each candidate with the logged data", title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1))
+    for name, justify in (("policy", "left"), ("ESS", "right"), ("ESS / n", "right"), ("max weight", "right"), ("mean weight", "right")):
+        table.add_column(name, justify=justify, no_wrap=name == "policy")
+    for row in frame.itertuples(index=False):
+        table.add_row(str(row.policy), f"{row.ess:,.0f}", f"{row.ess_fraction:.1%}", fmt(float(row.max_weight), 2), fmt(float(row.mean_weight), 3))
+    console.print(table)
