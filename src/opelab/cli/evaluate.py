@@ -165,7 +165,7 @@ def evaluate(
                 raise CLIError("--stream: expected a dataset with discrete actions, found continuous ones (kernel ratios need the whole data)")
             if q_kind in ("mql", "regression"):
                 raise CLIError(f"--q-function: expected neural_fqe or none with --stream, found {q_kind!r}")
-            _evaluate_stream(data, candidates, named)
+            _evaluate_stream(data, candidates, named, q_kind)
             return
         _check_memory(data, len(candidates), n_bootstrap if interval == "bootstrap" else 0, memory_limit)
         with Stages() as stage:
@@ -215,7 +215,7 @@ def evaluate(
         print_overlap(overlap_diagnostics(data, inputs))
         _finish(table, None)
 
-    def _evaluate_stream(source: Any, candidates: list[Any], named: list[str] | None) -> None:
+    def _evaluate_stream(source: Any, candidates: list[Any], named: list[str] | None, q_kind: str) -> None:
         from opelab.data.chunks import head
         from opelab.ope import FQEConfig, fit_fqe
         from opelab.ope.fqe import fqe_action_values
