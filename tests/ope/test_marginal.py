@@ -182,13 +182,14 @@ def test_marginal_estimators_need_weights(variable_length_case):
 
 def test_cross_fitting_uses_models_fit_on_the_other_folds(variable_length_case):
     from opelab.ope import fit_tabular_fqe, q_on_logged_steps
-    from opelab.ope.inputs import _folds, policy_tables
+    from opelab.data.behavior import fold_indices
+    from opelab.ope.inputs import policy_tables
 
     task, _, evals, ds = variable_length_case
     crossed = build_inputs(ds, evals, n_folds=3, fold_seed=4)
     assert crossed.cross_fit_folds == 3
     tables = policy_tables(ds, evals)
-    for train, test in _folds(ds.n_trajectories, 3, 4):
+    for train, test in fold_indices(ds.n_trajectories, 3, 4):
         q = q_on_logged_steps(ds.subset(test), fit_tabular_fqe(ds.subset(train), tables))
         held_out = np.take_along_axis(q, np.asarray(ds.actions)[test][None, ..., None], axis=-1)[..., 0]
         np.testing.assert_allclose(crossed.q_hat[:, test], np.where(ds.mask[test], held_out, 0.0), rtol=1e-12)

@@ -12,8 +12,13 @@ from opelab.ope.inputs import OPEInput, OPEInputError, build_inputs, evaluation_
 from opelab.ope.continuous import build_continuous_inputs
 from opelab.ope.kernels import KERNELS, Kernel, kernel_density
 from opelab.ope.qfunction import fit_tabular_fqe, q_on_logged_steps
+from opelab.ope.regression import RewardModel, fit_reward_model
+from opelab.ope.diagnostics import overlap_diagnostics
 
 __all__ = [
+    "RewardModel",
+    "fit_reward_model",
+    "overlap_diagnostics",
     "BESTDICE",
     "DICE_SETTINGS",
     "DUALDICE",

@@ -265,6 +265,7 @@ def build_inputs(
     trajectories are split into K random folds (``fold_seed``) and each fold's values come from models fit
     on the other K − 1 folds, as double reinforcement learning requires (Kallus & Uehara, 2020).
     """
+    from opelab.data.behavior import fold_indices  # here: it imports scipy.optimize
     from opelab.ope.dice import DICE_SETTINGS, DiceSettings
     from opelab.ope.qfunction import fit_tabular_fqe, q_on_logged_steps
     from opelab.ope.weights import FlowWeights, on_logged_steps, solve_flow_weights, transition_counts
@@ -319,7 +320,7 @@ def build_inputs(
         if fit_w or neural_w:
             w_pair = np.zeros(pscore.shape)
             w_state = np.zeros(pscore.shape)
-        for train, test in _folds(dataset.n_trajectories, n_folds, fold_seed):
+        for train, test in fold_indices(dataset.n_trajectories, n_folds, fold_seed):
             train_ds = dataset if n_folds == 1 else dataset.subset(train)
             test_ds = dataset if n_folds == 1 else dataset.subset(test)
             train_probs = probs if n_folds == 1 else probs[:, train]  # no copy of (P, n, H, A) without folds
@@ -403,15 +404,6 @@ def _regression_inputs(
         ),
         cross_fit_folds=n_folds if n_folds > 1 else None,
     )
-
-
-def _folds(n: int, n_folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(train, test) trajectory indices of each fold; one fold means "fit and predict on everything"."""
-    everything = np.arange(n)
-    if n_folds == 1:
-        return [(everything, everything)]
-    parts = np.array_split(np.random.default_rng(seed).permutation(n), n_folds)
-    return [(np.sort(np.concatenate(parts[:k] + parts[k + 1 :])), np.sort(part)) for k, part in enumerate(parts)]
 
 
 def policy_tables(dataset: LoggedDataset, policies: Sequence[DiscretePolicy]) -> np.ndarray:
