@@ -125,6 +125,14 @@ def test_from_obp_refuses_malformed_arrays():
         OPEInput.from_obp(ds, pi_b, np.zeros((3, 3)))
     with pytest.raises(OPEInputError, match="expected a one-step log"):
         OPEInput.from_obp(_two_step(), pi_b)
+    negative = pi_b.copy()
+    negative[7, 2, 1], negative[7, 3, 1] = -0.1, negative[7, 3, 1] + 0.1  # still sums to 1
+    with pytest.raises(OPEInputError, match=r"non-negative probabilities, found np.float64\(-0.1\) at \(round, action, position\) \(7, 2, 1\)"):
+        OPEInput.from_obp(ds, negative)
+    q = np.zeros(pi_b.shape)
+    q[5, 1, 2] = np.inf
+    with pytest.raises(OPEInputError, match=r"estimated_rewards_by_reg_model: expected finite values, found np.float64\(inf\) at .* \(5, 1, 2\)"):
+        OPEInput.from_obp(ds, pi_b, q)
 
 
 def _two_step() -> LoggedDataset:

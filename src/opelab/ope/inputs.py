@@ -527,23 +527,30 @@ def _named(value: np.ndarray | Mapping[str, np.ndarray] | None, key: str) -> dic
     return {"evaluation_policy": value}
 
 
-def _at_positions(array: np.ndarray, key: str, n: int, A: int, positions: np.ndarray | None) -> np.ndarray:
-    """An (n, A) or (n, A, L) array's (n, A) rows at the logged positions (a view when there is one position)."""
+_OBP_CHUNK = 256  # rounds of an (n, A, L) array read at a time: a chunk stays in cache for its passes
+
+
+def _positioned(array: Any, key: str, n: int, A: int, positions: np.ndarray | None) -> np.ndarray:
+    """An (n, A) or (n, A, L) array as (n, A, L) (a view), checked against the logged positions."""
     array = np.asarray(array, dtype=np.float64)
     if array.ndim == 2:
         array = array[:, :, None]
     if array.ndim != 3 or array.shape[:2] != (n, A):
         raise OPEInputError(f"{key}: expected shape (n_rounds, n_actions, len_list) = ({n}, {A}, L) or ({n}, {A}), found {array.shape}")
     L = array.shape[2]
-    if positions is None or L == 1:
-        if L != 1:
-            raise OPEInputError(f"{key}: has len_list = {L} positions, but the dataset logs no positions")
-        if positions is not None and positions.max() > 0:
-            raise OPEInputError(f"{key}: has 1 position, but the dataset logs position {positions.max()}")
-        return array[:, :, 0]
-    if positions.max() >= L:
+    if positions is None and L != 1:
+        raise OPEInputError(f"{key}: has len_list = {L} positions, but the dataset logs no positions")
+    if positions is not None and positions.max() >= L:
         raise OPEInputError(f"{key}: has len_list = {L} positions, but the dataset logs position {positions.max()}")
-    return array[np.arange(n), :, positions]
+    return array
+
+
+def _first_bad(chunk: np.ndarray, key: str, offset: int, probabilities: bool) -> None:
+    bad = ~np.isfinite(chunk) | (chunk < 0) if probabilities else ~np.isfinite(chunk)
+    if bad.any():
+        i, a, slot = first_index(bad)
+        what = "finite non-negative probabilities" if probabilities else "finite values"
+        raise OPEInputError(f"{key}: expected {what}, found {chunk[i, a, slot]!r} at (round, action, position) ({offset + i}, {a}, {slot})")
 
 
 def _bandit_from_obp(
@@ -554,6 +561,11 @@ def _bandit_from_obp(
     keep_action_dist: bool,
     ground_truth: Sequence[float] | np.ndarray | None,
 ) -> OPEInput:
+    """One pass over each policy's (n, A, L) array, a chunk of rounds at a time: the chunk is checked
+    (finite, non-negative, summing to 1 at the logged position), and π_e of the logged action and
+    V̂ = Σ_a π_e q̂ at the logged position are read off it. Every position's sums are formed (contiguous
+    reads; the positions interleave in memory, so reading only the logged one would touch the same cache
+    lines), and the logged one is kept."""
     if dataset.horizon != 1 or not dataset.action_space.is_discrete:
         raise OPEInputError(
             f"dataset: expected a one-step log with discrete actions (horizon 1), found horizon {dataset.horizon}, "
@@ -562,34 +574,39 @@ def _bandit_from_obp(
     dists = _named(action_dist, "action_dist")
     n, A = dataset.n_trajectories, dataset.action_space.n_actions
     positions = None if dataset.positions is None else dataset.positions[:, 0]
+    pos = np.zeros(n, dtype=np.intp) if positions is None else positions.astype(np.intp)
     actions = dataset.actions[:, 0].astype(np.intp)
     rows = np.arange(n)
-    q_rows = None if q_model is None else _at_positions(q_model, "estimated_rewards_by_reg_model", n, A, positions)
-    if q_rows is not None:
-        check_finite("estimated_rewards_by_reg_model", q_rows, OPEInputError)
+    q = None if q_model is None else _positioned(q_model, "estimated_rewards_by_reg_model", n, A, positions)
     P = len(dists)
     pscore = np.empty((P, n, 1))
-    v_hat = None if q_rows is None else np.empty((P, n, 1))
+    v_hat = None if q is None else np.empty((P, n, 1))
     kept = np.empty((P, n, 1, A)) if keep_action_dist else None
     for p, (name, dist) in enumerate(dists.items()):
         key = f"action_dist[{name!r}]" if isinstance(action_dist, Mapping) else "action_dist"
-        at = _at_positions(dist, key, n, A, positions)
-        bad = ~np.isfinite(at) | (at < 0)
-        if bad.any():
-            idx = first_index(bad)
-            raise OPEInputError(f"{key}: expected finite non-negative probabilities, found {at[idx]!r} at (round, action) {format_index(idx)}")
-        sums = at.sum(axis=1)
-        if (np.abs(sums - 1.0) > 1e-6).any():
-            i = int(np.flatnonzero(np.abs(sums - 1.0) > 1e-6)[0])
-            raise OPEInputError(f"{key}: expected each round's probabilities (at its logged position) to sum to 1, found {sums[i]!r} in round {i}")
-        pscore[p, :, 0] = at[rows, actions]
-        if v_hat is not None:
-            v_hat[p, :, 0] = np.einsum("na,na->n", at, q_rows)
-        if kept is not None:
-            kept[p, :, 0] = at
+        d = _positioned(dist, key, n, A, positions)
+        if q is not None and q.shape[2] != d.shape[2]:
+            raise OPEInputError(f"estimated_rewards_by_reg_model: expected len_list = {d.shape[2]} like {key}, found {q.shape[2]}")
+        for lo in range(0, n, _OBP_CHUNK):
+            hi = min(n, lo + _OBP_CHUNK)
+            chunk, r, at = d[lo:hi], rows[: hi - lo], pos[lo:hi]
+            if not chunk.min() >= 0:  # negative or NaN (an inf makes its row's sum fail below)
+                _first_bad(chunk, key, lo, probabilities=True)
+            sums = np.einsum("nal->nl", chunk)[r, at]
+            if (np.abs(sums - 1.0) > 1e-6).any():
+                i = int(np.flatnonzero(np.abs(sums - 1.0) > 1e-6)[0])
+                raise OPEInputError(f"{key}: expected each round's probabilities (at its logged position) to sum to 1, found {sums[i]!r} in round {lo + i}")
+            pscore[p, lo:hi, 0] = chunk[r, actions[lo:hi], at]
+            if v_hat is not None:
+                q_chunk = q[lo:hi]
+                if p == 0 and not np.isfinite(q_chunk.sum()):
+                    _first_bad(q_chunk, "estimated_rewards_by_reg_model", lo, probabilities=False)
+                v_hat[p, lo:hi, 0] = np.einsum("nal,nal->nl", chunk, q_chunk)[r, at]
+            if kept is not None:
+                kept[p, lo:hi, 0] = chunk[r, :, at]
     q_hat = None
-    if q_rows is not None:
-        q_hat = np.broadcast_to(q_rows[rows, actions][None, :, None], (P, n, 1))  # one array for every policy
+    if q is not None:
+        q_hat = np.broadcast_to(q[rows, actions, pos][None, :, None], (P, n, 1))  # one array for every policy
     return cls(
         policy_names=tuple(dists),
         eval_pscore=freeze(pscore),
