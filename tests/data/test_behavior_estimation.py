@@ -281,3 +281,20 @@ def test_clear_errors(tabular):
         estimate_pscores(continuous_dataset(20), calibration="sigmoid")
     with pytest.raises(DatasetError, match="calibration: expected at least 3 logged steps of every logged action"):
         estimate_pscores(one_step_discrete(np.array([0, 0, 0, 1, 2, 2, 2]), n_actions=3), calibration="sigmoid")
+
+
+def test_estimated_pscores_replace_logged_log_propensities():
+    """A dataset with behavior_log_pscore (log-space ratios) gets the log of the estimate, not the logged one
+    (before: a DatasetError, the old log-propensities contradicting the new pscores)."""
+    from dataclasses import replace
+
+    from opelab.envs.bandit import synthetic_bandit
+
+    task = synthetic_bandit(n_actions=4, seed=0)
+    data = task.collect(task.behavior_policy(), 300, 0)
+    logged = replace(data, behavior_log_pscore=np.log(data.behavior_pscore))
+    estimated = estimate_pscores(logged)
+    plain = estimate_pscores(data)
+    assert plain.behavior_log_pscore is None
+    np.testing.assert_array_equal(estimated.behavior_pscore, plain.behavior_pscore)
+    np.testing.assert_allclose(estimated.behavior_log_pscore, np.log(plain.behavior_pscore), rtol=0, atol=0)

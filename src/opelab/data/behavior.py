@@ -362,7 +362,8 @@ def estimate_pscores(
     folds of trajectories (``fold_seed``). Discrete: ``behavior_action_probs`` = π̂(· | s_t), floored at
     ``min_probability`` and renormalised (so every estimated pscore is positive), and ``behavior_pscore`` =
     π̂(a_t | s_t). Continuous: ``behavior_pscore`` = the fitted density (atoms on clipped bounds), floored at
-    the smallest positive float. ``info.pscore_estimated`` is set; everything else is shared with ``dataset``.
+    the smallest positive float. A logged ``behavior_log_pscore`` is replaced by the log of the estimate (the
+    log-space ratios read it). ``info.pscore_estimated`` is set; everything else is shared with ``dataset``.
     """
     if not isinstance(dataset, LoggedDataset):
         raise DatasetError(f"dataset: expected a LoggedDataset, found {type(dataset).__name__}")
@@ -397,9 +398,13 @@ def estimate_pscores(
         else:
             pscore[traj, step] = np.maximum(np.exp(model.log_pscore(obs, actions, step)), np.finfo(np.float64).tiny)
     info = replace(dataset.info, pscore_estimated=True)
+    # logged log-propensities would contradict the estimate (and drive the log-space ratios): replace them by
+    # the log of the estimated pscore when the dataset had some
+    log_pscore = None if dataset.behavior_log_pscore is None else freeze(np.log(pscore))
     return replace(
         dataset,
         behavior_pscore=freeze(pscore),
         behavior_action_probs=None if probs is None else freeze(probs),
+        behavior_log_pscore=log_pscore,
         info=info,
     )
