@@ -1,0 +1,394 @@
+"""SLOPE: data-driven choice of one member of an ordered family of estimators (Su, Srinath & Krishnamurthy,
+"Adaptive Estimator Selection for Off-Policy Evaluation", ICML 2020), an instance of Lepski's method.
+
+The family θ̂_1, ..., θ̂_M is ordered so that the width of the members' confidence intervals decreases
+along it while their bias may grow: a clipping level λ decreasing from ∞ (``ipw``, ``dr``), the Switch
+threshold τ decreasing (``switch_dr``), the shrinkage λ decreasing (``dr_os``), the power-mean λ increasing
+from 0 (``sg_ipw``, ``sg_dr``), the SOPE spectrum's k decreasing (``sam_*``, ``sm_*``). With w_i the half-width
+of member i's interval (the paper's CNF(i)), SLOPE forms
+
+    I(i) = [θ̂_i − 2 w_i, θ̂_i + 2 w_i]    and picks    î = max { i : I(1) ∩ I(2) ∩ ... ∩ I(i) ≠ ∅ },
+
+the last member whose interval still meets every earlier one (for intervals on a line, meeting every earlier
+one pairwise and a common point of all of them are the same thing). Each policy gets its own pick.
+
+Why it works (the paper's Assumption 1 and Theorem 1): if, on one event, |θ̂_i − θ| ≤ B(i) + w_i for every i
+with B increasing and w decreasing along the order, then for i₀ = the last member with B(i₀) ≤ w_{i₀},
+the truth θ lies in I(1), ..., I(i₀), so î ≥ i₀, and I(î) meets I(i₀), so
+
+    |θ̂_î − θ| ≤ |θ̂_î − θ̂_{i₀}| + |θ̂_{i₀} − θ| ≤ (2 w_î + 2 w_{i₀}) + 2 w_{i₀} ≤ 6 w_{i₀}:
+
+within a constant of the member that balances bias and width best, without knowing any bias. The event
+needs every member's interval at once: intervals at level 1 − α each hold together with probability at
+least 1 − Mα (pass ``alpha / M`` for a union bound). Nothing here checks the bias order; it is the
+family's design (``slope_family`` builds the standard ones in the right order).
+
+Entry points: ``slope`` (evaluate a family, then pick), ``slope_from_table`` (pick from an ``EstimateTable``
+with intervals), ``slope_family``, and the point estimator ``slope`` (``SlopeEstimator``; named only).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+import pandas as pd
+
+from opelab.data import LoggedDataset
+from opelab.ope.estimators import EstimationContext, PointEstimator, get_estimator, register_estimator
+from opelab.ope.estimators.base import data_kind
+from opelab.ope.evaluate import EstimateTable, evaluate
+from opelab.ope.inputs import OPEInput, OPEInputError
+from opelab.ope.intervals import INTERVAL_METHODS
+
+ORDERS = ("given", "auto")
+
+# estimator -> (its option, how the option moves along a SLOPE order: widest / least biased first)
+FAMILIES: dict[str, tuple[str, str]] = {
+    "ipw": ("lambda_", "decreasing"),  # clipping min(w, λ): λ = ∞ unbiased, smaller λ less variance, more bias
+    "dr": ("lambda_", "decreasing"),  # clipped DR
+    "switch_dr": ("lambda_", "decreasing"),  # τ = ∞ is DR, τ = 0 the direct method
+    "dr_os": ("lambda_", "decreasing"),  # λ = ∞ is DR, λ = 0 the direct method
+    "sg_ipw": ("lambda_", "increasing"),  # λ = 0 is IPW, λ = 1 the most shrunk
+    "sg_dr": ("lambda_", "increasing"),
+    "kernel_ipw": ("lambda_", "decreasing"),
+    "kernel_dr": ("lambda_", "decreasing"),
+    **{name: ("k", "decreasing") for name in ("sam_is", "sam_snis", "sam_dr", "sam_sndr", "sm_is", "sm_snis", "sm_dr", "sm_sndr")},
+    # SOPE: k = H is per-decision IS (unbiased), k = 0 the marginal estimator (least variance)
+}
+
+# default grids of the ``slope`` point estimator, per option and direction (sorted by ``slope_family``)
+DEFAULT_GRIDS: dict[tuple[str, str], tuple[float, ...]] = {
+    ("lambda_", "decreasing"): (math.inf, 1000.0, 300.0, 100.0, 30.0, 10.0, 3.0, 1.0),
+    ("lambda_", "increasing"): (0.0, 0.001, 0.01, 0.03, 0.1, 0.3, 1.0),
+}
+
+
+# ------------------------------------------------------------------------------------------------ families
+
+
+def slope_family(kind: str | tuple[str, str], grid: Sequence[float]) -> list[PointEstimator]:
+    """A standard family for SLOPE, in its order (widest intervals, least bias first).
+
+    ``kind`` is an estimator of ``FAMILIES`` (or ``(estimator, option)``, e.g. ``("dr", "lambda_")``); ``grid`` the
+    option's values in any order. ``slope_family("dr", [1, 10, 100, math.inf])`` gives clipped DR at λ = ∞, 100,
+    10, 1; ``slope_family("sg_dr", [0.1, 0, 1])`` the power-mean λ = 0, 0.1, 1; ``slope_family("sam_dr", [0, 1, 2])``
+    the SOPE spectrum ``sam_dr@2, sam_dr@1, sam_dr@0`` (``opelab.ope.estimators.marginal.spectrum``).
+    """
+    name, option = kind if isinstance(kind, tuple) else (kind, None)
+    if name not in FAMILIES:
+        raise ValueError(f"kind: expected one of {sorted(FAMILIES)} (or (estimator, option)), found {kind!r}")
+    expected_option, direction = FAMILIES[name]
+    if option is not None and option != expected_option:
+        raise ValueError(f"kind: the SLOPE family of {name} runs over {expected_option!r}, found option {option!r}")
+    if isinstance(grid, (str, bytes)) or not isinstance(grid, Sequence):
+        raise ValueError(f"grid: expected a list of {expected_option} values, found {grid!r}")
+    values = [_grid_value(name, expected_option, v) for v in grid]
+    if len(set(values)) != len(values) or len(values) < 2:
+        raise ValueError(f"grid: expected at least 2 distinct {expected_option} values for {name}, found {list(grid)!r}")
+    values.sort(reverse=direction == "decreasing")
+    if expected_option == "k":
+        from opelab.ope.estimators.marginal import spectrum
+
+        return [spectrum(name, int(k)) for k in values]
+    return [get_estimator(name, **{expected_option: v}) for v in values]
+
+
+def _grid_value(name: str, option: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or math.isnan(value):
+        raise ValueError(f"grid: expected numbers for {name}'s {option}, found {value!r}")
+    if option == "k":
+        if value < 0 or value != int(value) or math.isinf(value):
+            raise ValueError(f"grid: expected non-negative ints for {name}'s k (SOPE spectrum steps), found {value!r}")
+        return int(value)
+    return float(value)
+
+
+# ----------------------------------------------------------------------------------------------- the rule
+
+
+def lepski_pick(estimates: np.ndarray, half_widths: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """SLOPE's rule along the first axis: estimates and half-widths (M, ...) in the family's order.
+
+    Returns the index î (...) of the last member whose interval θ̂_i ± 2 w_i meets the intersection of all
+    earlier ones, and that intersection's ends (...), (...). A width of ∞ meets everything; closed intervals
+    (touching ends meet).
+    """
+    low = estimates[0] - 2.0 * half_widths[0]
+    high = estimates[0] + 2.0 * half_widths[0]
+    chosen = np.zeros(np.shape(low), dtype=np.intp)
+    alive = np.ones(np.shape(low), dtype=bool)
+    for m in range(1, len(estimates)):
+        lo = np.maximum(low, estimates[m] - 2.0 * half_widths[m])
+        hi = np.minimum(high, estimates[m] + 2.0 * half_widths[m])
+        alive &= lo <= hi
+        chosen = np.where(alive, m, chosen)
+        low, high = np.where(alive, lo, low), np.where(alive, hi, high)
+    return chosen, low, high
+
+
+@dataclass(frozen=True, eq=False)
+class SlopeResult:
+    """SLOPE's pick for every policy.
+
+    ``table`` holds every member's estimate and interval (rows in the family's given order); ``widths`` (M, P)
+    the half-widths w the rule used (with ``monotone_widths``, the enforced ones); ``order`` (P, M) the rows in the
+    order SLOPE scanned them for each policy; ``chosen`` (P,) the picked row; ``low``/``high`` (P,) the common
+    part of the scanned intervals θ̂ ± 2w up to the pick; ``widths_decrease`` (P,) whether the widths do not
+    grow along the scanned order (the rule's guarantee needs it); ``reasons`` one sentence per policy.
+    """
+
+    table: EstimateTable
+    widths: np.ndarray  # (M, P)
+    order: np.ndarray  # (P, M)
+    chosen: np.ndarray  # (P,)
+    low: np.ndarray  # (P,)
+    high: np.ndarray  # (P,)
+    widths_decrease: np.ndarray  # (P,)
+    reasons: tuple[str, ...]
+
+    @property
+    def policy_names(self) -> tuple[str, ...]:
+        return self.table.policy_names
+
+    @property
+    def member_names(self) -> tuple[str, ...]:
+        return self.table.estimator_names
+
+    @property
+    def chosen_names(self) -> tuple[str, ...]:
+        """The picked member of every policy."""
+        return tuple(self.member_names[i] for i in self.chosen)
+
+    @property
+    def estimates(self) -> np.ndarray:
+        """The picked member's estimate of every policy, (P,)."""
+        return self.table.estimates[self.chosen, np.arange(len(self.chosen))]
+
+    def to_pandas(self) -> pd.DataFrame:
+        """One row per (policy, member) in scan order: ``policy, position, member, estimate, lower, upper,
+        width, chosen`` (``position`` 1-based along the policy's order, ``width`` the half-width used)."""
+        rows = []
+        for p, policy in enumerate(self.policy_names):
+            for position, e in enumerate(self.order[p], start=1):
+                rows.append({
+                    "policy": policy, "position": position, "member": self.member_names[e],
+                    "estimate": self.table.estimates[e, p], "lower": self.table.lower[e, p],  # type: ignore[index]
+                    "upper": self.table.upper[e, p], "width": self.widths[e, p], "chosen": e == self.chosen[p],  # type: ignore[index]
+                })  # fmt: skip
+        return pd.DataFrame(rows)
+
+
+def slope_from_table(table: EstimateTable, *, order: str = "given", monotone_widths: bool = False) -> SlopeResult:
+    """SLOPE on an ``EstimateTable`` with intervals, its estimators being the family (rows in the family's order).
+
+    w_i = (upper_i − lower_i) / 2, and I(i) is centred on the estimate θ̂_i (a bootstrap percentile interval
+    need not be). ``order="given"`` scans the rows as they are; ``order="auto"`` sorts each policy's members by
+    their measured width, widest first (ties keep the given order). Auto-ordering is valid when the family is
+    known to trade bias for variance monotonically along some order, e.g. one estimator over a grid of one
+    option, so that measured widths recover that order; it is not for a mix of unrelated estimators (a narrow
+    interval, e.g. the direct method's, says nothing about the bias). ``monotone_widths=True`` replaces each
+    width by the largest width at or after it in the scan order, w̃_i = max_{j ≥ i} w_j, so the widths used
+    decrease (what the authors' experiments do with noisy widths); it only widens intervals.
+    """
+    if order not in ORDERS:
+        raise ValueError(f"order: expected one of {list(ORDERS)}, found {order!r}")
+    if table.lower is None or table.upper is None:
+        raise ValueError("table: SLOPE needs intervals; evaluate with interval='t' (or bootstrap, hoeffding, bernstein)")
+    M, P = table.estimates.shape
+    if M < 2:
+        raise ValueError(f"family: expected at least 2 estimators to choose from, found {M} ({list(table.estimator_names)})")
+    widths = (table.upper - table.lower) / 2.0  # (M, P)
+    for what, values in (("estimates", table.estimates), ("interval widths", widths)):
+        bad = ~np.isfinite(values) if what == "estimates" else (np.isnan(values) | (values < 0))
+        if bad.any():
+            e, p = np.argwhere(bad)[0]
+            raise ValueError(
+                f"{what}: expected finite values{' and lower <= upper' if what != 'estimates' else ''}, found "
+                f"{values[e, p]!r} for {table.estimator_names[e]} on policy {table.policy_names[p]}"
+            )
+    if order == "auto":
+        scan = np.argsort(-widths.T, axis=1, kind="stable")  # (P, M), widest first
+    else:
+        scan = np.tile(np.arange(M), (P, 1))
+    columns = np.arange(P)
+    ordered_estimates = table.estimates[scan.T, columns]  # (M, P) in scan order
+    ordered_widths = widths[scan.T, columns]
+    decrease = (np.diff(ordered_widths, axis=0) <= 0).all(axis=0)
+    if monotone_widths:
+        ordered_widths = np.maximum.accumulate(ordered_widths[::-1], axis=0)[::-1]
+        widths = np.empty_like(widths)
+        widths[scan.T, columns] = ordered_widths
+    position, low, high = lepski_pick(ordered_estimates, ordered_widths)
+    chosen = scan[columns, position]
+    reasons = tuple(
+        _reason(table.estimator_names, scan[p], position[p], low[p], high[p], ordered_estimates[:, p], ordered_widths[:, p], decrease[p])
+        for p in range(P)
+    )
+    return SlopeResult(table, widths, scan, chosen, low, high, decrease, reasons)
+
+
+def _reason(names, scan, position, low, high, estimates, widths, decrease) -> str:
+    M = len(scan)
+    caveat = "" if decrease else ", though the measured widths do not decrease along this order"
+    if position == M - 1:
+        return f"picked {names[scan[position]]}, the last of {M} members: all {M} intervals V̂ ± 2w share [{low:.4g}, {high:.4g}]{caveat}."
+    nxt = position + 1
+    a, b = estimates[nxt] - 2 * widths[nxt], estimates[nxt] + 2 * widths[nxt]
+    return (
+        f"picked {names[scan[position]]}, member {position + 1} of {M}: the intervals V̂ ± 2w of members 1-{position + 1} "
+        f"share [{low:.4g}, {high:.4g}], which member {nxt + 1} ({names[scan[nxt]]}, [{a:.4g}, {b:.4g}]) misses{caveat}."
+    )
+
+
+# ------------------------------------------------------------------------------------------ the entry point
+
+
+def slope(
+    dataset: LoggedDataset,
+    inputs: OPEInput,
+    family: Sequence[str | PointEstimator],
+    *,
+    interval: str = "t",
+    alpha: float = 0.05,
+    n_bootstrap: int = 200,
+    seed: int = 0,
+    value_range: tuple[float, float] | None = None,
+    resampling: str = "multinomial",
+    order: str = "given",
+    monotone_widths: bool = False,
+) -> SlopeResult:
+    """Evaluate every member of ``family`` with intervals (``opelab.ope.evaluate``) and pick one per policy by
+    SLOPE (Su, Srinath & Krishnamurthy, ICML 2020; module docstring).
+
+    ``family``: estimator names or instances, ordered widest intervals / least bias first (e.g. clipping λ
+    decreasing; ``slope_family`` builds the standard ones), or in any order with ``order="auto"``
+    (``slope_from_table`` says when that is valid). ``interval``, ``alpha``, ``n_bootstrap``, ``seed``,
+    ``value_range`` and ``resampling`` go to ``evaluate``; each member's interval is at level 1 − ``alpha``.
+    """
+    if interval not in INTERVAL_METHODS:
+        raise ValueError(f"interval: expected one of {list(INTERVAL_METHODS)}, found {interval!r}")
+    if order not in ORDERS:
+        raise ValueError(f"order: expected one of {list(ORDERS)}, found {order!r}")
+    if isinstance(family, (str, bytes, PointEstimator)) or not isinstance(family, Sequence):
+        raise ValueError(f"family: expected a list of estimator names or instances, found {family!r}")
+    members = [get_estimator(member) for member in family]
+    if len(members) < 2:
+        raise ValueError(f"family: expected at least 2 estimators to choose from, found {len(members)} ({[m.name for m in members]})")
+    _check_members(members, dataset, inputs)
+    try:
+        table = evaluate(
+            dataset, inputs, members, interval=interval, alpha=alpha, n_bootstrap=n_bootstrap, seed=seed,
+            value_range=value_range, resampling=resampling,
+        )  # fmt: skip
+    except OPEInputError as error:
+        raise OPEInputError(f"family: a member cannot run on these inputs: {error}") from error
+    return slope_from_table(table, order=order, monotone_widths=monotone_widths)
+
+
+def _check_members(members: Sequence[PointEstimator], dataset: LoggedDataset, inputs: OPEInput) -> None:
+    """Every member that cannot run on this log and these inputs, in one ``OPEInputError``."""
+    kind = data_kind(dataset.info, dataset.horizon)
+    action_type = "discrete" if dataset.action_space.is_discrete else "continuous"
+    problems = []
+    for i, member in enumerate(members):
+        missing = [r for r in member.requires if getattr(inputs, r) is None]
+        if kind not in member.applies_to:
+            problems.append(f"family[{i}] {member.name}: expected {' or '.join(member.applies_to)} data, found {kind}")
+        elif action_type not in member.action_types:
+            problems.append(f"family[{i}] {member.name}: expected {' or '.join(member.action_types)} actions, found {action_type}")
+        elif missing:
+            problems.append(f"family[{i}] {member.name}: needs {', '.join(missing)} in the OPEInput, found None")
+    if problems:
+        raise OPEInputError("family: members that cannot run on these inputs: " + "; ".join(problems))
+
+
+# ---------------------------------------------------------------------------------- the point estimator
+
+
+@register_estimator
+@dataclass(frozen=True)
+class SlopeEstimator(PointEstimator):
+    """SLOPE as a point estimator (Su, Srinath & Krishnamurthy, ICML 2020): per policy, the estimate of the
+    member of ``slope_family(base, grid)`` that SLOPE picks with ``t`` intervals at level 1 − ``alpha``,
+
+        V̂ = θ̂_î,    î = max { i : ∩_{j ≤ i} [θ̂_j − 2 w_j, θ̂_j + 2 w_j] ≠ ∅ },    w_j = t_{n−1, 1−α/2} s_j / √n.
+
+    Default family: clipped IPW at λ = ∞, 1000, 300, 100, 30, 10, 3, 1 (needs no reward model); ``base`` any
+    non-self-normalised estimator of ``FAMILIES`` (``grid`` required for the SOPE spectrum's k).
+
+    Its per-trajectory values are the picked member's, so the ``t``, Hoeffding and Bernstein intervals of
+    ``evaluate`` are the picked member's intervals and ignore that the pick was made on the same data (they
+    are too narrow by the selection's variability). The bootstrap does not lose it: each resample redoes the
+    selection (the members' sums and sums of squares give their means and t widths on the resample).
+    """
+
+    base: str = "ipw"
+    grid: tuple[float, ...] = ()
+    alpha: float = 0.05
+    name = "slope"
+    default_on = ()
+    option_names = ("base", "grid", "alpha")
+
+    def __post_init__(self) -> None:
+        if self.base not in FAMILIES:
+            raise ValueError(f"base: expected one of {sorted(FAMILIES)}, found {self.base!r}")
+        option, direction = FAMILIES[self.base]
+        if isinstance(self.grid, (str, bytes)) or not isinstance(self.grid, Sequence):
+            raise ValueError(f"grid: expected a list of {option} values for {self.base}, found {self.grid!r}")
+        object.__setattr__(self, "grid", tuple(self.grid))
+        if not self.grid and (option, direction) not in DEFAULT_GRIDS:
+            raise ValueError(f"grid: expected the {option} values of the {self.base} family (no default grid), found none")
+        if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) or not 0.0 < self.alpha < 1.0:
+            raise ValueError(f"alpha: expected a float in (0, 1), found {self.alpha!r}")
+        members = slope_family(self.base, self.grid or DEFAULT_GRIDS[(option, direction)])
+        if any(m.self_normalized for m in members):
+            raise ValueError(f"base: expected an estimator that is a plain average, found the self-normalised {self.base!r}")
+        super().__post_init__()
+
+    @cached_property
+    def members(self) -> list[PointEstimator]:
+        """The family, in SLOPE's order."""
+        option, direction = FAMILIES[self.base]
+        return slope_family(self.base, self.grid or DEFAULT_GRIDS[(option, direction)])
+
+    @property
+    def requires(self) -> tuple[str, ...]:  # type: ignore[override]
+        return tuple(dict.fromkeys(r for m in self.members for r in m.requires))
+
+    def _pick(self, sums: np.ndarray, squares: np.ndarray, totals: np.ndarray) -> np.ndarray:
+        """SLOPE's pick (P, B) from the members' sums Σ X and Σ X² (M, P, B) over B (re)samples of sizes (B,)."""
+        from scipy import stats  # imported here: scipy.stats takes over a second to import
+
+        N = np.asarray(totals, dtype=np.float64)
+        means = sums / N
+        variance = np.maximum(squares - sums * means, 0.0) / np.maximum(N - 1.0, 1.0)
+        half = stats.t.ppf(1 - self.alpha / 2, np.maximum(N - 1.0, 1.0)) * np.sqrt(variance / N)
+        return lepski_pick(means, half)[0]
+
+    def trajectory_values(self, ctx: EstimationContext) -> np.ndarray:
+        values = np.stack([m.trajectory_values(ctx) for m in self.members])  # (M, P, n)
+        n = values.shape[-1]
+        if n < 2:
+            raise ValueError(f"{self.name}: the t intervals SLOPE compares need at least 2 trajectories, found {n}")
+        sums, squares = values.sum(axis=-1)[..., None], np.einsum("mpn,mpn->mp", values, values)[..., None]
+        picked = self._pick(sums, squares, np.array([n]))[:, 0]  # (P,)
+        return values[picked, np.arange(values.shape[1])]
+
+    def resampling_terms(self, ctx: EstimationContext) -> dict[Hashable, np.ndarray]:
+        terms: dict[Hashable, np.ndarray] = {}
+        for m in self.members:
+            values = m.trajectory_values(ctx)  # (P, n)
+            terms[("slope", m, "values")] = values
+            terms[("slope", m, "squares")] = values * values
+        return terms
+
+    def estimates_from_sums(self, sums: dict[Hashable, np.ndarray], totals: np.ndarray) -> np.ndarray:
+        first = np.stack([sums[("slope", m, "values")] for m in self.members])  # (M, P, B)
+        second = np.stack([sums[("slope", m, "squares")] for m in self.members])
+        picked = self._pick(first, second, totals)  # (P, B)
+        means = first / totals
+        return np.take_along_axis(means, picked[None], axis=0)[0]
