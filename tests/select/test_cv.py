@@ -110,7 +110,7 @@ def test_cv_prefers_unbiased_ipw_over_clipped(bandit):
     inputs = bandit_inputs(task, ds, policies, q_model="true", ground_truth=task.policy_values(policies))
     clipped = get_estimator("ipw", lambda_=0.5)
     result = cv_select(ds, inputs, [clipped, "ipw"], n_splits=10, seed=0)
-    assert isinstance(result, CVResult)
+    assert isinstance(result, CVResult) and result.validation_estimator == "ipw"
     assert result.pick == "ipw"
     gap = result.overall[0] - result.overall[1]
     assert gap > 3 * np.hypot(*result.overall_se)
@@ -164,6 +164,19 @@ def test_table_metrics_and_rebuild(bandit):
     assert result.estimated_rank_correlation[e] == pytest.approx(rho)
     with pytest.raises(ValueError, match="rebuild: expected inputs for the policies"):
         cv_select(small, inputs, ["dm", "ipw"], rebuild=lambda train: bandit_inputs(task, train, policies[:2], q_model="true"))
+
+
+def test_trajectories_use_tis_as_validator():
+    task = TabularMDP.random(5, 3, horizon=4, gamma=0.9, seed=1, n_terminal=1)
+    q = TabularQ(task.optimal_q())
+    evals = [SoftmaxPolicy(q, t, name=f"t{t}") for t in (0.3, 1.0, 3.0)]
+    ds = collect(task, SoftmaxPolicy(q, 1.0, name="b"), 200, seed=5)
+    inputs = build_inputs(ds, evals, q_tables=[task.q_values(p) for p in evals], weights=None)
+    result = cv_select(ds, inputs, ["dm", "pdis", "dr"], n_splits=4, train_fraction=0.7, criterion="corrected")
+    assert result.validation_estimator == "tis"
+    assert result.train_indices.shape == (4, 140)
+    assert result.pick in ("dm", "pdis", "dr") and result.criterion == "corrected"
+    assert np.isfinite(result.corrected).all() and np.isfinite(result.overall).all()
 
 
 def test_deterministic_in_the_seed(bandit):

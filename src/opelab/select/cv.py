@@ -27,7 +27,8 @@ Nuisances: ``subset_inputs`` slices every (P, n, ...) array of the ``OPEInput`` 
 weights fitted on the whole log are then *not* refit per split: the training-part estimators have seen the
 validation trajectories through them, which breaks the independence the correction assumes and flatters model-
 based estimators. Pass ``rebuild(train_dataset) -> OPEInput`` to refit them on each training part; the validator
-(IS) needs only the evaluation propensities, which are sliced from ``inputs``.
+(IS) needs only the evaluation propensities, which are sliced from ``inputs`` (a model-based validator, e.g.
+``validation_estimator="dr"``, would read the whole-data Q̂ sliced from ``inputs``, not a refit).
 """
 
 from __future__ import annotations
@@ -103,8 +104,10 @@ class CVResult:
     Estimated assessment metrics (E,), each split's validator values V̂_v^s taken as the truth across policies,
     averaged over splits (nan splits left out) with standard errors: ``estimated_nmse``,
     ``estimated_rank_correlation`` and ``estimated_sharpe_ratio`` (SharpeRatio@``k`` with J(π_b) the dataset's mean
-    return). They are noisy proxies: the pseudo truth carries the validator's variance (its nMSE part is not
-    removed) and is itself ranked with noise, so they flatter no estimator but understate every one.
+    return). They are noisy proxies of the metrics against the truth, for comparing estimators rather than for
+    their levels: the estimates come from n_T trajectories, not n; the nMSE is inflated by the validator's variance
+    (the same for every estimator within a split, not removed); the rank correlation is attenuated by the
+    validator's noise; SharpeRatio@k reads the noisy validator values of the chosen top k, biased either way.
 
     ``train_estimates`` (S, E, P), ``validation_estimates`` (S, P) and ``train_indices`` (S, n_T) hold each split.
     """
@@ -298,10 +301,11 @@ def cv_select(
     ordered = np.argsort(overall_by, kind="stable")
     runner = int(ordered[1]) if int(ordered[0]) == best else int(ordered[0])
     label = "score + SE" if one_standard_error else ("OCV score" if criterion == "score" else "corrected score")
+    paired = per_split.mean(axis=2)[:, runner] - per_split.mean(axis=2)[:, best]  # (S,): shared validator noise cancels
     reason = (
         f"{pick} has the lowest mean {label} across policies ({overall[best]:.4g} ± {overall_se[best]:.2g} vs "
-        f"{names[runner]} {overall[runner]:.4g} ± {overall_se[runner]:.2g}) against {validator.name} on "
-        f"{n_val} held-out trajectories over {S} splits."
+        f"{names[runner]} {overall[runner]:.4g} ± {overall_se[runner]:.2g}, paired difference {paired.mean():.3g} ± "
+        f"{paired.std(ddof=1) / np.sqrt(S):.2g}) against {validator.name} on {n_val} held-out trajectories over {S} splits."
     )
     return CVResult(
         policy_names=inputs.policy_names,
