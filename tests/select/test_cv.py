@@ -194,6 +194,8 @@ def test_errors(bandit):
     bare = bandit_inputs(task, ds, policies[:3], q_model=None)
     with pytest.raises(ValueError, match="at least 2 estimators"):
         cv_select(ds, inputs, ["ipw"])
+    with pytest.raises(ValueError, match="expected a list of at least 2 estimators"):
+        cv_select(ds, inputs, "ipw")
     with pytest.raises(ValueError, match="distinct names"):
         cv_select(ds, inputs, ["ipw", "ipw"])
     for fraction in (0.0, 1.0, -0.2, 1.5, True):
@@ -204,6 +206,8 @@ def test_errors(bandit):
         cv_select(tiny, subset_inputs(inputs, np.arange(5)), ["ipw", "dm"], train_fraction=0.8)
     with pytest.raises(ValueError, match=r"estimators\[1\]: dm cannot run, it needs initial_v_hat"):
         cv_select(ds, bare, ["ipw", "dm"])
+    with pytest.raises(ValueError, match=r"estimators\[1\]: mips cannot run on these inputs \(mips: needs the actions' embeddings"):
+        cv_select(ds, inputs, ["ipw", "mips"])
     with pytest.raises(ValueError, match="estimator: expected one of"):
         cv_select(ds, inputs, ["ipw", "no_such_estimator"])
     with pytest.raises(ValueError, match="n_splits: expected an integer >= 2"):

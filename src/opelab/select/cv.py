@@ -43,7 +43,7 @@ import pandas as pd
 from opelab.data import LoggedDataset
 from opelab.ope.estimators import EstimationContext, PointEstimator, get_estimator
 from opelab.ope.estimators.base import data_kind
-from opelab.ope.inputs import OPEInput
+from opelab.ope.inputs import OPEInput, OPEInputError
 from opelab.select.metrics import nmse, rank_correlation, sharpe_ratio_at_k
 
 # the (P, n, ...) arrays of an OPEInput, sliced by trajectory on axis 1
@@ -212,6 +212,8 @@ def cv_select(
     ``one_standard_error`` picks by score + SE, as the paper does. ``k`` (default min(3, P)) sets SharpeRatio@k of
     the estimated metrics.
     """
+    if isinstance(estimators, (str, PointEstimator)):
+        raise ValueError(f"estimators: expected a list of at least 2 estimators, found the single {estimators!r}")
     chosen = [get_estimator(e) for e in estimators]
     names = tuple(e.name for e in chosen)
     if len(chosen) < 2:
@@ -256,8 +258,7 @@ def cv_select(
         train_indices[s] = train
         val_ds = dataset.subset(val)
         val_ctx = EstimationContext(val_ds, subset_inputs(inputs, val))
-        val_est[s] = validator.estimate(val_ctx)
-        val_var[s] = _influence_variance(validator, val_ctx)
+        val_est[s], val_var[s] = _run(validator, val_ctx, "validation_estimator")
         train_ds = dataset.subset(train)
         if rebuild is None:
             train_inputs = subset_inputs(inputs, train)
@@ -273,9 +274,12 @@ def cv_select(
                     _check_runnable(estimator, train_inputs, train_ds, kind, f"estimators[{i}] (on rebuild's inputs)")
         ctx = EstimationContext(train_ds, train_inputs)
         for e, estimator in enumerate(chosen):
-            train_est[s, e] = estimator.estimate(ctx)
-            train_var[s, e] = _influence_variance(estimator, ctx)
+            train_est[s, e], train_var[s, e] = _run(estimator, ctx, f"estimators[{e}]")
 
+    if criterion == "corrected":
+        lacking = [names[e] for e in range(E) if np.isnan(train_var[:, e]).all()] + ([validator.name] if np.isnan(val_var).all() else [])
+        if lacking:
+            raise ValueError(f"criterion: 'corrected' needs per-trajectory influence values (interval_values), which {lacking} lack; use criterion='score'")
     sq = (train_est - val_est[:, None, :]) ** 2  # (S, E, P): d_s²
     corr = sq - (val_var / n_val)[:, None, :] - (1.0 - n_train / n) * train_var / n_train
     scores, score_se = _mean_se(sq)
@@ -350,14 +354,19 @@ def _check_runnable(estimator: PointEstimator, inputs: OPEInput, dataset: Logged
         )
 
 
-def _influence_variance(estimator: PointEstimator, ctx: EstimationContext) -> np.ndarray:
-    """Sample variance (ddof 1) of the per-trajectory values whose mean is the estimate, (P,); nan when the
-    estimator has none (no ``interval_values``)."""
+def _run(estimator: PointEstimator, ctx: EstimationContext, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """The estimate (P,) and the sample variance (ddof 1) of the per-trajectory values whose mean it is (P,), nan
+    when the estimator has none (no ``interval_values``). An input the estimator finds missing only when it runs
+    (e.g. ``mips`` without action embeddings) is a ``ValueError`` naming it."""
+    try:
+        estimate = estimator.estimate(ctx)
+    except OPEInputError as error:
+        raise ValueError(f"{where}: {estimator.name} cannot run on these inputs ({error})") from None
     try:
         values = estimator.interval_values(ctx)
     except NotImplementedError:
-        return np.full(ctx.inputs.n_policies, np.nan)
-    return np.var(values, axis=-1, ddof=1)
+        return estimate, np.full(ctx.inputs.n_policies, np.nan)
+    return estimate, np.var(values, axis=-1, ddof=1)
 
 
 def _mean_se(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
