@@ -48,6 +48,7 @@ from opelab.ope.estimators.point import (
     TrajectoryIS,
     TransformedCumulativeRatio,
 )
+import opelab.ope.estimators.opera  # noqa: F401  (registers "opera": OPERA, opera, opera_weights)
 
 __all__ = [
     "CascadeDR",
