@@ -1,0 +1,594 @@
+"""PAS-IF: policy-adaptive estimator selection via importance fitting.
+
+Udagawa, Kiyohara, Narita, Saito & Tateno, "Policy-Adaptive Estimator Selection for Off-Policy Evaluation",
+AAAI 2023 (arXiv:2211.13904). The ground-truth accuracy of an OPE estimator is unknown on real logs; PAS-IF
+manufactures an OPE problem with a known answer that *looks like* the real one for each candidate π_e.
+
+Construction (one-step logs, discrete actions; rounds (x_i, a_i, r_i), x ~ p, a ~ π_b(· | x)):
+
+    subsampling rule   ρ_θ(x, a) = σ(x̄ᵀ W_a + b_a) ∈ (0, 1), x̄ the standardised context (a logistic model
+                       on context ⊗ action one-hot, so log-odds can follow a softmax policy's log-ratio)
+    split              round i goes to the pseudo-evaluation part D_e with probability ρ_i = ρ(x_i, a_i), to
+                       the pseudo-behavior part D_b otherwise (independent uniform draws, ``seed``)
+    context share      m(x) = E_b[ρ | x] = Σ_a π_b(a | x) ρ(x, a)
+    pseudo policies    π̃_e(a | x) = π_b(a | x) ρ(x, a) / m(x)                (the law of a in D_e given x)
+                       π̃_b(a | x) = π_b(a | x) (1 − ρ(x, a)) / (1 − m(x))    (the law of a in D_b given x)
+    pseudo weight      w̃(x, a) = π̃_e / π̃_b = [ρ(x, a) / m(x)] / [(1 − ρ(x, a)) / (1 − m(x))]
+    importance fitting θ = argmin (1/n) Σ_i (w̃(x_i, a_i) − w_i)² + λ (1/n) Σ_i (m(x_i) − k)²,
+                       w_i = π_e(a_i | x_i) / π_b(a_i | x_i) the real candidate's weight, k the target share
+                       of D_e (``target_ratio``); λ from the grid {0.1, 1, 10, 100, 1000} by the authors'
+                       rule (the smallest weight loss among fits whose mean m is within k ± 0.02; if none
+                       is, the fit whose mean m is closest to k) unless ``regularization`` is given. Solved
+                       by L-BFGS with the analytic gradient, starting from ρ ≡ k (w̃ ≡ 1).
+
+The estimators then run on D_b (behavior propensities π̃_b, evaluation propensities π̃_e, both exact because
+ρ and π_b are known) and are scored against the pseudo truth from D_e. The facts above (the loss, the
+pseudo policies, the λ grid and its rule) follow the paper and its authors' code; this is a separate
+implementation.
+
+The pseudo truth, and one correction. D_e's rounds are i.i.d. (given its size) from
+p_e(x) π̃_e(a | x) p(r | x, a) with p_e(x) ∝ p(x) m(x), while D_b's contexts follow p_b(x) ∝ p(x) (1 − m(x)).
+The estimators on D_b target V_b(π̃_e) = E_{x ~ p_b} Σ_a π̃_e(a | x) q(x, a); the plain D_e mean reward
+(the paper's pseudo truth, ``truth="mean"``) is exactly unbiased for V_e(π̃_e) = E_{x ~ p_e} Σ_a π̃_e q, which
+equals V_b only when m(x) is constant (what the regulariser pushes towards). ``truth="reweighted"`` (the
+default) reweights D_e's rounds by c(x) = (1 − m(x)) / m(x) ∝ p_b(x) / p_e(x):
+
+    Ṽ = Σ_{i ∈ D_e} c(x_i) r_i / Σ_{i ∈ D_e} c(x_i)     → V_b(π̃_e)   (a ratio: consistent, O(1/n) bias)
+
+with the delta-method standard error. Both parts are independent given ρ, so the pseudo truth's noise adds
+the same variance to every estimator's expected squared error and does not bias their ranking.
+
+Per candidate the rule is fitted once; ``n_splits`` independent splits redraw the uniforms. Across the
+pseudo-candidate set (one pseudo policy per real candidate) each split gives an ``EstimateTable`` scored by
+``opelab.select.assess`` (nMSE, rank correlation, regret@k, SharpeRatio@k, with J(π_b) the logged mean
+reward) and the splits give percentile-bootstrap intervals (``summarize_across_datasets``, splits as the
+unit). PAS-IF proper is *policy-adaptive*: ``PasifResult.policy_picks`` gives, for each real candidate, the
+estimator with the smallest mean squared error against that candidate's pseudo truths.
+
+Trajectories (horizon > 1) are refused. The trajectory analogue subsamples whole trajectories with a
+trajectory-level ρ(τ) fitted to the trajectory weights W_i = Π_t π_e(a_t | s_t) / π_b(a_t | s_t). D_e's law
+is then p_b(τ) ρ(τ) / E[ρ]: its mean return is the value of a *policy* only if ρ(τ) ∝ Π_t π̃(a_t | h_t) /
+π_b(a_t | h_t) for some (history-dependent) policy π̃, i.e. only for policies expressible as a trajectory
+reweighting whose factors do not look at future states or at the transitions (a ρ of the return, or of a
+later state, selects on the environment's randomness and gives no policy at all), and with ρ ≤ 1 that
+forces ρ = c W̃ with c ≤ 1 / max W̃, a vanishing D_e over long horizons. D_b's law p_b(τ)(1 − ρ(τ)) is worse:
+its per-step behavior probabilities π_b(a_t | s_t) E[1 − ρ | h_t, a_t] / E[1 − ρ | h_t] involve expectations
+over future transitions, unknown without the model, so per-decision estimators (pdis, dr, the marginal
+ones) cannot be given correct pseudo propensities. That is why only one-step logs are implemented.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from opelab.data import LoggedDataset
+from opelab.data.validation import freeze
+from opelab.ope.estimators import EstimationContext, PointEstimator, get_estimator
+from opelab.ope.estimators.base import default_estimators
+from opelab.ope.evaluate import EstimateTable, evaluate
+from opelab.ope.inputs import OPEInput
+from opelab.select.assess import LOWER_IS_BETTER, assess
+from opelab.select.metrics import regret_at_k
+from opelab.select.uncertainty import summarize_across_datasets
+
+__all__ = [
+    "LAMBDA_GRID",
+    "MIN_ROUNDS_PER_PART",
+    "PasifError",
+    "PasifResult",
+    "PseudoSplit",
+    "SubsamplingRule",
+    "fit_subsampling",
+    "pasif",
+    "pseudo_split",
+]
+
+#: λ candidates of the authors' grid search for the regulariser's weight.
+LAMBDA_GRID = (0.1, 1.0, 10.0, 100.0, 1000.0)
+#: The authors' tolerance on the mean context share m around the target k.
+SHARE_TOLERANCE = 0.02
+#: Fewest rounds each part may expect (n·k and n·(1 − k)) and must receive.
+MIN_ROUNDS_PER_PART = 20
+_EPS = 1e-9
+
+
+class PasifError(ValueError):
+    """Inputs PAS-IF cannot work with (one message naming the argument, the expectation and what was found)."""
+
+
+# --------------------------------------------------------------------------- #
+# the subsampling rule
+# --------------------------------------------------------------------------- #
+@dataclass(frozen=True, eq=False)
+class SubsamplingRule:
+    """ρ_θ(x, a) = σ(((x − μ) / s)ᵀ W[:, a] + b[a]) and how it was fitted.
+
+    weight_loss      (1/n) Σ (w̃ − w)² at the optimum; share_loss (1/n) Σ (m(x_i) − k)²
+    mean_share       (1/n) Σ m(x_i): the expected share of rounds in D_e
+    weight_correlation  Pearson correlation of w̃(x_i, a_i) with the target weights w_i
+    """
+
+    coef: np.ndarray  # (d, A)
+    intercept: np.ndarray  # (A,)
+    center: np.ndarray  # (d,)
+    scale: np.ndarray  # (d,)
+    target_ratio: float
+    regularization: float
+    weight_loss: float
+    share_loss: float
+    mean_share: float
+    weight_correlation: float
+
+    def rho(self, contexts: np.ndarray) -> np.ndarray:
+        """ρ(x, a) for every context row and action, shape (m, A)."""
+        x = (np.asarray(contexts, dtype=np.float64).reshape(len(contexts), -1) - self.center) / self.scale
+        return _sigmoid(x @ self.coef + self.intercept)
+
+    def rho_table(self, dataset: LoggedDataset) -> np.ndarray:
+        """ρ(x_i, a) on every round of a one-step log, shape (n, A)."""
+        return self.rho(_contexts(dataset))
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return np.clip(0.5 * (1.0 + np.tanh(0.5 * z)), _EPS, 1.0 - _EPS)
+
+
+def _contexts(dataset: LoggedDataset) -> np.ndarray:
+    return np.asarray(dataset.observations[:, 0], dtype=np.float64).reshape(dataset.n_trajectories, -1)
+
+
+def _check_one_step(dataset: LoggedDataset, what: str = "dataset") -> None:
+    if not isinstance(dataset, LoggedDataset):
+        raise PasifError(f"{what}: expected a LoggedDataset, found {type(dataset).__name__}")
+    if dataset.horizon != 1:
+        raise PasifError(
+            f"{what}: PAS-IF is implemented for one-step logs (horizon 1), found horizon {dataset.horizon}; "
+            "subsampling whole trajectories gives no per-step pseudo propensities (see opelab.select.pasif)"
+        )
+    if dataset.info.slate:
+        raise PasifError(f"{what}: ranking (slate) logs are not supported by PAS-IF, found info.slate = True")
+    if not dataset.action_space.is_discrete:
+        raise PasifError(f"{what}: PAS-IF needs discrete actions, found {dataset.action_space.type} actions")
+    if dataset.behavior_action_probs is None:
+        raise PasifError(
+            f"{what}.behavior_action_probs: PAS-IF needs π_b(· | x) of every round (for m(x) = Σ_a π_b(a | x) ρ(x, a)), "
+            "found None; estimate it with opelab.data.behavior.estimate_pscores"
+        )
+
+
+def _check_ratio(target_ratio: object) -> float:
+    if isinstance(target_ratio, bool) or not isinstance(target_ratio, numbers.Real) or not 0.0 < float(target_ratio) < 1.0:
+        raise PasifError(f"target_ratio: expected a number in (0, 1) (the share k of rounds in D_e), found {target_ratio!r}")
+    return float(target_ratio)
+
+
+def _objective(theta: np.ndarray, x: np.ndarray, pi_b: np.ndarray, rows: np.ndarray, actions: np.ndarray,
+               w: np.ndarray, k: float, lam: float, l2: float) -> tuple[float, np.ndarray, dict[str, Any]]:  # fmt: skip
+    """The importance-fitting loss and its gradient in θ = (W (d, A), b (A,)) flattened."""
+    n, d = x.shape
+    A = pi_b.shape[1]
+    W, b = theta[: d * A].reshape(d, A), theta[d * A :]
+    R = _sigmoid(x @ W + b)  # (n, A)
+    m = np.clip((pi_b * R).sum(axis=1), _EPS, 1.0 - _EPS)  # (n,)
+    rho = R[rows, actions]
+    odds_m = (1.0 - m) / m
+    w_tilde = rho / (1.0 - rho) * odds_m
+    resid = w_tilde - w
+    weight_loss = float(np.mean(resid**2))
+    share_loss = float(np.mean((m - k) ** 2))
+    loss = weight_loss + lam * share_loss + l2 * float(np.sum(W**2))
+    d_rho = 2.0 * resid / n * odds_m / (1.0 - rho) ** 2
+    d_m = 2.0 * resid / n * (rho / (1.0 - rho)) * (-1.0 / m**2) + 2.0 * lam * (m - k) / n
+    dR = pi_b * d_m[:, None]
+    dR[rows, actions] += d_rho
+    dz = dR * R * (1.0 - R)
+    grad = np.concatenate([(x.T @ dz + 2.0 * l2 * W).reshape(-1), dz.sum(axis=0)])
+    return loss, grad, {"weight_loss": weight_loss, "share_loss": share_loss, "mean_share": float(m.mean()), "w_tilde": w_tilde}
+
+
+def fit_subsampling(
+    dataset: LoggedDataset,
+    target_weights: np.ndarray,
+    *,
+    target_ratio: float = 0.2,
+    regularization: float | None = None,
+    l2: float = 1e-4,
+    max_iter: int = 100,
+) -> SubsamplingRule:
+    """Fit ρ_θ so that the pseudo weights w̃ match ``target_weights`` (module docstring, "importance fitting").
+
+    ``target_weights`` (n,): π_e(a_i | x_i) / π_b(a_i | x_i) of one candidate on the rounds of ``dataset``.
+    ``target_ratio`` k: the share of rounds the split should put in D_e. ``regularization`` λ: None runs the
+    authors' grid ``LAMBDA_GRID`` and rule. ``l2``: a small ridge penalty on W (conditioning only).
+    """
+    from scipy.optimize import minimize  # here: scipy.optimize is slow to import
+
+    _check_one_step(dataset)
+    k = _check_ratio(target_ratio)
+    n, A = dataset.n_trajectories, dataset.action_space.n_actions
+    w = np.asarray(target_weights, dtype=np.float64)
+    if w.shape != (n,) or not np.isfinite(w).all() or (w < 0).any():
+        raise PasifError(f"target_weights: expected {n} finite non-negative importance weights, found shape {w.shape}")
+    if regularization is not None and (isinstance(regularization, bool) or not isinstance(regularization, numbers.Real) or regularization < 0):
+        raise PasifError(f"regularization: expected a non-negative number or None (grid search), found {regularization!r}")
+    raw = _contexts(dataset)
+    center, scale = raw.mean(axis=0), raw.std(axis=0)
+    scale = np.where(scale > 0, scale, 1.0)
+    x = (raw - center) / scale
+    pi_b = np.asarray(dataset.behavior_action_probs[:, 0], dtype=np.float64)
+    actions = np.asarray(dataset.actions[:, 0], dtype=np.intp)
+    rows = np.arange(n)
+    d = x.shape[1]
+    start = np.concatenate([np.zeros(d * A), np.full(A, np.log(k / (1.0 - k)))])  # ρ ≡ k, w̃ ≡ 1
+
+    fits = []
+    for lam in LAMBDA_GRID if regularization is None else (float(regularization),):
+        args = (x, pi_b, rows, actions, w, k, lam, l2)
+        result = minimize(lambda t: _objective(t, *args)[:2], start, jac=True, method="L-BFGS-B", options={"maxiter": max_iter})
+        fits.append((lam, result.x, _objective(result.x, *args)[2]))
+    inside = [f for f in fits if abs(f[2]["mean_share"] - k) <= SHARE_TOLERANCE]
+    lam, theta, info = min(inside, key=lambda f: f[2]["weight_loss"]) if inside else min(fits, key=lambda f: abs(f[2]["mean_share"] - k))
+    w_tilde = info["w_tilde"]
+    corr = float(np.corrcoef(w_tilde, w)[0, 1]) if w.std() > 0 and w_tilde.std() > 0 else float("nan")
+    return SubsamplingRule(
+        coef=freeze(theta[: d * A].reshape(d, A)), intercept=freeze(theta[d * A :].copy()), center=freeze(center),
+        scale=freeze(scale), target_ratio=k, regularization=lam, weight_loss=info["weight_loss"],
+        share_loss=info["share_loss"], mean_share=info["mean_share"], weight_correlation=corr,
+    )  # fmt: skip
+
+
+# --------------------------------------------------------------------------- #
+# the split
+# --------------------------------------------------------------------------- #
+@dataclass(frozen=True, eq=False)
+class PseudoSplit:
+    """One random split of a one-step log by a subsampling rule.
+
+    behavior_part      D_b as a ``LoggedDataset``: its ``behavior_pscore`` / ``behavior_action_probs`` are
+                       the pseudo behavior π̃_b of its rounds
+    evaluation_part    D_e (the logged propensities, unchanged)
+    eval_pscore        (n_b,) π̃_e(a_i | x_i) on D_b's rounds; eval_action_probs (n_b, A) π̃_e(· | x_i)
+    behavior_indices, evaluation_indices   the rounds of the input dataset in each part
+    truth, truth_se    the pseudo truth of π̃_e (``truth``: "reweighted" or "mean", module docstring) and its SE
+    """
+
+    behavior_part: LoggedDataset
+    evaluation_part: LoggedDataset
+    eval_pscore: np.ndarray
+    eval_action_probs: np.ndarray
+    behavior_indices: np.ndarray
+    evaluation_indices: np.ndarray
+    truth: float
+    truth_se: float
+    truth_kind: str
+
+
+def pseudo_split(
+    dataset: LoggedDataset,
+    rho: np.ndarray | SubsamplingRule,
+    seed: int,
+    *,
+    truth: Literal["reweighted", "mean"] = "reweighted",
+) -> PseudoSplit:
+    """Split ``dataset`` by ρ: round i goes to D_e when u_i < ρ(x_i, a_i), u_i ~ U(0, 1) from ``seed``.
+
+    ``rho``: a fitted ``SubsamplingRule`` or ρ(x_i, a) for every round and action, shape (n, A), in (0, 1).
+    """
+    _check_one_step(dataset)
+    n, A = dataset.n_trajectories, dataset.action_space.n_actions
+    table = rho.rho_table(dataset) if isinstance(rho, SubsamplingRule) else np.asarray(rho, dtype=np.float64)
+    if table.shape != (n, A) or not np.isfinite(table).all() or (table <= 0).any() or (table >= 1).any():
+        raise PasifError(f"rho: expected ρ(x_i, a) in the open interval (0, 1) of shape {(n, A)}, found shape {table.shape}")
+    if truth not in ("reweighted", "mean"):
+        raise PasifError(f"truth: expected 'reweighted' or 'mean', found {truth!r}")
+    pi_b = np.asarray(dataset.behavior_action_probs[:, 0], dtype=np.float64)  # (n, A)
+    actions = np.asarray(dataset.actions[:, 0], dtype=np.intp)
+    m = np.clip((pi_b * table).sum(axis=1), _EPS, 1.0 - _EPS)  # (n,)
+    rho_logged = table[np.arange(n), actions]
+    selected = np.random.default_rng(seed).random(n) < rho_logged
+    ev, bh = np.flatnonzero(selected), np.flatnonzero(~selected)
+    if len(ev) < 2 or len(bh) < 2:
+        raise PasifError(
+            f"rho: the split put {len(ev)} rounds in D_e and {len(bh)} in D_b; expected at least 2 in each "
+            "(more rounds, or a target_ratio further from 0 and 1)"
+        )
+    pi_e_tilde = pi_b * table / m[:, None]  # (n, A)
+    pi_b_tilde = pi_b * (1.0 - table) / (1.0 - m)[:, None]
+    sub = dataset.subset(bh)
+    behavior_probs = pi_b_tilde[bh]
+    behavior_part = replace(
+        sub,
+        behavior_pscore=freeze(behavior_probs[np.arange(len(bh)), actions[bh]][:, None]),
+        behavior_action_probs=freeze(behavior_probs[:, None, :]),
+        behavior_log_pscore=None,
+        info=replace(sub.info, behavior_policy=f"pseudo-behavior({dataset.info.behavior_policy})"),
+    )
+    rewards = np.asarray(dataset.rewards[ev, 0], dtype=np.float64)
+    if truth == "mean":
+        value = float(rewards.mean())
+        se = float(rewards.std(ddof=1) / np.sqrt(len(ev)))
+    else:
+        c = (1.0 - m[ev]) / m[ev]
+        c = c / c.mean()
+        value = float(np.mean(c * rewards))
+        se = float(np.sqrt(np.sum((c * (rewards - value)) ** 2)) / len(ev))
+    return PseudoSplit(
+        behavior_part=behavior_part,
+        evaluation_part=dataset.subset(ev),
+        eval_pscore=freeze(pi_e_tilde[bh, actions[bh]]),
+        eval_action_probs=freeze(pi_e_tilde[bh]),
+        behavior_indices=freeze(bh),
+        evaluation_indices=freeze(ev),
+        truth=value,
+        truth_se=se,
+        truth_kind=truth,
+    )
+
+
+# --------------------------------------------------------------------------- #
+# the selection
+# --------------------------------------------------------------------------- #
+@dataclass(frozen=True, eq=False)
+class PasifResult:
+    """What ``pasif`` found.
+
+    summary       ``summarize_across_datasets`` of the per-split metrics (splits as datasets): estimator,
+                  metric, better, mean, std, lower, upper, ...
+    per_split     long table split, estimator, metric, value
+    squared_errors  (S, E, P): (V̂ − Ṽ)² of estimator e for candidate p's pseudo policy on split s
+    estimates, truths  (S, E, P) and (S, P)
+    fits          one row per real candidate: regularization, mean_share, weight_loss, weight_correlation
+    pick          the estimator with the lowest mean nMSE across splits; ``picks`` one per metric;
+    policy_picks  per real candidate, the estimator with the lowest mean squared error (policy-adaptive)
+    reason        one sentence
+    """
+
+    estimator_names: tuple[str, ...]
+    policy_names: tuple[str, ...]
+    summary: pd.DataFrame
+    per_split: pd.DataFrame
+    estimates: np.ndarray
+    truths: np.ndarray
+    squared_errors: np.ndarray
+    fits: pd.DataFrame
+    pick: str
+    picks: dict[str, str | None]
+    policy_picks: dict[str, str]
+    reason: str
+    ks: tuple[int, ...]
+
+    def table(self) -> pd.DataFrame:
+        """One row per estimator (index ``estimator``); for each metric its mean across splits and the bootstrap
+        interval (``<metric>``, ``<metric>_lower``, ``<metric>_upper``)."""
+        wide = self.summary.pivot(index="estimator", columns="metric", values=["mean", "lower", "upper"])
+        metrics = list(dict.fromkeys(self.summary["metric"]))
+        columns = {}
+        for metric in metrics:
+            columns[metric] = wide[("mean", metric)]
+            columns[f"{metric}_lower"] = wide[("lower", metric)]
+            columns[f"{metric}_upper"] = wide[("upper", metric)]
+        out = pd.DataFrame(columns).reindex(list(self.estimator_names))
+        out.index.name = "estimator"
+        return out
+
+    def per_policy(self) -> pd.DataFrame:
+        """Mean squared error against the pseudo truth per (candidate, estimator), with the policy-adaptive pick."""
+        mse = self.squared_errors.mean(axis=0)  # (E, P)
+        rows = [
+            {"policy": p, "estimator": e, "mse": float(mse[i, j]), "picked": self.policy_picks[p] == e}
+            for j, p in enumerate(self.policy_names)
+            for i, e in enumerate(self.estimator_names)
+        ]
+        return pd.DataFrame(rows)
+
+
+def _resolve_estimators(estimators: Sequence[str | PointEstimator] | None, available: set[str]) -> list[PointEstimator]:
+    if estimators is None:
+        chosen = default_estimators("bandit", lambda e: all(r in available for r in e.requires))
+    else:
+        if isinstance(estimators, (str, PointEstimator)):
+            raise PasifError(f"estimators: expected a sequence of estimator names or instances, found {estimators!r}")
+        try:
+            chosen = [get_estimator(e) for e in estimators]
+        except ValueError as error:
+            raise PasifError(f"estimators: {error}") from None
+    names = [e.name for e in chosen]
+    if len(set(names)) != len(names):
+        raise PasifError(f"estimators: expected distinct names, found {names}")
+    if len(chosen) < 2:
+        raise PasifError(f"estimators: PAS-IF selects among estimators, expected at least 2, found {names}")
+    for e in chosen:
+        if "bandit" not in e.applies_to or "discrete" not in e.action_types:
+            raise PasifError(
+                f"estimators: {e.name} cannot run on the pseudo logs (one-step, discrete actions); it applies to "
+                f"{list(e.applies_to)} data with {list(e.action_types)} actions"
+            )
+        missing = [r for r in e.requires if r not in available]
+        if missing:
+            raise PasifError(
+                f"estimators: {e.name} needs {', '.join(missing)}, which the pseudo inputs lack "
+                f"(they hold {sorted(available)}; give q_model='refit' or a q̂ table for dm and the DR forms)"
+            )
+    return chosen
+
+
+def _check_int(name: str, value: object, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        raise PasifError(f"{name}: expected an int >= {low}, found {value!r}")
+    return int(value)
+
+
+def pasif(
+    dataset: LoggedDataset,
+    inputs: OPEInput,
+    estimators: Sequence[str | PointEstimator] | None = None,
+    *,
+    n_splits: int = 5,
+    ks: Sequence[int] = (1, 2, 3),
+    seed: int = 0,
+    target_ratio: float = 0.2,
+    regularization: float | None = None,
+    q_model: Literal["refit"] | np.ndarray | Any | None = "refit",
+    reward_model: Any = None,
+    truth: Literal["reweighted", "mean"] = "reweighted",
+    alpha: float = 0.05,
+    n_bootstrap: int = 2000,
+) -> PasifResult:
+    """Select an OPE estimator for ``inputs``' candidates by PAS-IF (module docstring).
+
+    For each real candidate p: ρ_p is fitted to its weights π_e(a_i | x_i) / π_b(a_i | x_i); each of
+    ``n_splits`` splits gives D_b, the pseudo policy π̃_e and its pseudo truth; the ``estimators`` (default:
+    those ``evaluate`` runs on one-step logs whose inputs the pseudo logs have) estimate π̃_e on D_b.
+
+    ``q_model`` (the reward model of the pseudo inputs): ``"refit"`` fits ``fit_reward_model(D_b,
+    reward_model)`` on every pseudo log, as a user would on a real log (default model: gradient boosting;
+    pass e.g. ``sklearn.linear_model.Ridge()`` to be fast); an (n, A) array (or a ``RewardModel``) gives
+    q̂(x_i, a) on every round of ``dataset``, whose D_b rows are reused (fitted on D_e's rounds too, so it has
+    seen the pseudo-evaluation data); None leaves dm and the DR forms out.
+    ``ks``: the k of regret@k and SharpeRatio@k (those above the number of candidates are left out).
+    """
+    from opelab.ope.regression import RewardModel, fit_reward_model
+
+    _check_one_step(dataset)
+    if not isinstance(inputs, OPEInput):
+        raise PasifError(f"inputs: expected an OPEInput, found {type(inputs).__name__}")
+    try:
+        inputs.check_dataset(dataset)
+    except ValueError as error:
+        raise PasifError(f"inputs: {error}") from None
+    P, n, A = inputs.n_policies, dataset.n_trajectories, dataset.action_space.n_actions
+    if P < 2:
+        raise PasifError(
+            f"inputs: PAS-IF scores estimators over a pseudo-candidate set (nMSE, rank correlation, top-k), "
+            f"expected at least 2 candidate policies, found {P} ({list(inputs.policy_names)})"
+        )
+    n_splits = _check_int("n_splits", n_splits, 2)
+    k = _check_ratio(target_ratio)
+    if min(n * k, n * (1.0 - k)) < MIN_ROUNDS_PER_PART:
+        raise PasifError(
+            f"dataset: PAS-IF splits the {n} rounds into D_e (about target_ratio·n = {n * k:.0f} rounds) and D_b "
+            f"(about {n * (1 - k):.0f}); expected at least {MIN_ROUNDS_PER_PART} in each, so at least "
+            f"{int(np.ceil(MIN_ROUNDS_PER_PART / min(k, 1 - k)))} rounds at target_ratio = {k:g}"
+        )
+    if isinstance(ks, (str, bytes)) or not isinstance(ks, Sequence) or not ks:
+        raise PasifError(f"ks: expected a non-empty sequence of ints >= 1, found {ks!r}")
+    ks = tuple(_check_int(f"ks[{i}]", value, 1) for i, value in enumerate(ks))
+    ks_used = tuple(sorted({value for value in ks if value <= P}))
+    if truth not in ("reweighted", "mean"):
+        raise PasifError(f"truth: expected 'reweighted' or 'mean', found {truth!r}")
+    q_table = None
+    if isinstance(q_model, RewardModel):
+        q_table = np.asarray(q_model.q, dtype=np.float64)
+    elif isinstance(q_model, np.ndarray):
+        q_table = np.asarray(q_model, dtype=np.float64)
+    elif q_model is not None and not (isinstance(q_model, str) and q_model == "refit"):
+        raise PasifError(f"q_model: expected 'refit', an (n, A) array of q̂(x_i, a), a RewardModel or None, found {q_model!r}")
+    if q_table is not None and (q_table.shape != (n, A) or not np.isfinite(q_table).all()):
+        raise PasifError(f"q_model: expected a finite q̂ table of shape {(n, A)}, found shape {q_table.shape}")
+    if reward_model is not None and not (isinstance(q_model, str) and q_model == "refit"):
+        raise PasifError(f"reward_model: used with q_model='refit', found q_model={type(q_model).__name__}")
+    available = {"eval_pscore", "eval_action_probs"} | (set() if q_model is None else {"q_hat", "v_hat", "initial_v_hat"})
+    chosen = _resolve_estimators(estimators, available)
+    names = tuple(e.name for e in chosen)
+    E = len(chosen)
+
+    weights = EstimationContext(dataset, inputs).step_ratio[:, :, 0]  # (P, n)
+    rng = np.random.default_rng(seed)
+    split_seeds = rng.integers(0, 2**63 - 1, size=(n_splits, P))
+    estimates = np.empty((n_splits, E, P))
+    truths = np.empty((n_splits, P))
+    fit_rows = []
+    actions = np.asarray(dataset.actions[:, 0], dtype=np.intp)
+    for p, policy in enumerate(inputs.policy_names):
+        rule = fit_subsampling(dataset, weights[p], target_ratio=k, regularization=regularization)
+        fit_rows.append(
+            {"policy": policy, "regularization": rule.regularization, "mean_share": rule.mean_share,
+             "weight_loss": rule.weight_loss, "weight_correlation": rule.weight_correlation}
+        )  # fmt: skip
+        table = rule.rho_table(dataset)
+        for s in range(n_splits):
+            split = pseudo_split(dataset, table, int(split_seeds[s, p]), truth=truth)
+            d_b = split.behavior_part
+            nb = d_b.n_trajectories
+            probs = split.eval_action_probs[None, :, None, :]  # (1, n_b, 1, A)
+            q_hat = v_hat = None
+            if q_model is not None:
+                q = q_table[split.behavior_indices] if q_table is not None else fit_reward_model(d_b, reward_model).q
+                q_hat = q[np.arange(nb), actions[split.behavior_indices]][None, :, None]
+                v_hat = np.einsum("na,na->n", split.eval_action_probs, q)[None, :, None]
+            pseudo_inputs = OPEInput(
+                policy_names=(f"pseudo({policy})",),
+                eval_pscore=split.eval_pscore[None, :, None],
+                eval_action_probs=probs,
+                q_hat=q_hat,
+                v_hat=v_hat,
+                initial_v_hat=None if v_hat is None else v_hat[:, :, 0],
+            )
+            try:
+                table_s = evaluate(d_b, pseudo_inputs, chosen)
+            except ValueError as error:
+                raise PasifError(f"estimators: on the pseudo log of {policy!r} (split {s}): {error}") from None
+            estimates[s, :, p] = table_s.estimates[:, 0]
+            truths[s, p] = split.truth
+
+    pseudo_names = tuple(f"pseudo({p})" for p in inputs.policy_names)
+    behavior_value = dataset.mean_return()
+    rows = []
+    for s in range(n_splits):
+        table_s = EstimateTable(policy_names=pseudo_names, estimator_names=names, estimates=estimates[s], behavior_value=behavior_value)
+        summary = assess(table_s, truths[s], ks=[k_ for k_ in ks_used if k_ >= 2] or None).summary
+        for e, name in enumerate(names):
+            values = {"nmse": summary.loc[name, "nmse"], "rank_correlation": summary.loc[name, "rank_correlation"]}
+            for k_ in ks_used:
+                values[f"regret@{k_}"] = regret_at_k(truths[s], estimates[s, e], k_)
+            for k_ in ks_used:
+                if k_ >= 2:
+                    values[f"sharpe_ratio@{k_}"] = summary.loc[name, f"sharpe_ratio@{k_}"]
+            rows.extend({"dataset": s, "estimator": name, "metric": m, "value": float(v)} for m, v in values.items())
+    per_split = pd.DataFrame(rows)
+    summary = summarize_across_datasets(per_split, alpha=alpha, n_bootstrap=n_bootstrap, seed=seed)
+    per_split = per_split.rename(columns={"dataset": "split"})
+
+    picks: dict[str, str | None] = {}
+    for metric in dict.fromkeys(summary["metric"]):
+        block = summary[summary["metric"] == metric]
+        values = block["mean"].to_numpy(dtype=np.float64)
+        if np.isnan(values).all():
+            picks[metric] = None
+            continue
+        lower = metric.startswith(LOWER_IS_BETTER)
+        scores = np.where(np.isnan(values), np.inf if lower else -np.inf, values)
+        picks[metric] = str(block["estimator"].iloc[int(np.argmin(scores) if lower else np.argmax(scores))])
+    squared = (estimates - truths[:, None, :]) ** 2  # (S, E, P)
+    mse = squared.mean(axis=0)
+    policy_picks = {p: names[int(np.argmin(mse[:, j]))] for j, p in enumerate(inputs.policy_names)}
+    nmse_rows = summary[summary["metric"] == "nmse"].set_index("estimator")
+    pick = picks["nmse"] or names[int(np.argmin(mse.mean(axis=1)))]
+    best = nmse_rows.loc[pick]
+    others = nmse_rows.drop(index=pick)["mean"].sort_values()
+    runner = f"; the next best is {others.index[0]} at {others.iloc[0]:.3g}" if len(others) and np.isfinite(others.iloc[0]) else ""
+    reason = (
+        f"{pick} has the lowest nMSE against the pseudo truths of {P} pseudo policies, {best['mean']:.3g} "
+        f"({100 * (1 - alpha):g}% bootstrap interval [{best['lower']:.3g}, {best['upper']:.3g}] over {n_splits} splits){runner}."
+    )
+    return PasifResult(
+        estimator_names=names,
+        policy_names=tuple(inputs.policy_names),
+        summary=summary,
+        per_split=per_split,
+        estimates=freeze(estimates),
+        truths=freeze(truths),
+        squared_errors=freeze(squared),
+        fits=pd.DataFrame(fit_rows),
+        pick=pick,
+        picks=picks,
+        policy_picks=policy_picks,
+        reason=reason,
+        ks=ks_used,
+    )
