@@ -208,7 +208,7 @@ def slope_from_table(table: EstimateTable, *, order: str = "given", monotone_wid
             e, p = np.argwhere(bad)[0]
             raise ValueError(
                 f"{what}: expected finite values{' and lower <= upper' if what != 'estimates' else ''}, found "
-                f"{values[e, p]!r} for {table.estimator_names[e]} on policy {table.policy_names[p]}"
+                f"{float(values[e, p])!r} for {table.estimator_names[e]} on policy {table.policy_names[p]}"
             )
     if order == "auto":
         scan = np.argsort(-widths.T, axis=1, kind="stable")  # (P, M), widest first
