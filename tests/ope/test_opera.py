@@ -7,8 +7,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
+from ope_cases import policies_for, small_task
 
-from opelab.envs import bandit_inputs, make
+from opelab.envs import bandit_inputs, collect, make
 from opelab.ope import ESTIMATORS, OPEInput, OPEInputError, build_inputs, evaluate, get_estimator
 from opelab.ope.estimators import EstimationContext, PointEstimator
 from opelab.ope.estimators.opera import OPERA, mse_matrix, opera, opera_weights
@@ -121,31 +122,44 @@ def test_a_dominant_base_is_reproduced(bandit_case):
     task, policies, ds, inputs = bandit_case
     n, B = ds.n_trajectories, 400
     base = ("dr", NoisyCopy(draw=1), NoisyCopy(draw=2))
-    fit = opera(ds, inputs, base, n_bootstrap=B, seed=3)
     bound = 4 * (1 / (20 * np.sqrt(n)) + 1 / (20 * np.sqrt(B))) * 2  # two copies
-    assert (fit.weights[1:].sum(axis=0) <= bound).all(), fit.weights
-    np.testing.assert_allclose(fit.weights.sum(axis=0), 1.0)
-    spread = np.abs(fit.base_estimates[1:] - fit.base_estimates[0]).max(axis=0)
-    assert (np.abs(fit.estimate - fit.base_estimates[0]) <= bound * spread).all()
+    for convex in (True, False):
+        fit = opera(ds, inputs, base, n_bootstrap=B, seed=3, convex=convex)
+        assert (np.abs(fit.weights[1:]).sum(axis=0) <= bound).all(), fit.weights
+        np.testing.assert_allclose(fit.weights.sum(axis=0), 1.0)
+        spread = np.abs(fit.base_estimates[1:] - fit.base_estimates[0]).max(axis=0)
+        assert (np.abs(fit.estimate - fit.base_estimates[0]) <= bound * spread).all()
+
+
+def _bandit_logs(k: int):
+    task = make("bandit")
+    policies = task.candidates()[:3]
+    ds = task.collect(task.behavior_policy(), 200, seed=100 + k)
+    return ds, bandit_inputs(task, ds, policies), task.policy_values(policies)
+
+
+def _trajectory_logs(k: int):
+    task = small_task()
+    behavior, evals = policies_for(task)
+    ds = collect(task, behavior, 100, seed=100 + k)
+    return ds, build_inputs(ds, evals), task.policy_values(evals)
 
 
 @pytest.mark.statistical
-def test_blend_mse_is_no_worse_than_the_best_base_over_datasets():
-    """Over 300 bandit logs of 200 rounds with exact values: the blend's MSE is at most the best single base's
-    plus 3 standard errors of their paired difference (the default bases; affine and convex)."""
-    task = make("bandit")
-    policies = task.candidates()[:3]
-    truth = task.policy_values(policies)
-    behavior = task.behavior_policy()
+@pytest.mark.parametrize("logs", [_bandit_logs, _trajectory_logs], ids=["bandit", "trajectories"])
+def test_blend_mse_is_no_worse_than_the_best_base_over_datasets(logs):
+    """Over 300 logs with exact values (a contextual bandit, 200 rounds; the variable-length tabular task, 100
+    trajectories, tabular FQE): the blend's MSE (default bases; affine and convex) is at most the best single
+    base's plus 3 standard errors of their paired difference, for every policy."""
     names = ("opera", "opera(convex=False)", "pdis", "dr", "snpdis", "sndr")
     estimators = [get_estimator("opera", n_bootstrap=100), get_estimator("opera", convex=False, n_bootstrap=100)]
     errors = []
     for k in range(300):
-        ds = task.collect(behavior, 200, seed=100 + k)
-        table = evaluate(ds, bandit_inputs(task, ds, policies), [*estimators, *names[2:]])
+        ds, inputs, truth = logs(k)
+        table = evaluate(ds, inputs, [*estimators, *names[2:]])
         errors.append((table.estimates - truth) ** 2)  # (E, P)
     errors = np.array(errors)  # (datasets, E, P)
-    for p in range(len(policies)):
+    for p in range(errors.shape[-1]):
         best = int(np.argmin(errors[:, 2:, p].mean(axis=0))) + 2
         for blend in (0, 1):
             diff = errors[:, blend, p] - errors[:, best, p]
@@ -204,6 +218,8 @@ def test_errors_are_named(variable_length_case):
         get_estimator("opera", base=("dr",))
     with pytest.raises(ValueError, match="list of at least 2 estimator names"):
         get_estimator("opera", base="dr")
+    with pytest.raises(ValueError, match="list of at least 2 estimator names"):
+        opera(ds, build_inputs(ds, evals), "dr")
     with pytest.raises(ValueError, match="n_bootstrap: expected an integer of at least 2"):
         get_estimator("opera", n_bootstrap=1)
     with pytest.raises(ValueError, match="distinct base estimators"):

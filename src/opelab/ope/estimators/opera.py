@@ -110,9 +110,10 @@ class OPERA(PointEstimator):
     Per-trajectory values, interval values and resampling terms are the α-weighted blends of the bases', with
     α fitted once on the whole sample and then held fixed: a ``t`` interval or an outer bootstrap is the
     blend's for that α and leaves out the error of fitting α (as the bootstrap leaves out refitting Q̂).
-    For the same reason an estimate on a resample is not OPERA refitted on it, which the generic estimator
-    battery checks; OPERA is therefore only named (``default_on = ()``) and declares no kinds of data of its
-    own (``applies_to = ()``): it runs wherever its bases do.
+    An estimate on a resample is therefore not OPERA refitted on that resample, so OPERA cannot pass the
+    generic battery's check that the two agree (``tests/ope/test_intervals.py``); it is only named
+    (``default_on = ()``) and declares no kinds of data of its own (``applies_to = ()``, which keeps it out of
+    that battery): it runs wherever its bases do.
     """
 
     name = "opera"
@@ -127,7 +128,8 @@ class OPERA(PointEstimator):
     def __post_init__(self) -> None:
         base = self.base
         if isinstance(base, (str, PointEstimator)) or not isinstance(base, Sequence):
-            raise ValueError(f"base: expected a list of at least 2 estimator names or instances for opera, found {base!r}")
+            expected = "a list of at least 2 estimator names or instances for opera"
+            raise ValueError(f"base: expected {expected}, found {base!r}")
         base = tuple(base)
         object.__setattr__(self, "base", base)
         if len(base) < 2:
@@ -138,8 +140,9 @@ class OPERA(PointEstimator):
         names = [e.name for e in estimators]
         if len(set(names)) != len(names):
             raise ValueError(f"base: expected distinct base estimators for opera, found {names}")
-        if isinstance(self.n_bootstrap, (bool, np.bool_)) or not isinstance(self.n_bootstrap, (int, np.integer)) or self.n_bootstrap < 2:
-            raise ValueError(f"n_bootstrap: expected an integer of at least 2 resamples for opera, found {self.n_bootstrap!r}")
+        B = self.n_bootstrap
+        if isinstance(B, (bool, np.bool_)) or not isinstance(B, (int, np.integer)) or B < 2:
+            raise ValueError(f"n_bootstrap: expected an integer of at least 2 resamples for opera, found {B!r}")
         if not isinstance(self.convex, (bool, np.bool_)):
             raise ValueError(f"convex: expected True or False for opera, found {self.convex!r}")
         super().__post_init__()
@@ -211,7 +214,8 @@ class OPERA(PointEstimator):
 
     def estimates_from_sums(self, sums: dict[Hashable, np.ndarray], totals: np.ndarray) -> np.ndarray:
         alpha = sums[(self, "alpha")] / totals[None, :, None]  # (P, B, J)
-        return sum(alpha[..., j] * e.estimates_from_sums(sums, totals) for j, e in enumerate(self.estimators()))  # type: ignore[return-value]
+        blend = [alpha[..., j] * e.estimates_from_sums(sums, totals) for j, e in enumerate(self.estimators())]
+        return np.sum(blend, axis=0)
 
 
 def opera(
@@ -226,5 +230,5 @@ def opera(
     """OPERA on a dataset and its inputs: the weights per policy, the bases' estimates and MSE matrices, and
     the blended estimate (``OPERA.fit``)."""
     inputs.check_dataset(dataset)
-    estimator = OPERA(base=tuple(base), n_bootstrap=n_bootstrap, seed=seed, convex=convex)
+    estimator = OPERA(base=base, n_bootstrap=n_bootstrap, seed=seed, convex=convex)  # type: ignore[arg-type]
     return estimator.fit(EstimationContext(dataset, inputs))
