@@ -298,3 +298,14 @@ def test_estimated_pscores_replace_logged_log_propensities():
     assert plain.behavior_log_pscore is None
     np.testing.assert_array_equal(estimated.behavior_pscore, plain.behavior_pscore)
     np.testing.assert_allclose(estimated.behavior_log_pscore, np.log(plain.behavior_pscore), rtol=0, atol=0)
+
+
+def test_ranking_logs_are_refused():
+    """A slot's propensity π_b(a_t | x, a_<t) depends on the items above it; a model of (s_t, a_t) gave items
+    already shown positive probability (before: silently wrong conditional propensities)."""
+    from opelab.envs.bandit import synthetic_slate
+
+    task = synthetic_slate(n_items=5, len_list=3, seed=0)
+    data = task.collect(task.behavior_policy(), 100, 0)
+    with pytest.raises(DatasetError, match=r"dataset: expected trajectories or a one-step log, found a ranking log"):
+        estimate_pscores(data)

@@ -367,6 +367,11 @@ def estimate_pscores(
     """
     if not isinstance(dataset, LoggedDataset):
         raise DatasetError(f"dataset: expected a LoggedDataset, found {type(dataset).__name__}")
+    if dataset.info.slate:  # π_b(a_t | x, a_<t) depends on the items above slot t, which the model does not see
+        raise DatasetError(
+            "dataset: expected trajectories or a one-step log, found a ranking log (info.slate True): a slot's propensity "
+            "depends on the items shown above it, which a behavior model of (s_t, a_t) cannot estimate; log the propensities"
+        )
     n = dataset.n_trajectories
     if isinstance(n_folds, bool) or not isinstance(n_folds, (int, np.integer)) or not 1 <= n_folds <= n:
         raise DatasetError(f"n_folds: expected an int in [1, n_trajectories = {n}], found {n_folds!r}")
