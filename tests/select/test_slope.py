@@ -194,6 +194,20 @@ def test_slope_on_a_clipping_grid_is_within_six_widths_of_the_truth(bandit):
     assert result.chosen.max() > 0  # it leaves the unclipped member for some policy
 
 
+def test_slope_with_bootstrap_intervals_and_auto_order(bandit):
+    """A Switch-DR grid handed over shuffled, percentile-bootstrap intervals: ``order="auto"`` scans each policy's
+    members widest first, and the result's estimates are the picked rows of its table."""
+    task, policies, ds, inputs = bandit
+    family = slope_family("switch_dr", [math.inf, 30.0, 10.0, 3.0, 1.0, 0.0])
+    shuffled = [family[i] for i in (3, 0, 5, 1, 4, 2)]
+    result = slope(ds, inputs, shuffled, interval="bootstrap", n_bootstrap=50, seed=2, order="auto")
+    assert result.table.interval == "bootstrap" and result.member_names == tuple(e.name for e in shuffled)
+    for p in range(len(policies)):
+        assert (np.diff(result.widths[result.order[p], p]) <= 0).all()
+    np.testing.assert_array_equal(result.estimates, result.table.estimates[result.chosen, np.arange(len(policies))])
+    assert len(result.reasons) == len(policies) and all(r.startswith("picked switch_dr") for r in result.reasons)
+
+
 # ------------------------------------------------------------------------------------------------- errors
 
 

@@ -12,13 +12,13 @@ of member i's interval (the paper's CNF(i)), SLOPE forms
 the last member whose interval still meets every earlier one (for intervals on a line, meeting every earlier
 one pairwise and a common point of all of them are the same thing). Each policy gets its own pick.
 
-Why it works (the paper's Assumption 1 and Theorem 1): if, on one event, |θ̂_i − θ| ≤ B(i) + w_i for every i
-with B increasing and w decreasing along the order, then for i₀ = the last member with B(i₀) ≤ w_{i₀},
-the truth θ lies in I(1), ..., I(i₀), so î ≥ i₀, and I(î) meets I(i₀), so
+Why it works (the paper's assumption and the argument of its guarantee, in brief): if, on one event,
+|θ̂_i − θ| ≤ B(i) + w_i for every i with B increasing and w decreasing along the order, then for i₀ = the last
+member with B(i₀) ≤ w_{i₀}, the truth θ lies in I(1), ..., I(i₀), so î ≥ i₀, and I(î) meets I(i₀), so
 
-    |θ̂_î − θ| ≤ |θ̂_î − θ̂_{i₀}| + |θ̂_{i₀} − θ| ≤ (2 w_î + 2 w_{i₀}) + 2 w_{i₀} ≤ 6 w_{i₀}:
+    |θ̂_î − θ| ≤ |θ̂_î − θ̂_{i₀}| + |θ̂_{i₀} − θ| ≤ (2 w_î + 2 w_{i₀}) + 2 w_{i₀} ≤ 6 w_{i₀} ≤ 6 min_{i ≤ i₀} (B(i) + w_i):
 
-within a constant of the member that balances bias and width best, without knowing any bias. The event
+the member that balances bias and width, found without knowing any bias. The event
 needs every member's interval at once: intervals at level 1 − α each hold together with probability at
 least 1 − Mα (pass ``alpha / M`` for a union bound). Nothing here checks the bias order; it is the
 family's design (``slope_family`` builds the standard ones in the right order).
@@ -344,8 +344,7 @@ class SlopeEstimator(PointEstimator):
             raise ValueError(f"grid: expected the {option} values of the {self.base} family (no default grid), found none")
         if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) or not 0.0 < self.alpha < 1.0:
             raise ValueError(f"alpha: expected a float in (0, 1), found {self.alpha!r}")
-        members = slope_family(self.base, self.grid or DEFAULT_GRIDS[(option, direction)])
-        if any(m.self_normalized for m in members):
+        if any(m.self_normalized for m in self.members):  # builds (and checks) the family once
             raise ValueError(f"base: expected an estimator that is a plain average, found the self-normalised {self.base!r}")
         super().__post_init__()
 
