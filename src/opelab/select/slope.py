@@ -192,7 +192,7 @@ def slope_from_table(table: EstimateTable, *, order: str = "given", monotone_wid
     option, so that measured widths recover that order; it is not for a mix of unrelated estimators (a narrow
     interval, e.g. the direct method's, says nothing about the bias). ``monotone_widths=True`` replaces each
     width by the largest width at or after it in the scan order, w̃_i = max_{j ≥ i} w_j, so the widths used
-    decrease (what the authors' experiments do with noisy widths); it only widens intervals.
+    decrease (what the authors' experiment code does with noisy widths); it only widens intervals.
     """
     if order not in ORDERS:
         raise ValueError(f"order: expected one of {list(ORDERS)}, found {order!r}")
