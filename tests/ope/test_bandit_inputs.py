@@ -91,6 +91,14 @@ def test_bad_bandit_info_is_named():
         DatasetInfo.from_json('{"task": "t", "gamma": 1.0, "action_space": {"type": "discrete", "n_actions": 3}, "action_context": "x"}')
 
 
+
+@pytest.mark.parametrize("context", [[["1.5"], ["2"], ["0"]], [[True], [False], [True]], np.array([[1], ["a"], [2.0]], dtype=object)])
+def test_action_context_of_strings_or_booleans_is_refused_not_coerced(context):
+    with pytest.raises(DatasetError, match=r"info.action_context: expected an \(n_actions, d\) array of numbers, found dtype"):
+        DatasetInfo("t", 1.0, ActionSpace.discrete(3), action_context=context)
+    assert DatasetInfo("t", 1.0, ActionSpace.discrete(3), action_context=[[1], [2], [3]]).action_context == ((1.0,), (2.0,), (3.0,))
+
+
 def test_from_obp_takes_the_rows_at_the_logged_positions():
     ds, pi_b = _bandit()
     rng = np.random.default_rng(1)

@@ -230,9 +230,12 @@ _OPTIONAL_INFO = {"len_list": None, "action_context": None, "slate": False}  # k
 def _action_context(value: object, space: ActionSpace) -> tuple[tuple[float, ...], ...]:
     """Action features as a tuple of equal-length tuples of finite floats, one row per action."""
     try:
-        array = np.asarray(value, dtype=np.float64)
+        array = np.asarray(value)
     except (TypeError, ValueError):
         raise DatasetError(f"info.action_context: expected an (n_actions, d) array of numbers, found {type(value).__name__}") from None
+    if array.dtype.kind not in "iuf":  # strings, booleans and objects are refused, not coerced
+        raise DatasetError(f"info.action_context: expected an (n_actions, d) array of numbers, found dtype {array.dtype}")
+    array = array.astype(np.float64)
     if array.ndim != 2 or array.shape[1] == 0:
         raise DatasetError(f"info.action_context: expected an (n_actions, d) array, found shape {array.shape}")
     if not space.is_discrete or array.shape[0] != space.n_actions:
