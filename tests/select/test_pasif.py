@@ -111,6 +111,20 @@ def test_fitted_pseudo_weights_correlate_with_the_targets():
     assert eps.weight_loss < np.mean((w[1] - 1.0) ** 2)  # better than the start ρ ≡ k, w̃ ≡ 1
 
 
+def test_importance_fitting_gradient_matches_finite_differences():
+    from opelab.select.pasif import _objective
+
+    rng = np.random.default_rng(0)
+    n, d, A = 50, 3, 4
+    x, pi_b = rng.standard_normal((n, d)), rng.dirichlet(np.ones(A), n)
+    args = (x, pi_b, np.arange(n), rng.integers(0, A, n), rng.exponential(size=n), 0.2, 3.0, 1e-3)
+    theta = 0.3 * rng.standard_normal(d * A + A)
+    grad = _objective(theta, *args)[1]
+    step = 1e-6
+    numeric = [(_objective(theta + e, *args)[0] - _objective(theta - e, *args)[0]) / (2 * step) for e in np.eye(len(theta)) * step]
+    assert np.allclose(grad, numeric, atol=1e-7)
+
+
 # --------------------------------------------------------------------------- pasif
 def test_pasif_runs_on_the_bandit_task_and_returns_a_metric_table():
     from sklearn.linear_model import Ridge

@@ -411,9 +411,9 @@ def _resolve_estimators(estimators: Sequence[str | PointEstimator] | None, avail
             )
         missing = [r for r in e.requires if r not in available]
         if missing:
+            hint = "; give q_model='refit' or a q̂ table for dm and the DR forms" if {"q_hat", "v_hat", "initial_v_hat"} & set(missing) else ""
             raise PasifError(
-                f"estimators: {e.name} needs {', '.join(missing)}, which the pseudo inputs lack "
-                f"(they hold {sorted(available)}; give q_model='refit' or a q̂ table for dm and the DR forms)"
+                f"estimators: {e.name} needs {', '.join(missing)}, which the pseudo inputs lack (they hold {sorted(available)}{hint})"
             )
     return chosen
 
@@ -451,7 +451,12 @@ def pasif(
     pass e.g. ``sklearn.linear_model.Ridge()`` to be fast); an (n, A) array (or a ``RewardModel``) gives
     q̂(x_i, a) on every round of ``dataset``, whose D_b rows are reused (fitted on D_e's rounds too, so it has
     seen the pseudo-evaluation data); None leaves dm and the DR forms out.
-    ``ks``: the k of regret@k and SharpeRatio@k (those above the number of candidates are left out).
+    ``ks``: the k of regret@k and SharpeRatio@k (those above the number of candidates are left out; SharpeRatio@1
+    is undefined and not reported). ``OPEInput`` holds q̂ only at the logged action and V̂ for the real policies,
+    so the pseudo policies' V̂ = Σ_a π̃_e(a | x) q̂(x, a) needs the whole q̂(x, ·): a refit or a table.
+
+    Cost: P rule fits (each |LAMBDA_GRID| = 5 L-BFGS fits of at most 100 iterations over (n, A) arrays, one with
+    ``regularization`` given) and P · ``n_splits`` evaluations (plus as many reward-model fits with "refit").
     """
     from opelab.ope.regression import RewardModel, fit_reward_model
 
