@@ -14,11 +14,20 @@ quadratic programme solved exactly as a non-negative least-squares problem (``op
 
 What this bootstrap sees. Resamples are n draws out of n (``opelab.ope.intervals.bootstrap_counts``), so the
 paper's k/n scaling of an m-out-of-n bootstrap is 1. The fitted models (Q̂, V̂, marginal weights) are not
-refit per resample, so the bootstrap bias of any plain average (PDIS, DR, DM, ...) is zero and a model's
-error stays invisible: M̂ then holds their covariance only. A base such as DM, whose bias is all model error,
-looks precise and would draw weight it does not deserve; the default bases are therefore the consistent
-importance-sampling and doubly robust forms (whose only bias, that of self-normalisation, is O(1/n) and seen
-by the bootstrap). Name DM explicitly only when its model is trusted.
+refit per resample, so the bootstrap bias of any plain average (PDIS, DR, DM, ...) is zero (in expectation
+over the resamples) and a model's error stays invisible: M̂ then holds their covariance only. A base such as
+DM, whose bias is all model error, looks precise and would draw weight it does not deserve; the default bases
+are therefore the consistent importance-sampling and doubly robust forms (whose only bias, that of
+self-normalisation, is O(1/n) and seen by the bootstrap). Name DM only when its model is trusted, or give a
+``reference``.
+
+``reference`` (not in the paper): the name of a base trusted to be unbiased, e.g. ``"pdis"``; every base is
+then centred at that base's full-sample estimate V̂_r instead of its own,
+
+    M̂_ij = (1/B) Σ_b (V̂_i^(b) − V̂_r)(V̂_j^(b) − V̂_r) ≈ Cov*_ij + (V̂_i − V̂_r)(V̂_j − V̂_r),
+
+so a base's distance from the reference counts as bias. That distance also carries the noise of V̂_i − V̂_r,
+so M̂ overstates the other bases' MSE by about Var(V̂_i − V̂_r) and leans toward the reference.
 """
 
 from __future__ import annotations
@@ -37,16 +46,20 @@ DEFAULT_BASE = ("pdis", "dr", "snpdis", "sndr")
 _RIDGE = 1e-10  # relative to the mean diagonal of M̂: makes a singular M̂ (redundant bases) solvable
 
 
-def mse_matrix(estimates: np.ndarray, resampled: np.ndarray) -> np.ndarray:
+def mse_matrix(estimates: np.ndarray, resampled: np.ndarray, centre: np.ndarray | None = None) -> np.ndarray:
     """The bootstrap MSE matrix M̂ (P, J, J) from the full-sample estimates (J, P) and the estimates on B
-    resamples (J, P, B): M̂_p,ij = mean_b (V̂_ip^(b) − V̂_ip)(V̂_jp^(b) − V̂_jp)."""
-    delta = resampled - estimates[..., None]  # (J, P, B)
+    resamples (J, P, B): M̂_p,ij = mean_b (V̂_ip^(b) − V̂_ip)(V̂_jp^(b) − V̂_jp), or with a common ``centre``
+    c (P,) (a reference estimate), mean_b (V̂_ip^(b) − c_p)(V̂_jp^(b) − c_p)."""
+    delta = resampled - (estimates[..., None] if centre is None else np.asarray(centre)[None, :, None])  # (J, P, B)
     return np.einsum("ipb,jpb->pij", delta, delta) / resampled.shape[-1]
 
 
-def opera_weights(estimates: np.ndarray, resampled: np.ndarray, convex: bool = True) -> np.ndarray:
+def opera_weights(
+    estimates: np.ndarray, resampled: np.ndarray, convex: bool = True, centre: np.ndarray | None = None
+) -> np.ndarray:
     """OPERA's weights (J, P), each column summing to one, from base estimates (J, P) and their bootstrap
-    estimates (J, P, B): the minimiser of α^T M̂ α (``mse_matrix``) over Σα = 1, with α ≥ 0 when ``convex``.
+    estimates (J, P, B): the minimiser of α^T M̂ α (``mse_matrix``, centred at each base's estimate or at
+    ``centre`` (P,)) over Σα = 1, with α ≥ 0 when ``convex``.
 
     A ridge of 10⁻¹⁰ × mean diagonal makes a singular M̂ solvable (identical bases then share their weight
     equally); an M̂ that is zero (no base varies over the resamples) gives equal weights. The affine weights
@@ -65,7 +78,11 @@ def opera_weights(estimates: np.ndarray, resampled: np.ndarray, convex: bool = T
         raise ValueError(f"resampled: expected shape ({J}, {P}, B) with B >= 2 resamples, found {resampled.shape}")
     if not (np.isfinite(estimates).all() and np.isfinite(resampled).all()):
         raise ValueError("estimates, resampled: expected finite values, found nan or inf")
-    M = mse_matrix(estimates, resampled)  # (P, J, J)
+    if centre is not None:
+        centre = np.asarray(centre, dtype=float)
+        if centre.shape != (P,) or not np.isfinite(centre).all():
+            raise ValueError(f"centre: expected {P} finite values (one per policy), found shape {centre.shape}")
+    M = mse_matrix(estimates, resampled, centre)  # (P, J, J)
     scale = np.trace(M, axis1=1, axis2=2) / J  # (P,)
     flat = scale <= 0  # no base varies: every α has zero estimated MSE; take equal weights
     M = np.where(flat[:, None, None], np.eye(J), M)
@@ -105,7 +122,8 @@ class OPERA(PointEstimator):
 
     ``base``: names or instances of the base estimators (at least two); ``n_bootstrap`` resamples drawn with
     ``seed`` (``bootstrap_counts``; all bases on the same ones, one bootstrap of the whole base set);
-    ``convex``: α ≥ 0 as well (``False``: the paper's affine weights).
+    ``convex``: α ≥ 0 as well (``False``: the paper's affine weights); ``reference``: the name of a base to
+    centre M̂ at (see the module docstring), ``None`` for the paper's own-estimate centring.
 
     Per-trajectory values, interval values and resampling terms are the α-weighted blends of the bases', with
     α fitted once on the whole sample and then held fixed: a ``t`` interval or an outer bootstrap is the
@@ -119,11 +137,12 @@ class OPERA(PointEstimator):
     name = "opera"
     default_on = ()
     applies_to = ()
-    option_names = ("base", "n_bootstrap", "seed", "convex")
+    option_names = ("base", "n_bootstrap", "seed", "convex", "reference")
     base: tuple[str | PointEstimator, ...] = DEFAULT_BASE
     n_bootstrap: int = 200
     seed: int = 0
     convex: bool = True
+    reference: str | None = None
 
     def __post_init__(self) -> None:
         base = self.base
@@ -140,6 +159,9 @@ class OPERA(PointEstimator):
         names = [e.name for e in estimators]
         if len(set(names)) != len(names):
             raise ValueError(f"base: expected distinct base estimators for opera, found {names}")
+        if self.reference is not None and self.reference not in names:
+            expected = f"the name of one of the bases {names} for opera"
+            raise ValueError(f"reference: expected {expected}, found {self.reference!r}")
         B = self.n_bootstrap
         if isinstance(B, (bool, np.bool_)) or not isinstance(B, (int, np.integer)) or B < 2:
             raise ValueError(f"n_bootstrap: expected an integer of at least 2 resamples for opera, found {B!r}")
@@ -169,12 +191,14 @@ class OPERA(PointEstimator):
         bases = self._require_bases(ctx)
         estimates = np.stack([e.estimate(ctx) for e in bases])  # (J, P)
         resampled = np.stack(bootstrap_estimates(bases, ctx, self.n_bootstrap, self.seed))  # (J, P, B)
-        weights = opera_weights(estimates, resampled, self.convex)
+        names = [e.name for e in bases]
+        centre = None if self.reference is None else estimates[names.index(self.reference)]
+        weights = opera_weights(estimates, resampled, self.convex, centre)
         return OPERAFit(
             policy_names=ctx.inputs.policy_names,
-            base_names=tuple(e.name for e in bases),
+            base_names=tuple(names),
             base_estimates=estimates,
-            mse=mse_matrix(estimates, resampled),
+            mse=mse_matrix(estimates, resampled, centre),
             weights=weights,
             estimate=(weights * estimates).sum(axis=0),
         )
@@ -226,9 +250,11 @@ def opera(
     n_bootstrap: int = 200,
     seed: int = 0,
     convex: bool = True,
+    reference: str | None = None,
 ) -> OPERAFit:
     """OPERA on a dataset and its inputs: the weights per policy, the bases' estimates and MSE matrices, and
     the blended estimate (``OPERA.fit``)."""
     inputs.check_dataset(dataset)
-    estimator = OPERA(base=base, n_bootstrap=n_bootstrap, seed=seed, convex=convex)  # type: ignore[arg-type]
+    options = {"n_bootstrap": n_bootstrap, "seed": seed, "convex": convex, "reference": reference}
+    estimator = OPERA(base=base, **options)  # type: ignore[arg-type]  (OPERA checks base and makes it a tuple)
     return estimator.fit(EstimationContext(dataset, inputs))
