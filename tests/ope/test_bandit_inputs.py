@@ -280,3 +280,26 @@ def test_one_step_logs_stream_like_they_evaluate_in_memory():
     assert streamed.estimator_names == memory.estimator_names
     np.testing.assert_allclose(streamed.estimates, memory.estimates, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(streamed.lower, memory.lower, rtol=1e-10, atol=1e-12)
+
+
+def test_slate_from_obp_reads_cascades_and_refuses_the_one_step_arguments():
+    """OBP's slate arrays give the same inputs as slate_inputs; arguments of the other layout are refused, not
+    silently ignored (before: action_dist or q̂ passed with a ranking log were dropped without a word)."""
+    from opelab.envs.bandit import slate_inputs, synthetic_slate
+
+    task = synthetic_slate(n_items=4, len_list=3, seed=0)
+    ds = task.collect(task.behavior_policy(), 200, 1)
+    policies = task.candidates()[:2]
+    exact = slate_inputs(task, ds, policies, ground_truth=None)
+    cascade = {name: np.cumprod(exact.eval_pscore[p], axis=1).reshape(-1) for p, name in enumerate(exact.policy_names)}
+    item_position = {name: (exact.marginal_weights[p] * ds.behavior_marginal_pscore).reshape(-1) for p, name in enumerate(exact.policy_names)}
+    inputs = OPEInput.from_obp(ds, evaluation_policy_pscore_cascade=cascade, evaluation_policy_pscore_item_position=item_position)
+    np.testing.assert_allclose(inputs.eval_pscore, exact.eval_pscore, rtol=1e-12)
+    np.testing.assert_allclose(inputs.marginal_weights, exact.marginal_weights, rtol=1e-12)
+    with pytest.raises(OPEInputError, match=r"action_dist: expected None for a ranking log"):
+        OPEInput.from_obp(ds, np.ones((200, 4)) / 4, evaluation_policy_pscore_cascade=cascade)
+    with pytest.raises(OPEInputError, match=r"estimated_rewards_by_reg_model: expected None for a ranking log"):
+        OPEInput.from_obp(ds, estimated_rewards_by_reg_model=np.zeros((600, 4)), evaluation_policy_pscore_cascade=cascade)
+    bandit, pi_b = _bandit()
+    with pytest.raises(OPEInputError, match=r"evaluation_policy_pscore_cascade: expected None for a one-step log"):
+        OPEInput.from_obp(bandit, pi_b, evaluation_policy_pscore_cascade=np.ones(bandit.n_trajectories))

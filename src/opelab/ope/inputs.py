@@ -169,7 +169,21 @@ class OPEInput:
         marginal ratios (``marginal_weights``) that ``iips`` reads.
         """
         if dataset.info.slate:
+            given = [k for k, v in (("action_dist", action_dist), ("estimated_rewards_by_reg_model", estimated_rewards_by_reg_model)) if v is not None]
+            if given or keep_action_dist:
+                raise OPEInputError(
+                    f"{', '.join(given) or 'keep_action_dist'}: expected None for a ranking log (info.slate; it reads "
+                    "evaluation_policy_pscore_cascade and evaluation_policy_pscore_item_position), found one given"
+                )
             return _slate_from_obp(cls, dataset, evaluation_policy_pscore_cascade, evaluation_policy_pscore_item_position, ground_truth)
+        slate_keys = [
+            k for k, v in (("evaluation_policy_pscore_cascade", evaluation_policy_pscore_cascade),
+                           ("evaluation_policy_pscore_item_position", evaluation_policy_pscore_item_position)) if v is not None
+        ]  # fmt: skip
+        if slate_keys:
+            raise OPEInputError(
+                f"{', '.join(slate_keys)}: expected None for a one-step log (info.slate False; it reads action_dist), found one given"
+            )
         return _bandit_from_obp(cls, dataset, action_dist, estimated_rewards_by_reg_model, keep_action_dist, ground_truth)
 
     @classmethod
