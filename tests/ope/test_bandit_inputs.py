@@ -303,3 +303,14 @@ def test_slate_from_obp_reads_cascades_and_refuses_the_one_step_arguments():
     bandit, pi_b = _bandit()
     with pytest.raises(OPEInputError, match=r"evaluation_policy_pscore_cascade: expected None for a one-step log"):
         OPEInput.from_obp(bandit, pi_b, evaluation_policy_pscore_cascade=np.ones(bandit.n_trajectories))
+
+
+def test_streams_refuse_estimators_whose_statistics_do_not_add_up():
+    import opelab.select.slope  # noqa: F401  (registers "slope")
+    from opelab.envs import make
+    from opelab.ope.streaming import StreamError, evaluate_stream
+
+    task = make("bandit")
+    ds = task.collect(task.behavior_policy(), 300, seed=0)
+    with pytest.raises(StreamError, match="slope: expected an estimator with a streaming form"):
+        evaluate_stream(ds, task.candidates()[:2], None, ["slope"], interval="t")

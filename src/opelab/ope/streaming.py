@@ -396,7 +396,10 @@ def _choose_estimators(estimators: Sequence[str | PointEstimator] | None, has_q:
             why = "pass a fitted Q-model (q_model)" if set(missing) <= set(STREAMABLE_INPUTS) else "a stream cannot fit them"
             raise StreamError(f"{estimator.name}: needs {', '.join(missing)}; {why}")
         if not _streamable(estimator):
-            raise StreamError(f"{estimator.name}: a self-normalised estimator without a streaming form")
+            raise StreamError(
+                f"{estimator.name}: expected an estimator with a streaming form (a plain average of per-trajectory values, or "
+                "a self-normalised per-decision / trajectory form), found one whose statistics a stream cannot add up"
+            )
     names = [e.name for e in chosen]
     if len(set(names)) != len(names):
         raise StreamError(f"estimators: expected distinct names, found {names}")
@@ -404,7 +407,11 @@ def _choose_estimators(estimators: Sequence[str | PointEstimator] | None, has_q:
 
 
 def _streamable(estimator: PointEstimator) -> bool:
-    return not estimator.self_normalized or isinstance(estimator, (SelfNormalizedTrajectoryIS, PerDecisionFamily))
+    """A plain average whose resampling terms are its trajectory values (the moments a stream keeps are of
+    those), or a self-normalised form whose linearisation the stream knows."""
+    if estimator.self_normalized:
+        return isinstance(estimator, (SelfNormalizedTrajectoryIS, PerDecisionFamily))
+    return type(estimator).resampling_terms is PointEstimator.resampling_terms or isinstance(estimator, PerDecisionFamily)
 
 
 def evaluate_stream(
