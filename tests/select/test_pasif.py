@@ -141,7 +141,9 @@ def test_pasif_runs_on_the_bandit_task_and_returns_a_metric_table():
     assert result.pick == table["nmse"].idxmin() and result.pick in result.reason
     assert set(result.policy_picks) == {c.name for c in candidates}
     assert result.estimates.shape == (3, 4, 4) and result.truths.shape == (3, 4)
-    assert isinstance(result.per_policy(), pd.DataFrame) and len(result.per_policy()) == 16
+    per_policy = result.per_policy()
+    assert isinstance(per_policy, pd.DataFrame) and len(per_policy) == 16 and per_policy["picked"].sum() == 4
+    assert (per_policy["mse_debiased"] < per_policy["mse"]).all() and (result.truth_se > 0).all()
     assert (result.fits["weight_correlation"] > 0.8).all()
     again = pasif(dataset, inputs, ["dm", "ipw", "snipw", "dr"], n_splits=3, regularization=100.0, reward_model=Ridge(), seed=0)
     assert np.array_equal(again.estimates, result.estimates)

@@ -342,7 +342,7 @@ class PasifResult:
                   metric, better, mean, std, lower, upper, ...
     per_split     long table split, estimator, metric, value
     squared_errors  (S, E, P): (V̂ − Ṽ)² of estimator e for candidate p's pseudo policy on split s
-    estimates, truths  (S, E, P) and (S, P)
+    estimates, truths, truth_se  (S, E, P), (S, P) and (S, P): the pseudo truths' standard errors
     fits          one row per real candidate: regularization, mean_share, weight_loss, weight_correlation
     pick          the estimator with the lowest mean nMSE across splits; ``picks`` one per metric;
     policy_picks  per real candidate, the estimator with the lowest mean squared error (policy-adaptive)
@@ -355,6 +355,7 @@ class PasifResult:
     per_split: pd.DataFrame
     estimates: np.ndarray
     truths: np.ndarray
+    truth_se: np.ndarray
     squared_errors: np.ndarray
     fits: pd.DataFrame
     pick: str
@@ -378,10 +379,17 @@ class PasifResult:
         return out
 
     def per_policy(self) -> pd.DataFrame:
-        """Mean squared error against the pseudo truth per (candidate, estimator), with the policy-adaptive pick."""
+        """Mean squared error against the pseudo truth per (candidate, estimator), with the policy-adaptive pick.
+
+        ``mse_debiased`` subtracts the pseudo truth's variance: D_e and D_b are independent given ρ, so
+        E[(V̂ − Ṽ)²] = MSE(V̂) + Var(Ṽ) and mean_s [(V̂_s − Ṽ_s)² − se_s²] estimates MSE(V̂) itself (it can be
+        negative when the truth's noise dominates; the pick is the same in expectation).
+        """
         mse = self.squared_errors.mean(axis=0)  # (E, P)
+        debiased = (self.squared_errors - self.truth_se[:, None, :] ** 2).mean(axis=0)
         rows = [
-            {"policy": p, "estimator": e, "mse": float(mse[i, j]), "picked": self.policy_picks[p] == e}
+            {"policy": p, "estimator": e, "mse": float(mse[i, j]), "mse_debiased": float(debiased[i, j]),
+             "picked": self.policy_picks[p] == e}  # fmt: skip
             for j, p in enumerate(self.policy_names)
             for i, e in enumerate(self.estimator_names)
         ]
@@ -508,6 +516,7 @@ def pasif(
     split_seeds = rng.integers(0, 2**63 - 1, size=(n_splits, P))
     estimates = np.empty((n_splits, E, P))
     truths = np.empty((n_splits, P))
+    truth_se = np.empty((n_splits, P))
     fit_rows = []
     actions = np.asarray(dataset.actions[:, 0], dtype=np.intp)
     for p, policy in enumerate(inputs.policy_names):
@@ -540,7 +549,7 @@ def pasif(
             except ValueError as error:
                 raise PasifError(f"estimators: on the pseudo log of {policy!r} (split {s}): {error}") from None
             estimates[s, :, p] = table_s.estimates[:, 0]
-            truths[s, p] = split.truth
+            truths[s, p], truth_se[s, p] = split.truth, split.truth_se
 
     pseudo_names = tuple(f"pseudo({p})" for p in inputs.policy_names)
     behavior_value = dataset.mean_return()
@@ -589,6 +598,7 @@ def pasif(
         per_split=per_split,
         estimates=freeze(estimates),
         truths=freeze(truths),
+        truth_se=freeze(truth_se),
         squared_errors=freeze(squared),
         fits=pd.DataFrame(fit_rows),
         pick=pick,
