@@ -18,8 +18,10 @@ Construction (one-step logs, discrete actions; rounds (x_i, a_i, r_i), x ~ p, a 
                        w_i = π_e(a_i | x_i) / π_b(a_i | x_i) the real candidate's weight, k the target share
                        of D_e (``target_ratio``); λ from the grid {0.1, 1, 10, 100, 1000} by the authors'
                        rule (the smallest weight loss among fits whose mean m is within k ± 0.02; if none
-                       is, the fit whose mean m is closest to k) unless ``regularization`` is given. Solved
-                       by L-BFGS with the analytic gradient, starting from ρ ≡ k (w̃ ≡ 1).
+                       is, here the fit whose mean m is closest to k, where the authors' code draws one at
+                       random) unless ``regularization`` is given. Solved by L-BFGS with the analytic
+                       gradient, starting from ρ ≡ k (w̃ ≡ 1). The authors fit a small MLP on (x, a) by
+                       SGD; the logistic model here is a deliberate, faster choice.
 
 The estimators then run on D_b (behavior propensities π̃_b, evaluation propensities π̃_e, both exact because
 ρ and π_b are known) and are scored against the pseudo truth from D_e. The facts above (the loss, the
