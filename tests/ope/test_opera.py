@@ -15,6 +15,7 @@ from opelab.ope import ESTIMATORS, OPEInput, OPEInputError, build_inputs, evalua
 from opelab.ope.estimators import EstimationContext, PointEstimator
 from opelab.ope.estimators.opera import OPERA, mse_matrix, opera, opera_weights
 from opelab.ope.intervals import bootstrap_counts, bootstrap_estimates
+from opelab.ope.streaming import StreamError, evaluate_stream
 
 
 def _synthetic(sigmas: np.ndarray, B: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -168,13 +169,13 @@ def test_a_model_bias_is_invisible_unless_a_reference_centres_the_matrix(bandit_
 @pytest.mark.statistical
 @pytest.mark.parametrize("logs", [_bandit_logs, _trajectory_logs], ids=["bandit", "trajectories"])
 def test_blend_mse_is_no_worse_than_the_best_base_over_datasets(logs):
-    """Over 300 logs with exact values (a contextual bandit, 200 rounds; the variable-length tabular task, 100
+    """Over 200 logs with exact values (a contextual bandit, 200 rounds; the variable-length tabular task, 100
     trajectories, tabular FQE): the blend's MSE (default bases; affine and convex) is at most the best single
     base's plus 3 standard errors of their paired difference, for every policy."""
     names = ("opera", "opera(convex=False)", "pdis", "dr", "snpdis", "sndr")
     estimators = [get_estimator("opera", n_bootstrap=100), get_estimator("opera", convex=False, n_bootstrap=100)]
     errors = []
-    for k in range(300):
+    for k in range(200):
         ds, inputs, truth = logs(k)
         table = evaluate(ds, inputs, [*estimators, *names[2:]])
         errors.append((table.estimates - truth) ** 2)  # (E, P)
@@ -251,3 +252,5 @@ def test_errors_are_named(variable_length_case):
     with pytest.raises(OPEInputError, match=r"opera \(base dr\): needs q_hat, v_hat"):
         evaluate(ds, bare, ["opera"])
     assert np.isfinite(evaluate(ds, bare, [get_estimator("opera", base=("pdis", "snpdis"))]).estimates).all()
+    with pytest.raises(StreamError, match=r"opera\(base=.*\): expected an estimator with a streaming form"):
+        evaluate_stream(ds, evals, None, [get_estimator("opera", base=("pdis", "snpdis"))])  # α needs the whole log
