@@ -314,3 +314,14 @@ def test_streams_refuse_estimators_whose_statistics_do_not_add_up():
     ds = task.collect(task.behavior_policy(), 300, seed=0)
     with pytest.raises(StreamError, match="slope: expected an estimator with a streaming form"):
         evaluate_stream(ds, task.candidates()[:2], None, ["slope"], interval="t")
+
+
+def test_slate_from_obp_names_where_a_cascade_increases():
+    from opelab.envs.bandit import synthetic_slate
+
+    task = synthetic_slate(n_items=4, len_list=3, seed=0)
+    ds = task.collect(task.behavior_policy(), 20, 1)
+    cascade = np.tile([0.5, 0.25, 0.125], (20, 1))
+    cascade[7, 2] = 0.3
+    with pytest.raises(OPEInputError, match=r"non-increasing in t, found 0.3 after 0.25 at \(round, slot\) \(7, 2\)"):
+        OPEInput.from_obp(ds, evaluation_policy_pscore_cascade=cascade)

@@ -666,8 +666,13 @@ def _slate_from_obp(
     for p, name in enumerate(cascades):
         key = "evaluation_policy_pscore_cascade" + (f"[{name!r}]" if isinstance(cascade, Mapping) else "")
         top = per_slot(cascades[name], key)
-        if (np.diff(top, axis=1) > 1e-12 * top[:, :-1]).any():
-            raise OPEInputError(f"{key}: expected probabilities of top-t prefixes, non-increasing in t, found an increase")
+        increase = np.diff(top, axis=1) > 1e-12 * top[:, :-1]
+        if increase.any():
+            i, t = first_index(increase)
+            raise OPEInputError(
+                f"{key}: expected probabilities of top-t prefixes, non-increasing in t, found {top[i, t + 1].item()!r} after "
+                f"{top[i, t].item()!r} at (round, slot) ({i}, {t + 1})"
+            )
         previous = np.concatenate([np.ones((n, 1)), top[:, :-1]], axis=1)
         pscore[p] = safe_divide(top, previous)
         if weights is not None:
