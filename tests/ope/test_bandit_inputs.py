@@ -325,3 +325,25 @@ def test_slate_from_obp_names_where_a_cascade_increases():
     cascade[7, 2] = 0.3
     with pytest.raises(OPEInputError, match=r"non-increasing in t, found 0.3 after 0.25 at \(round, slot\) \(7, 2\)"):
         OPEInput.from_obp(ds, evaluation_policy_pscore_cascade=cascade)
+
+
+def test_eval_log_pscore_may_be_minus_inf_where_the_policy_gives_no_probability():
+    """log 0 = −inf is the exact log-propensity of an action π_e never takes (before: refused as not finite);
+    its ratio is 0, as without logs."""
+    info = DatasetInfo("t", 0.9, ActionSpace.discrete(2))
+    ds = LoggedDataset.from_trajectories(
+        [
+            {"observations": [0, 1], "actions": [0, 1], "rewards": [1.0, 2.0], "behavior_pscore": [0.5, 0.25]},
+            {"observations": [1, 0], "actions": [1, 0], "rewards": [0.0, 3.0], "behavior_pscore": [0.5, 0.75]},
+        ],
+        info,
+    )
+    pscore = np.array([[[1.0, 0.0], [0.0, 1.0]]])  # greedy: the second step of round 0 and the first of round 1 are never taken
+    with np.errstate(divide="ignore"):
+        log_pscore = np.log(pscore)
+    logged = OPEInput(policy_names=("greedy",), eval_pscore=pscore, eval_log_pscore=log_pscore)
+    plain = OPEInput(policy_names=("greedy",), eval_pscore=pscore)
+    names = ["tis", "pdis", "sntis", "snpdis"]
+    np.testing.assert_allclose(evaluate(ds, logged, names).estimates, evaluate(ds, plain, names).estimates, rtol=1e-15)
+    with pytest.raises(OPEInputError, match=r"eval_log_pscore: expected log-probabilities \(finite, or -inf where π_e is 0\), found"):
+        OPEInput(policy_names=("greedy",), eval_pscore=pscore, eval_log_pscore=np.where(pscore > 0, 0.0, np.nan))

@@ -11,7 +11,7 @@ Arrays (P policies, n trajectories, H horizon, A actions), aligned with a ``Logg
     marginal_weights        (P, n, H)  w_t(s_t, a_t) = d_t^π(s_t, a_t) / d_t^D(s_t, a_t) or None
     ground_truth       (P,)          true policy values, when known, with their standard error (0 if exact)
     cross_fit_folds    K when Q̂ and the marginal weights were cross-fitted (``build_inputs(n_folds=K)``)
-    eval_log_pscore    (P, n, H)     log π_e(a_t | s_t) (0 on padded steps) or None: given, the estimators form
+    eval_log_pscore    (P, n, H)     log π_e(a_t | s_t) (−inf where π_e is 0; 0 on padded steps) or None: given, the estimators form
                                      every ratio in log space (``EstimationContext.step_ratio``), and
                                      ``eval_pscore`` must be its exp (0 where that underflows)
 
@@ -86,7 +86,15 @@ class OPEInput:
             value = np.asarray(value, dtype=np.float64)
             if value.shape != expected[name]:
                 raise OPEInputError(f"{name}: expected shape {expected[name]}, found {value.shape}")
-            check_finite(name, value, OPEInputError)
+            if name == "eval_log_pscore":  # −inf is log 0: π_e gives the logged action no probability
+                bad = np.isnan(value) | (value == np.inf)
+                if bad.any():
+                    idx = first_index(bad)
+                    raise OPEInputError(
+                        f"{name}: expected log-probabilities (finite, or -inf where π_e is 0), found {value[idx]!r} at index {format_index(idx)}"
+                    )
+            else:
+                check_finite(name, value, OPEInputError)
             object.__setattr__(self, name, owned_readonly(value))
         for name in ("eval_pscore", "state_marginal_weights", "marginal_weights"):
             value = getattr(self, name)
