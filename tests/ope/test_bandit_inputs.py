@@ -137,6 +137,10 @@ def test_from_obp_refuses_malformed_arrays():
     negative[7, 2, 1], negative[7, 3, 1] = -0.1, negative[7, 3, 1] + 0.1  # still sums to 1
     with pytest.raises(OPEInputError, match=r"non-negative probabilities, found np.float64\(-0.1\) at \(round, action, position\) \(7, 2, 1\)"):
         OPEInput.from_obp(ds, negative)
+    infinite = pi_b.copy()
+    infinite[4, 0, 0] = np.inf
+    with pytest.raises(OPEInputError, match=r"non-negative probabilities, found np.float64\(inf\) at \(round, action, position\) \(4, 0, 0\)"):
+        OPEInput.from_obp(ds, infinite)  # before: "expected ... to sum to 1, found inf" (or nothing off the logged position)
     q = np.zeros(pi_b.shape)
     q[5, 1, 2] = np.inf
     with pytest.raises(OPEInputError, match=r"estimated_rewards_by_reg_model: expected finite values, found np.float64\(inf\) at .* \(5, 1, 2\)"):

@@ -612,7 +612,7 @@ def _bandit_from_obp(
         for lo in range(0, n, _OBP_CHUNK):
             hi = min(n, lo + _OBP_CHUNK)
             chunk, r, at = d[lo:hi], rows[: hi - lo], pos[lo:hi]
-            if not chunk.min() >= 0:  # negative or NaN (an inf makes its row's sum fail below)
+            if not (chunk.min() >= 0 and chunk.max() < np.inf):  # negative, NaN or inf: named with its index
                 _first_bad(chunk, key, lo, probabilities=True)
             sums = np.einsum("nal->nl", chunk)[r, at]
             if (np.abs(sums - 1.0) > 1e-6).any():
