@@ -886,9 +886,10 @@ def test_every_estimator_runs_on_the_logs_it_applies_to_and_refuses_the_others(c
         assert first.shape == (inputs.n_policies,) and np.isfinite(first).all(), name
         np.testing.assert_array_equal(first, get_estimator(name).estimate(EstimationContext(ds, inputs)), err_msg=name)
         np.testing.assert_allclose(est.interval_values(ctx).mean(axis=1), first, rtol=1e-10, atol=1e-12, err_msg=name)
-        direct = recomputed_on_resamples(ds, inputs, est, counts)
-        resampled = est.resampled_estimates(ctx, counts)
-        np.testing.assert_allclose(resampled, direct, rtol=1e-10, atol=1e-12, err_msg=name)
+        if est.resample_exact:
+            direct = recomputed_on_resamples(ds, inputs, est, counts)
+            resampled = est.resampled_estimates(ctx, counts)
+            np.testing.assert_allclose(resampled, direct, rtol=1e-10, atol=1e-12, err_msg=name)
     expected = {"ipw", "snipw", "dr", "switch_dr", "dr_os", "sg_ipw", "sg_dr"}
     expected |= {"sips", "iips", "rips", "cascade_dr"} if kind == "slate" else set()
     expected |= {"mips", "snmips"} if (kind, action_type) == ("bandit", "discrete") else set()

@@ -21,7 +21,7 @@ from opelab.cli.models import (
     read_dataset,
 )
 from opelab.cli.output import CLIError, Stages, console, guarded, line, writable
-from opelab.cli.tables import print_assessment, print_estimate_table, print_overlap
+from opelab.cli.tables import print_assessment, print_estimate_table, print_overlap, print_recommendation
 from opelab.resources import DEFAULT_MAX_CELLS
 
 INTERVALS = ("bootstrap", "t", "hoeffding", "bernstein")
@@ -90,6 +90,9 @@ def evaluate(
     ),
     executor: str = typer.Option("local", help="With --stream: local, or ray (one Ray Data task per group of row groups)."),
     address: str | None = typer.Option(None, help="With --executor ray: the cluster's address (default: a local Ray)."),
+    recommend: str | None = typer.Option(
+        None, help="Which estimator to trust, estimated from the logs: cv (cross-validation), pasif (one-step logs) or all."
+    ),
     debug: bool = typer.Option(False, help="Show tracebacks."),
 ) -> None:
     """Estimate the value of saved policies under heads on a logged dataset; with rollout truth, assess the estimators."""
@@ -116,6 +119,10 @@ def evaluate(
             raise CLIError(f"--policy: expected at most 100 model files, found {len(policy)}")
         named = split_names(estimators)
         _check_estimators(named)
+        if recommend is not None and recommend not in ("cv", "pasif", "all"):
+            raise CLIError(f"--recommend: expected one of ['cv', 'pasif', 'all'], found {recommend!r}")
+        if recommend is not None and stream:
+            raise CLIError("--recommend: expected without --stream (its splits need the whole dataset in memory), found both")
         if executor not in ("local", "ray"):
             raise CLIError(f"--executor: expected 'local' or 'ray', found {executor!r}")
         if not stream:
@@ -181,6 +188,7 @@ def evaluate(
         print_estimate_table(
             table, truth, f"{dataset}: {data.n_trajectories} trajectories on {data.info.task}, behavior {data.info.behavior_policy}"
         )
+        _recommend(data, inputs, table)
         _finish(table, truth)
 
     def _evaluate_given(data: Any, q_kind: str, named: list[str] | None) -> None:
@@ -213,7 +221,21 @@ def evaluate(
             table, None, f"{dataset}: {data.n_trajectories} trajectories on {data.info.task}, behavior {data.info.behavior_policy}, {action_dist.name}"
         )
         print_overlap(overlap_diagnostics(data, inputs))
+        _recommend(data, inputs, table)
         _finish(table, None)
+
+    def _recommend(data: Any, inputs: Any, table: Any) -> None:
+        if recommend is None:
+            return
+        from opelab.select import recommend_estimator
+
+        with Stages() as stage:
+            stage(f"recommendation ({recommend}, estimated from the logs)")
+            try:
+                found = recommend_estimator(data, inputs, list(table.estimator_names), method=recommend, seed=seed)
+            except ValueError as error:  # RecommendError, and the methods' own checks (PasifError, ...)
+                raise CLIError(f"--recommend: {error}") from None
+        print_recommendation(found)
 
     def _evaluate_stream(source: Any, candidates: list[Any], named: list[str] | None, q_kind: str) -> None:
         from opelab.data.chunks import head

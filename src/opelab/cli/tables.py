@@ -98,3 +98,32 @@ def print_overlap(frame: Any) -> None:
     for row in frame.itertuples(index=False):
         table.add_row(str(row.policy), f"{row.ess:,.0f}", f"{row.ess_fraction:.1%}", fmt(float(row.max_weight), 2), fmt(float(row.mean_weight), 3))
     console.print(table)
+
+
+def print_recommendation(recommendation: Any) -> None:
+    """The estimated assessment of each estimator (``opelab.select.recommend_estimator``) and its pick,
+    labelled as estimated from the logs."""
+    frame = recommendation.table
+    k = recommendation.k
+    table = Table(
+        title=f"Which estimator to trust: {recommendation.label}", title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1)
+    )
+    table.add_column("method", no_wrap=True)
+    table.add_column("estimator", no_wrap=True)
+    metrics = [(name, label) for name, label in (
+        ("estimated_nmse", "nMSE ↓ [95%]"), ("estimated_rank_correlation", "rank corr ↑ [95%]"),
+        (f"estimated_sharpe_ratio@{k}", f"SharpeRatio@{k} ↑ [95%]"), ("picked_for", "picked for (policies)"),
+    ) if name in frame]  # fmt: skip
+    for _, label in metrics:
+        table.add_column(label, justify="right")
+    for row in frame.to_dict("records"):
+        cells = []
+        for name, _ in metrics:
+            if name == "picked_for":
+                cells.append(str(int(row[name])))
+            else:
+                cells.append(f"{fmt(float(row[name]), 3)}\n[{fmt(float(row[name + '_lower']), 2)}, {fmt(float(row[name + '_upper']), 2)}]")
+        marker = " ◀" if row["selected"] else ""
+        table.add_row(str(row["method"]), str(row["estimator"]) + marker, *cells)
+    console.print(table)
+    console.print(line("Recommendation: ", (recommendation.pick, "bold"), f". {recommendation.reason}"))

@@ -1,4 +1,6 @@
-"""Off-policy selection and the assessment of estimators (SharpeRatio@k and friends)."""
+"""Off-policy selection and the assessment of estimators (SharpeRatio@k and friends), with truth
+(``assess``) and without it, estimated from the logs (``recommend_estimator``: cross-validation, PAS-IF,
+SLOPE)."""
 
 from opelab.select.assess import Assessment, assess, default_ks
 from opelab.select.risk import (
@@ -18,6 +20,10 @@ from opelab.select.uncertainty import (
     compare_estimators,
     summarize_across_datasets,
 )
+from opelab.select.cv import CVResult, cv_select, subset_inputs
+from opelab.select.pasif import PasifError, PasifResult, PseudoSplit, SubsamplingRule, fit_subsampling, pasif, pseudo_split
+from opelab.select.recommend import Recommendation, RecommendError, recommend_estimator
+from opelab.select.slope import SlopeResult, lepski_pick, slope, slope_family, slope_from_table
 from opelab.select.metrics import (
     TopKMetrics,
     TypeErrors,
@@ -33,6 +39,24 @@ from opelab.select.metrics import (
 
 __all__ = [
     "Assessment",
+    "CVResult",
+    "PasifError",
+    "PasifResult",
+    "PseudoSplit",
+    "Recommendation",
+    "RecommendError",
+    "SlopeResult",
+    "SubsamplingRule",
+    "cv_select",
+    "fit_subsampling",
+    "lepski_pick",
+    "pasif",
+    "pseudo_split",
+    "recommend_estimator",
+    "slope",
+    "slope_family",
+    "slope_from_table",
+    "subset_inputs",
     "Comparison",
     "Criterion",
     "assess_criteria",

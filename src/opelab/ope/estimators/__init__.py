@@ -49,6 +49,7 @@ from opelab.ope.estimators.point import (
     TransformedCumulativeRatio,
 )
 import opelab.ope.estimators.opera  # noqa: F401  (registers "opera": OPERA, opera, opera_weights)
+import opelab.ope.estimators.slope  # noqa: F401  (registers "slope": SlopeEstimator)
 
 __all__ = [
     "CascadeDR",

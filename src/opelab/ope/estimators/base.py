@@ -171,6 +171,9 @@ class PointEstimator(ABC):
     # the kinds of data it is defined on (a subset of the three; e.g. ``mips`` only on one-step logs)
     applies_to: ClassVar[tuple[str, ...]] = ("trajectories", "bandit", "slate")
     action_types: ClassVar[tuple[str, ...]] = ("discrete", "continuous")  # e.g. ("continuous",) for kernel ratios
+    # True when its estimate on a resample equals the estimator rerun on that resample; False for estimators
+    # that fit something once on the whole sample and hold it fixed across resamples (``opera``'s weights)
+    resample_exact: ClassVar[bool] = True
     # dataclass fields that set the estimator's name: ``SwitchDR(lambda_=5.0).name == "switch_dr(lambda_=5.0)"``
     option_names: ClassVar[tuple[str, ...]] = ()
 

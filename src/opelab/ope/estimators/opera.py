@@ -128,14 +128,13 @@ class OPERA(PointEstimator):
     α fitted once on the whole sample and then held fixed: a ``t`` interval or an outer bootstrap is the
     blend's for that α and leaves out the error of fitting α (as the bootstrap leaves out refitting Q̂).
     An estimate on a resample is therefore not OPERA refitted on that resample, so OPERA cannot pass the
-    generic battery's check that the two agree (``tests/ope/test_intervals.py``); it is only named
-    (``default_on = ()``) and declares no kinds of data of its own (``applies_to = ()``, which keeps it out of
-    that battery): it runs wherever its bases do.
+    generic battery's check that the two agree (``resample_exact = False``); it is only named
+    (``default_on = ()``) and runs wherever its bases do.
     """
 
     name = "opera"
     default_on = ()
-    applies_to = ()
+    resample_exact = False
     option_names = ("base", "n_bootstrap", "seed", "convex", "reference")
     base: tuple[str | PointEstimator, ...] = DEFAULT_BASE
     n_bootstrap: int = 200
