@@ -220,3 +220,32 @@ def test_task_reports_built_in_code_are_checked_too() -> None:
         dataclasses.replace(report, picks=report.picks.assign(estimator="ghost"))
     with pytest.raises(ReportError, match=r"^estimates: expected the columns \['policy', 'estimator', 'estimate'\], missing \['estimate'\]"):
         dataclasses.replace(report, estimates=report.estimates.drop(columns="estimate"))
+
+
+def _with_estimated(report):  # type: ignore[no-untyped-def]
+    """The report with an assessment estimated from the logs (the layout of recommend_estimator's table)."""
+    names = list(dict.fromkeys(report.estimates["estimator"]))
+    estimated = pd.DataFrame({
+        "method": "cv", "estimator": names, "estimated_nmse": np.linspace(0.1, 0.2, len(names)),
+        "estimated_nmse_lower": 0.05, "estimated_nmse_upper": 0.3, "selected": [i == 0 for i in range(len(names))],
+    })  # fmt: skip
+    return dataclasses.replace(report, estimated_assessment=estimated, estimated_reason="the first one, estimated from the logs.")
+
+
+def test_the_estimated_assessment_round_trips_and_renders_above_the_true_one(tmp_path: Path) -> None:
+    report = _with_estimated(small_report())
+    save_task_report(report, tmp_path / "run")
+    loaded = load_task_report(tmp_path / "run")
+    pd.testing.assert_frame_equal(loaded.estimated_assessment, report.estimated_assessment)
+    assert loaded.estimated_reason == report.estimated_reason
+    page = render_report([loaded])
+    assert page.index("Estimated from the logs, without the truth") < page.index("Assessment of each estimator")
+    assert "0.1 [0.05, 0.3]" in page and "the first one, estimated from the logs." in page
+
+
+def test_an_estimated_assessment_naming_an_unknown_estimator_is_refused(tmp_path: Path) -> None:
+    report = _with_estimated(small_report())
+    save_task_report(report, tmp_path / "run")
+    edit_csv(tmp_path / "run", "estimated_assessment", lambda f: f.assign(estimator=["nope"] * len(f)))
+    message = load_error(tmp_path / "run", "estimated_assessment.csv")
+    assert "nope" in message

@@ -199,7 +199,7 @@ def _write_demo(result: Any, out_dir: Path, html_report: bool = True) -> Path | 
     from opelab.report.results import save_task_report, task_report
 
     result.dataset.to_parquet(out_dir / "dataset.parquet")
-    report = task_report(result)
+    report = task_report(result, estimated=_estimated_assessment(result))
     save_task_report(report, out_dir)
     if not html_report:
         return None
@@ -254,3 +254,18 @@ def _learned_demo(
     print_estimates(result, f"Estimates vs rollout value ({budget.rollouts} episodes per policy; SE in candidates.csv)", width)
     print_assessment(result.assessment)
     _print_written(out_dir, report_path, "Results and the behavior model (behavior.safetensors)")
+
+
+def _estimated_assessment(result: Any) -> Any:
+    """What a user without the truth would see: the estimators' assessment estimated from the logs by
+    cross-validation (``opelab.select.recommend_estimator``), for the report to show beside the true one; None
+    where it cannot run (e.g. fewer than 2 candidates)."""
+    from opelab.select import recommend_estimator
+
+    inputs = getattr(result, "inputs", None)
+    if inputs is None:
+        return None
+    try:
+        return recommend_estimator(result.dataset, inputs, list(result.table.estimator_names), method="cv", seed=0)
+    except ValueError:
+        return None

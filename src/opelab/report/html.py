@@ -58,6 +58,8 @@ class TaskReport:
     risk: pd.DataFrame | None = None
     true_risk: pd.DataFrame | None = None
     notes: list[str] = field(default_factory=list)
+    estimated_assessment: pd.DataFrame | None = None  # the assessment estimated from the logs alone
+    estimated_reason: str | None = None  # its recommendation, one sentence
 
     def __post_init__(self) -> None:
         from opelab.report.validation import check_task_report
@@ -174,6 +176,7 @@ def _task_section(task: TaskReport, index: int, best: str | None, plots) -> str:
     picks["metric"] = [METRIC_NAMES.get(m, m.replace("sharpe_ratio", "SharpeRatio")) for m in picks["metric"]]
     parts = [
         f'<section class="task" id="task-{index}"><h2>{html.escape(task.task)}</h2>',
+        _estimated_section(task),
         "<h3>Assessment of each estimator</h3>"
         + "<p class=\"hint\">Lower is better for nMSE, regret and error rates; higher for rank correlation and "
         "SharpeRatio@k. Each metric's pick is highlighted; the recommended estimator's column is shaded.</p>"
@@ -188,6 +191,36 @@ def _task_section(task: TaskReport, index: int, best: str | None, plots) -> str:
         + "</details></section>",
     ]
     return "\n".join(parts)
+
+
+def _estimated_section(task: TaskReport) -> str:
+    """The assessment estimated from the logs alone (``opelab.select.recommend_estimator``), shown above the
+    assessment against the truth so the two can be compared; empty when the report has none."""
+    frame = task.estimated_assessment
+    if frame is None or frame.empty:
+        return ""
+    rows = []
+    metrics = [c for c in frame.columns if c.startswith("estimated_") and not c.endswith(("_lower", "_upper"))]
+    for record in frame.to_dict("records"):
+        row = {"method": record["method"], "estimator": record["estimator"]}
+        for metric in metrics:
+            value = record[metric]
+            interval = ""
+            if f"{metric}_lower" in record and np.isfinite(float(record[f"{metric}_lower"])):
+                interval = f" [{_number(float(record[f'{metric}_lower']))}, {_number(float(record[f'{metric}_upper']))}]"
+            label = metric.removeprefix("estimated_").replace("sharpe_ratio", "SharpeRatio").replace("_", " ")
+            row[label] = _number(float(value)) + interval
+        if "picked_for" in record:
+            row["picked for (policies)"] = str(int(record["picked_for"]))
+        row["pick"] = "◀" if bool(record["selected"]) else ""
+        rows.append(row)
+    sentence = f"<p>{html.escape(task.estimated_reason)}</p>" if task.estimated_reason else ""
+    return (
+        "<h3>Estimated from the logs, without the truth</h3>"
+        '<p class="hint">What a user without a simulator would see: each estimator\'s metrics estimated from the data '
+        "alone (cross-validation, PAS-IF or SLOPE; 95% intervals), to compare with the assessment against the truth "
+        "below.</p>" + sentence + _frame_table(pd.DataFrame(rows), index=False)
+    )
 
 
 def _truth(task: TaskReport) -> pd.Series:

@@ -9,6 +9,8 @@ Folder layout (CSV for tables people open, JSON for the rest):
     topk.csv         estimator, k, best, worst, mean, std, sharpe_ratio
     picks.csv        metric, estimator, value
     cdfs.csv, true_cdfs.csv, risk.csv, true_risk.csv   (when return distributions were estimated)
+    estimated_assessment.csv   method, estimator, estimated metrics with intervals, selected (the assessment
+                     estimated from the logs, ``opelab.select.recommend_estimator``; its sentence in report.json)
 """
 
 from __future__ import annotations
@@ -31,8 +33,11 @@ CVAR_LEVELS = tuple(np.round(np.linspace(0.05, 0.95, 19), 2))  # α = 1 (the mea
 PLOT_POINTS = 200
 
 
-def task_report(result: PipelineResult | LearnedResult, safety_threshold: float | None = None) -> TaskReport:
-    """The report tables of one pipeline run (exact truth, or rollout truth with its standard errors)."""
+def task_report(
+    result: PipelineResult | LearnedResult, safety_threshold: float | None = None, estimated: Any = None
+) -> TaskReport:
+    """The report tables of one pipeline run (exact truth, or rollout truth with its standard errors);
+    ``estimated``, an ``opelab.select.Recommendation``, adds the assessment estimated from the logs."""
     names = list(result.table.policy_names)
     candidates = pd.DataFrame({"policy": names, "true_value": result.true_values})
     estimates = result.table.to_pandas()
@@ -75,6 +80,8 @@ def task_report(result: PipelineResult | LearnedResult, safety_threshold: float 
         risk=risk,
         true_risk=true_risk,
         notes=notes,
+        estimated_assessment=None if estimated is None else estimated.table,
+        estimated_reason=None if estimated is None else estimated.reason,
     )
 
 
@@ -124,7 +131,7 @@ def _true_distribution_tables(result: PipelineResult, plot_grid: np.ndarray) -> 
     return true_cdfs, pd.DataFrame(rows, columns=["policy", "alpha", "cvar", "q25", "q50", "q75"])
 
 
-_TABLES = ("candidates", "estimates", "topk", "picks", "cdfs", "true_cdfs", "risk", "true_risk")
+_TABLES = ("candidates", "estimates", "topk", "picks", "cdfs", "true_cdfs", "risk", "true_risk", "estimated_assessment")
 
 
 def save_task_report(report: TaskReport, folder: str | Path) -> None:
@@ -138,6 +145,7 @@ def save_task_report(report: TaskReport, folder: str | Path) -> None:
         "safety_threshold": report.safety_threshold,
         "dataset_summary": [list(pair) for pair in report.dataset_summary],
         "notes": list(report.notes),
+        "estimated_reason": report.estimated_reason,
     }
     (folder / "report.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
     report.assessment.to_csv(folder / "assessment.csv", index_label="estimator")
@@ -187,6 +195,7 @@ def load_task_report(folder: str | Path) -> TaskReport:
             behavior_value=meta["behavior_value"],
             safety_threshold=meta.get("safety_threshold"),
             notes=meta.get("notes", []),
+            estimated_reason=meta.get("estimated_reason"),
             **frames,  # type: ignore[arg-type]
         )
     except ReportError as error:  # "table: column: ..." becomes "folder/table.csv: column: ..."
@@ -197,7 +206,7 @@ def load_task_report(folder: str | Path) -> TaskReport:
 
 _REQUIRED_TABLES = ("assessment", "candidates", "estimates", "topk", "picks")
 _JSON_KEYS = ("format_version", "task", "behavior_value", "dataset_summary")
-_OPTIONAL_JSON_KEYS = ("safety_threshold", "notes")
+_OPTIONAL_JSON_KEYS = ("safety_threshold", "notes", "estimated_reason")
 
 
 def _report_json(path: Path) -> dict[str, Any]:

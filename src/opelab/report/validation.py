@@ -37,7 +37,7 @@ class MissingReportFile(ReportError, FileNotFoundError):
     """A results folder, or a file it must hold, that is not there."""
 
 
-KEYS = ("policy", "estimator", "metric")  # string columns: names, never parsed as numbers
+KEYS = ("policy", "estimator", "metric", "method")  # string columns: names, never parsed as numbers
 COLUMNS: dict[str, tuple[str, ...]] = {
     "candidates": ("policy", "true_value"),
     "estimates": ("policy", "estimator", "estimate"),
@@ -47,8 +47,9 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "true_cdfs": ("policy", "y", "cdf"),
     "risk": ("estimator", "policy", "alpha", "cvar", "q25", "q50", "q75"),
     "true_risk": ("policy", "alpha", "cvar", "q25", "q50", "q75"),
+    "estimated_assessment": ("method", "estimator", "selected"),  # opelab.select.recommend_estimator's table
 }
-OPTIONAL = ("cdfs", "true_cdfs", "risk", "true_risk")
+OPTIONAL = ("cdfs", "true_cdfs", "risk", "true_risk", "estimated_assessment")
 
 
 def check_task_report(report: TaskReport) -> None:
@@ -85,6 +86,14 @@ def check_task_report(report: TaskReport) -> None:
     if has_lower:
         _floats("estimates", estimates, "lower")
         _floats("estimates", estimates, "upper")
+
+    if report.estimated_assessment is not None:
+        estimated = report.estimated_assessment
+        _names("estimated_assessment", estimated, "method")
+        _subset("estimated_assessment", "estimator", _names("estimated_assessment", estimated, "estimator"), sorted(estimators), "estimates")
+        for column in estimated.columns:
+            if column.startswith("estimated_") or column == "picked_for":
+                _floats("estimated_assessment", estimated, column)
 
     assessed = [str(name) for name in report.assessment.index]
     _subset("assessment", "estimator", assessed, sorted(estimators), "estimates")
@@ -142,6 +151,8 @@ def _check_scalars(report: TaskReport) -> None:
         raise ReportError(f"dataset_summary: expected a list of (label, value) string pairs, found {_preview(pairs)}")
     if not isinstance(report.notes, list) or not all(isinstance(note, str) for note in report.notes):
         raise ReportError(f"notes: expected a list of str, found {_preview(report.notes)}")
+    if report.estimated_reason is not None and not isinstance(report.estimated_reason, str):
+        raise ReportError(f"estimated_reason: expected a str or null, found {_preview(report.estimated_reason)}")
 
 
 def _check_frame(name: str, frame: object, required: Sequence[str]) -> None:
