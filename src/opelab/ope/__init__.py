@@ -14,11 +14,13 @@ from opelab.ope.kernels import KERNELS, Kernel, kernel_density
 from opelab.ope.qfunction import fit_tabular_fqe, q_on_logged_steps
 from opelab.ope.regression import RewardModel, fit_reward_model
 from opelab.ope.diagnostics import overlap_diagnostics
+from opelab.ope.refit import refit_bootstrap
 
 __all__ = [
     "RewardModel",
     "fit_reward_model",
     "overlap_diagnostics",
+    "refit_bootstrap",
     "BESTDICE",
     "DICE_SETTINGS",
     "DUALDICE",
