@@ -95,3 +95,15 @@ def test_evaluate_prints_the_recommendation(tmp_path, bandit):
     assert "Which estimator to trust: estimated from the logs" in result.stdout and "Recommendation:" in result.stdout
     result = runner.invoke(app, [*args, "oracle"])
     assert result.exit_code == 1 and result.stdout.startswith("error: --recommend: expected one of"), result.output
+
+
+def test_cross_validation_can_refit_the_inputs_on_each_training_part(bandit):
+    task, ds, policies, inputs = bandit
+    calls = []
+
+    def rebuild(train):  # type: ignore[no-untyped-def]
+        calls.append(train.n_trajectories)
+        return bandit_inputs(task, train, policies, q_model="regression")
+
+    found = recommend_estimator(ds, inputs, ["ipw", "dm"], method="cv", n_splits=3, rebuild=rebuild)
+    assert calls == [1000, 1000, 1000] and found.pick in ("ipw", "dm")

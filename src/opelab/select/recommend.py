@@ -116,13 +116,17 @@ def recommend_estimator(
     *,
     seed: int = 0,
     n_splits: int | None = None,
+    pasif_splits: int | None = None,
     reward_model: Any = None,
+    rebuild: Any = None,
 ) -> Recommendation:
     """Recommend one of ``estimators`` (default: those ``evaluate`` runs on this data) for ``inputs``' candidates
     on ``dataset``, by ``method`` (module docstring). ``ks``: the k of the estimated SharpeRatio@k (the first
-    is reported; default min(3, number of candidates)). ``n_splits``: splits of CV (default 10) and PAS-IF
-    (default 5). ``reward_model``: the scikit-learn model PAS-IF refits on each pseudo log (default a ridge
-    regression, fast; the real inputs' own reward model is the better match)."""
+    is reported; default min(3, number of candidates)). ``n_splits``: splits of CV (default 10) and, unless
+    ``pasif_splits`` is given, of PAS-IF (default 5). ``reward_model``: the scikit-learn model PAS-IF refits on
+    each pseudo log (default a ridge regression, fast; the real inputs' own reward model is the better match).
+    ``rebuild(train_dataset) -> OPEInput``: CV refits the inputs on each training part (otherwise nuisances fitted
+    on the whole log are sliced, which flatters model-based estimators such as DM)."""
     from opelab.select.cv import cv_select
     from opelab.select.pasif import pasif
     from opelab.select.slope import slope
@@ -153,7 +157,7 @@ def recommend_estimator(
         reason = f"SLOPE over the ordered family {names} picks {pick} for {int(table['picked_for'].max())} of {P} policies ({LABEL})."
         return Recommendation("slope", pick, reason, k, table, results)
     if method in ("cv", "all"):
-        cv = cv_select(dataset, inputs, chosen, n_splits=n_splits or 10, seed=seed, k=k)
+        cv = cv_select(dataset, inputs, chosen, n_splits=n_splits or 10, seed=seed, k=k, rebuild=rebuild)
         results["cv"] = cv
         parts.append(_cv_rows(cv))
     skipped = ""
@@ -165,7 +169,8 @@ def recommend_estimator(
 
             reward_model = Ridge()
         try:
-            result = pasif(dataset, inputs, chosen, n_splits=n_splits or 5, ks=sorted({1, k}), seed=seed, reward_model=reward_model)
+            splits = pasif_splits or n_splits or 5
+            result = pasif(dataset, inputs, chosen, n_splits=splits, ks=sorted({1, k}), seed=seed, reward_model=reward_model)
         except PasifError as error:
             if method == "pasif":
                 raise RecommendError(str(error)) from None
