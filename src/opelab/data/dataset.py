@@ -585,6 +585,17 @@ def _canonical_padding(name: str, array: np.ndarray, mask: np.ndarray) -> np.nda
     return out
 
 
+def _step_floats(name: str, value: Any, n: int, H: int) -> np.ndarray:
+    """A per-step float array, checked: a float dtype, shape (n, H), finite; widened to float64."""
+    array = np.asarray(value)
+    check_kind(name, array, "f")
+    if array.shape != (n, H):
+        raise DatasetError(f"{name}: expected shape {(n, H)}, found {array.shape}")
+    array = array.astype(np.float64, copy=False)
+    check_finite(name, array)
+    return array
+
+
 def _validate_arrays(ds: LoggedDataset) -> dict[str, np.ndarray | None]:
     """Check every array against the contract; return read-only (possibly dtype-widened) views."""
     space = ds.info.action_space
@@ -673,20 +684,10 @@ def _validate_arrays(ds: LoggedDataset) -> dict[str, np.ndarray | None]:
         )
     out["terminals"] = terminals
 
-    pscore = np.asarray(ds.behavior_pscore)
-    check_kind("behavior_pscore", pscore, "f")
-    if pscore.shape != (n, H):
-        raise DatasetError(f"behavior_pscore: expected shape {(n, H)}, found {pscore.shape}")
-    pscore = pscore.astype(np.float64, copy=False)
-    check_finite("behavior_pscore", pscore)
+    pscore = _step_floats("behavior_pscore", ds.behavior_pscore, n, H)
     log_pscore = ds.behavior_log_pscore
     if log_pscore is not None:
-        log_pscore = np.asarray(log_pscore)
-        check_kind("behavior_log_pscore", log_pscore, "f")
-        if log_pscore.shape != (n, H):
-            raise DatasetError(f"behavior_log_pscore: expected shape {(n, H)}, found {log_pscore.shape}")
-        log_pscore = log_pscore.astype(np.float64, copy=False)
-        check_finite("behavior_log_pscore", log_pscore)
+        log_pscore = _step_floats("behavior_log_pscore", log_pscore, n, H)
         if space.is_discrete and (log_pscore > 0).any():
             idx = first_index(log_pscore > 0)
             raise DatasetError(f"behavior_log_pscore: expected log-probabilities <= 0, found {log_pscore[idx]!r} at index {format_index(idx)}")
@@ -766,12 +767,7 @@ def _validate_arrays(ds: LoggedDataset) -> dict[str, np.ndarray | None]:
     if marginal is not None:
         if not ds.info.slate:
             raise DatasetError("behavior_marginal_pscore: given, but the dataset is not a ranking log (info.slate is False)")
-        marginal = np.asarray(marginal)
-        check_kind("behavior_marginal_pscore", marginal, "f")
-        if marginal.shape != (n, H):
-            raise DatasetError(f"behavior_marginal_pscore: expected shape {(n, H)}, found {marginal.shape}")
-        marginal = marginal.astype(np.float64, copy=False)
-        check_finite("behavior_marginal_pscore", marginal)
+        marginal = _step_floats("behavior_marginal_pscore", marginal, n, H)
         bad = (marginal <= 0) | (marginal > 1)
         if bad.any():
             idx = first_index(bad)
