@@ -18,6 +18,7 @@ import pandas as pd
 from opelab.data import LoggedDataset
 from opelab.envs import ReturnDistribution, TabularMDP, collect, exact_return_distribution
 from opelab.ope import CDFTable, EstimateTable, FQEConfig, OPEInput, PointEstimator, build_inputs, evaluate, evaluate_cdf
+from opelab.ope.inputs import truth_fields
 from opelab.policies import DiscretePolicy
 from opelab.select import Assessment, assess
 
@@ -181,8 +182,7 @@ def _discrete_inputs_without_q(
         policy_names=tuple(p.name for p in candidates),
         eval_pscore=np.where(dataset.mask, logged, 1.0),
         eval_action_probs=probs,
-        ground_truth=None if truth is None else np.asarray(truth, dtype=np.float64),
-        ground_truth_se=None if truth is None else np.asarray(truth_se if truth_se is not None else np.zeros(len(candidates)), dtype=np.float64),
+        **truth_fields(truth, truth_se, len(candidates)),
     )
 
 

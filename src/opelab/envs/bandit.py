@@ -441,7 +441,7 @@ def bandit_inputs(
         ``None``          no Q̂ (no DM or DR).
     ``ground_truth`` (e.g. ``task.policy_values(policies)``) is stored with standard error 0.
     """
-    from opelab.ope.inputs import OPEInput, evaluation_action_probs
+    from opelab.ope.inputs import OPEInput, evaluation_action_probs, truth_fields
     from opelab.ope.qfunction import fit_tabular_fqe
 
     if q_model not in Q_MODELS:
@@ -476,8 +476,7 @@ def bandit_inputs(
         q_hat=q_hat,
         v_hat=v_hat,
         initial_v_hat=None if v_hat is None else v_hat[:, :, 0],
-        ground_truth=None if ground_truth is None else np.asarray(ground_truth, dtype=np.float64),
-        ground_truth_se=None if ground_truth is None else np.zeros(len(policies)),
+        **truth_fields(ground_truth, None, len(policies)),
     )
 
 
@@ -844,7 +843,7 @@ def slate_inputs(
     ``q_hat`` Q_t(x, a_≤t) = E_π[Σ_{t' ≥ t} r_t' | x, a_≤t], ``v_hat`` Σ_a π(a | x, a_<t) Q_t(x, a_<t, a),
     ``initial_v_hat`` V(x). ``ground_truth="exact"`` stores ``task.policy_values(policies)``; None leaves it out.
     """
-    from opelab.ope.inputs import OPEInput
+    from opelab.ope.inputs import OPEInput, truth_fields
 
     if q_model not in ("true", None):
         raise ValueError(f"q_model: expected 'true' or None, found {q_model!r}")
@@ -883,6 +882,5 @@ def slate_inputs(
         q_hat=q_hat,
         v_hat=v_hat,
         initial_v_hat=None if v_hat is None else v_hat[:, :, 0],
-        ground_truth=None if truth is None else np.asarray(truth, dtype=np.float64),
-        ground_truth_se=None if truth is None else np.zeros(len(policies)),
+        **truth_fields(truth, None, len(policies)),
     )

@@ -208,6 +208,17 @@ class OPEInput:
         return _from_scope_rl(cls, input_dict, dataset)
 
 
+def truth_fields(
+    ground_truth: Sequence[float] | np.ndarray | None, ground_truth_se: Sequence[float] | np.ndarray | None, n_policies: int
+) -> dict[str, np.ndarray | None]:
+    """``ground_truth`` / ``ground_truth_se`` as OPEInput takes them: None without a truth, standard errors 0
+    (exact values) when only the truth is given."""
+    if ground_truth is None:
+        return {"ground_truth": None, "ground_truth_se": None}
+    se = np.zeros(n_policies) if ground_truth_se is None else np.asarray(ground_truth_se, dtype=np.float64)
+    return {"ground_truth": np.asarray(ground_truth, dtype=np.float64), "ground_truth_se": se}
+
+
 def _gather(probs_or_values: np.ndarray, actions: np.ndarray) -> np.ndarray:
     """Entry of the logged action along the last axis: (..., n, H, A), (n, H) -> (..., n, H)."""
     index = np.broadcast_to(np.asarray(actions, dtype=np.intp)[..., None], probs_or_values.shape[:-1] + (1,))  # a view
@@ -380,12 +391,7 @@ def build_inputs(
         initial_v_hat=v_hat[:, :, 0],
         state_marginal_weights=None if w_state is None else freeze(w_state),
         marginal_weights=None if w_pair is None else freeze(w_pair),
-        ground_truth=None if ground_truth is None else np.asarray(ground_truth, dtype=np.float64),
-        ground_truth_se=(
-            None
-            if ground_truth is None
-            else np.zeros(len(policies)) if ground_truth_se is None else np.asarray(ground_truth_se, dtype=np.float64)
-        ),
+        **truth_fields(ground_truth, ground_truth_se, len(policies)),
         cross_fit_folds=(  # only when every nuisance was
             n_folds if n_folds > 1 and (fit_q or neural_q) and (fit_w or neural_w) else None
         ),
@@ -418,12 +424,7 @@ def _regression_inputs(
         q_hat=q_hat,
         v_hat=v_hat,
         initial_v_hat=v_hat[:, :, 0],
-        ground_truth=None if ground_truth is None else np.asarray(ground_truth, dtype=np.float64),
-        ground_truth_se=(
-            None
-            if ground_truth is None
-            else np.zeros(len(policies)) if ground_truth_se is None else np.asarray(ground_truth_se, dtype=np.float64)
-        ),
+        **truth_fields(ground_truth, ground_truth_se, len(policies)),
         cross_fit_folds=n_folds if n_folds > 1 else None,
     )
 
@@ -636,8 +637,7 @@ def _bandit_from_obp(
         v_hat=None if v_hat is None else freeze(v_hat),
         initial_v_hat=None if v_hat is None else v_hat[:, :, 0],
         eval_action_probs=None if kept is None else freeze(kept),
-        ground_truth=None if ground_truth is None else np.asarray(ground_truth, dtype=np.float64),
-        ground_truth_se=None if ground_truth is None else np.zeros(P),
+        **truth_fields(ground_truth, None, P),
     )
 
 
@@ -690,8 +690,7 @@ def _slate_from_obp(
         policy_names=tuple(cascades),
         eval_pscore=freeze(pscore),
         marginal_weights=None if weights is None else freeze(weights),
-        ground_truth=None if ground_truth is None else np.asarray(ground_truth, dtype=np.float64),
-        ground_truth_se=None if ground_truth is None else np.zeros(len(cascades)),
+        **truth_fields(ground_truth, None, len(cascades)),
     )
 
 
