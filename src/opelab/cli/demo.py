@@ -114,10 +114,7 @@ def _demo(
         stage("write the report" if html_report else "write the results")
         report_path = _write_demo(result, out_dir, html_report)
 
-    _print_summary(task.name, result, behavior.name, f"true value {result.behavior_true_value:.3f}")
-    print_estimates(result)
-    print_assessment(result.assessment)
-    _print_written(out_dir, report_path)
+    _print_exact(task.name, result, behavior.name, out_dir, report_path)
 
 
 def _bandit_demo(
@@ -169,7 +166,12 @@ def _bandit_demo(
         stage("write the report" if html_report else "write the results")
         report_path = _write_demo(result, out_dir, html_report)
 
-    _print_summary(task.name, result, behavior.name, f"true value {result.behavior_true_value:.3f}")
+    _print_exact(task.name, result, behavior.name, out_dir, report_path)
+
+
+def _print_exact(task: str, result: Any, behavior: str, out_dir: Path, report_path: Path | None) -> None:
+    """What a demo with exact truth prints: the summary line, estimates vs truth, the assessment, the files."""
+    _print_summary(task, result, behavior, f"true value {result.behavior_true_value:.3f}")
     print_estimates(result)
     print_assessment(result.assessment)
     _print_written(out_dir, report_path)
