@@ -20,7 +20,7 @@ from opelab.cli.models import (
     load_model,
     read_dataset,
 )
-from opelab.cli.output import CLIError, Stages, console, guarded, line, writable
+from opelab.cli.output import CLIError, Stages, check_out_dir, console, guarded, line, writable
 from opelab.cli.tables import print_assessment, print_estimate_table, print_overlap, print_recommendation
 from opelab.resources import DEFAULT_MAX_CELLS
 
@@ -74,7 +74,7 @@ def evaluate(
     task: str | None = typer.Option(None, help="The task for --truth-rollouts (default: the dataset's)."),
     seed: int = typer.Option(0, min=0, help="Seed of FQE, the bootstrap and the rollouts."),
     out: Path | None = typer.Option(None, help="Write the estimates (and truth) as CSV."),
-    force: bool = typer.Option(False, help="Overwrite --out if it exists."),
+    force: bool = typer.Option(False, help="Overwrite --out if it exists, and write into a --report-dir that holds files."),
     trust_pickle: bool = typer.Option(False, help=TRUST_PICKLE_HELP),
     memory_limit: float | None = typer.Option(
         None, min=0.01, help="GiB this command may use (default: the memory available); work estimated above it is refused."
@@ -92,6 +92,11 @@ def evaluate(
     address: str | None = typer.Option(None, help="With --executor ray: the cluster's address (default: a local Ray)."),
     recommend: str | None = typer.Option(
         None, help="Which estimator to trust, estimated from the logs: cv (cross-validation), pasif (one-step logs) or all."
+    ),
+    report_dir: Path | None = typer.Option(
+        None, "--report-dir",
+        help="Write a results folder (report.html, report.json, CSV tables; `opelab report` reads it). Without "
+        "--truth-rollouts it opens with the assessment estimated from the logs (--recommend, default cv).",
     ),
     debug: bool = typer.Option(False, help="Show tracebacks."),
 ) -> None:
@@ -123,6 +128,10 @@ def evaluate(
             raise CLIError(f"--recommend: expected one of ['cv', 'pasif', 'all'], found {recommend!r}")
         if recommend is not None and stream:
             raise CLIError("--recommend: expected without --stream (its splits need the whole dataset in memory), found both")
+        if report_dir is not None:
+            if stream:
+                raise CLIError("--report-dir: expected without --stream (the report's assessment needs the whole dataset in memory), found both")
+            check_out_dir(report_dir, force, "--report-dir")
         if executor not in ("local", "ray"):
             raise CLIError(f"--executor: expected 'local' or 'ray', found {executor!r}")
         if not stream:
@@ -188,8 +197,9 @@ def evaluate(
         print_estimate_table(
             table, truth, f"{dataset}: {data.n_trajectories} trajectories on {data.info.task}, behavior {data.info.behavior_policy}"
         )
-        _recommend(data, inputs, table)
+        found = _recommend(data, inputs, table, truth)
         _finish(table, truth)
+        _report(data, table, truth, found)
 
     def _evaluate_given(data: Any, q_kind: str, named: list[str] | None) -> None:
         """--action-dist: candidates read as probabilities on the logged steps."""
@@ -221,21 +231,45 @@ def evaluate(
             table, None, f"{dataset}: {data.n_trajectories} trajectories on {data.info.task}, behavior {data.info.behavior_policy}, {action_dist.name}"
         )
         print_overlap(overlap_diagnostics(data, inputs))
-        _recommend(data, inputs, table)
+        found = _recommend(data, inputs, table)
         _finish(table, None)
+        _report(data, table, None, found)
 
-    def _recommend(data: Any, inputs: Any, table: Any) -> None:
-        if recommend is None:
-            return
+    def _recommend(data: Any, inputs: Any, table: Any, truth: Any = None) -> Any:
+        """With --recommend (or --report-dir without truth, by cross-validation): the recommendation, printed."""
+        method = recommend or ("cv" if report_dir is not None and truth is None else None)
+        if method is None:
+            return None
         from opelab.select import recommend_estimator
 
         with Stages() as stage:
-            stage(f"recommendation ({recommend}, estimated from the logs)")
+            stage(f"recommendation ({method}, estimated from the logs)")
             try:
-                found = recommend_estimator(data, inputs, list(table.estimator_names), method=recommend, seed=seed)
+                found = recommend_estimator(data, inputs, list(table.estimator_names), method=method, seed=seed)
             except ValueError as error:  # RecommendError, and the methods' own checks (PasifError, ...)
-                raise CLIError(f"--recommend: {error}") from None
+                flag = "--recommend" if recommend else "--report-dir (its estimated assessment, by cross-validation)"
+                raise CLIError(f"{flag}: {error}") from None
         print_recommendation(found)
+        return found
+
+    def _report(data: Any, table: Any, truth: Any, found: Any) -> None:
+        """With --report-dir: the results folder and its report.html."""
+        if report_dir is None:
+            return
+        from opelab.report import write_report
+        from opelab.report.results import evaluation_report, save_task_report
+
+        try:
+            report = evaluation_report(
+                data, table, estimated=found,
+                true_values=None if truth is None else truth.values, true_se=None if truth is None else truth.standard_errors,
+            )  # fmt: skip
+        except ValueError as error:
+            raise CLIError(f"--report-dir: {error}") from None
+        report_dir.mkdir(exist_ok=True)
+        save_task_report(report, report_dir)
+        path = write_report([report], report_dir / "report.html", title=f"opelab evaluate: {dataset.name}")
+        console.print(line("Results and report written to ", (str(report_dir), "bold"), f" ({path.name}, {path.stat().st_size / 1024:,.0f} KiB)"))
 
     def _evaluate_stream(source: Any, candidates: list[Any], named: list[str] | None, q_kind: str) -> None:
         from opelab.data.chunks import head

@@ -119,14 +119,20 @@ def fresh_out_dir(out: Path | None, force: bool, prefix: str = "opelab-demo") ->
         while out.exists():
             out = Path(f"{prefix}-{stamp}-{suffix}")
             suffix += 1
-    elif out.exists() and not out.is_dir():
-        raise CLIError(f"--out: expected a folder, found a file at {out}")
-    elif out.exists() and any(out.iterdir()) and not force:
-        raise CLIError(f"--out: {out} exists and is not empty; pass --force to overwrite its files")
-    elif not out.exists() and out.parent != Path("") and not out.parent.is_dir():
-        raise CLIError(f"--out: expected an existing folder to create {out.name} in, found none at {out.parent}")
+    else:
+        check_out_dir(out, force)
     out.mkdir(exist_ok=True)
     return out
+
+
+def check_out_dir(out: Path, force: bool, option: str = "--out") -> None:
+    """Refuse a folder to write into that is a file, holds files (without ``force``) or has no parent folder."""
+    if out.exists() and not out.is_dir():
+        raise CLIError(f"{option}: expected a folder, found a file at {out}")
+    if out.exists() and any(out.iterdir()) and not force:
+        raise CLIError(f"{option}: {out} exists and is not empty; pass --force to overwrite its files")
+    if not out.exists() and out.parent != Path("") and not out.parent.is_dir():
+        raise CLIError(f"{option}: expected an existing folder to create {out.name} in, found none at {out.parent}")
 
 
 def writable(path: Path, force: bool, option: str = "--out") -> None:

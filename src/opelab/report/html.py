@@ -39,6 +39,10 @@ class TaskReport:
     ``assessment``: index estimator, metric columns; ``topk``: [estimator, k, best, worst, mean, std,
     sharpe_ratio]; ``picks``: [metric, estimator, value]. CDF inputs are optional.
 
+    A report *without truth* (every ``true_value`` NaN: a user's own logs) has no assessment, top-k or picks
+    (None) and must carry ``estimated_assessment``; its page opens with that assessment, labelled as
+    estimated from the logs (``opelab.report.validation``).
+
     Construction checks the tables against each other once (``opelab.report.validation``): a pick, a top-k row
     or an assessment row naming an estimator without estimates, estimates of a policy that is not a candidate,
     no finite true value at all, ... raise ``ReportError``.
@@ -48,9 +52,9 @@ class TaskReport:
     dataset_summary: list[tuple[str, str]]
     candidates: pd.DataFrame
     estimates: pd.DataFrame
-    assessment: pd.DataFrame
-    topk: pd.DataFrame
-    picks: pd.DataFrame
+    assessment: pd.DataFrame | None
+    topk: pd.DataFrame | None
+    picks: pd.DataFrame | None
     behavior_value: float
     safety_threshold: float | None = None
     cdfs: pd.DataFrame | None = None
@@ -66,9 +70,20 @@ class TaskReport:
 
         check_task_report(self)
 
+    @property
+    def has_truth(self) -> bool:
+        """Whether any candidate has a finite true value (else the report shows only estimates from the logs)."""
+        return self.assessment is not None
+
 
 def recommendation(report: TaskReport) -> tuple[str | None, str]:
-    """The estimator most metrics pick, and one sentence saying why (ties: better mean SharpeRatio@k)."""
+    """The estimator most metrics pick, and one sentence saying why (ties: better mean SharpeRatio@k); on a
+    report without truth, the pick of the assessment estimated from the logs, and its sentence."""
+    if not report.has_truth:
+        return _estimated_pick(report), f"On {report.task} (no ground truth; estimated from the logs): " + (
+            report.estimated_reason or "see the estimated assessment."
+        )
+    assert report.picks is not None and report.assessment is not None
     picks = report.picks.dropna(subset=["estimator"])
     if picks.empty:
         return None, f"On {report.task}, no metric could pick an estimator."
@@ -98,8 +113,17 @@ def recommendation(report: TaskReport) -> tuple[str | None, str]:
     return best, f"On {report.task}, trust {best}: it has {why}{detail}, {len(won)} of {len(picks)} metrics." + _risk_sentence(report, best)
 
 
+def _estimated_pick(report: TaskReport) -> str | None:
+    frame = report.estimated_assessment
+    if frame is None or frame.empty:
+        return None
+    selected = frame[frame["selected"].astype(bool)]
+    return None if selected.empty else str(selected["estimator"].iloc[-1])
+
+
 def _risk_sentence(report: TaskReport, best: str) -> str:
     """How risky the recommended estimator's top-k choice is, for a middle k (3 when available)."""
+    assert report.topk is not None
     rows = report.topk[report.topk["estimator"] == best]
     if rows.empty:
         return ""
@@ -122,18 +146,22 @@ def render_report(tasks: Sequence[TaskReport], title: str = "opelab report") -> 
         best, sentence = recommendation(task)
         summary_items.append(f'<li><a href="#task-{index}">{html.escape(task.task)}</a>: {html.escape(sentence)}</li>')
         sections.append(_task_section(task, index, best, plots))
-    agreement = pd.concat(
-        [task.picks.assign(task=task.task, dataset=str(i)) for i, task in enumerate(tasks)], ignore_index=True
-    )
-    agreement["estimator"] = agreement["estimator"].astype(object).where(agreement["estimator"].notna(), None)
-    agreement_svg = _inline_svg(plots.figure_to_svg(plots.plot_agreement_matrix(agreement[["task", "dataset", "metric", "estimator"]])))
+    assessed = [(i, task) for i, task in enumerate(tasks) if task.picks is not None]
+    agreement_html = ""
+    if assessed:
+        agreement = pd.concat([task.picks.assign(task=task.task, dataset=str(i)) for i, task in assessed], ignore_index=True)
+        agreement["estimator"] = agreement["estimator"].astype(object).where(agreement["estimator"].notna(), None)
+        agreement_svg = _inline_svg(plots.figure_to_svg(plots.plot_agreement_matrix(agreement[["task", "dataset", "metric", "estimator"]])))
+        agreement_html = (
+            '<figure class="opelab-figure agreement"><figcaption>Which estimator each metric would pick</figcaption>'
+            + agreement_svg
+            + "</figure>"
+        )
     body = "\n".join(
         [
             f"<h1>{html.escape(title)}</h1>",
             '<section class="summary"><h2>Summary</h2><ul>' + "".join(summary_items) + "</ul>",
-            '<figure class="opelab-figure agreement"><figcaption>Which estimator each metric would pick</figcaption>'
-            + agreement_svg
-            + "</figure>",
+            agreement_html,
             "<p class=\"hint\">SharpeRatio@k = (best@k − J(π<sub>b</sub>)) / std@k of the true values of the k candidates an "
             "estimator ranks highest (Kiyohara et al., ICLR 2024): high when the portfolio beats the behavior policy "
             "without much spread. Tables sort when you click a header.</p></section>",
@@ -151,12 +179,15 @@ def write_report(tasks: Sequence[TaskReport], path: str | Path, title: str = "op
 
 
 def _task_section(task: TaskReport, index: int, best: str | None, plots) -> str:  # type: ignore[no-untyped-def]
-    figures: list[tuple[str, object]] = [
-        ("SharpeRatio@k of each estimator's top-k", plots.plot_sharpe_ratio(task.topk)),
-        ("Top-k portfolio statistics", plots.plot_topk_statistics(task.topk, task.behavior_value, task.safety_threshold)),
-        ("Estimates against the true values", plots.plot_estimates_vs_truth(task.estimates, _truth(task))),
-        ("Estimates per policy", plots.plot_estimate_bars(task.estimates, _truth(task))),
-    ]
+    figures: list[tuple[str, object]] = []
+    if task.has_truth:
+        assert task.topk is not None
+        figures += [
+            ("SharpeRatio@k of each estimator's top-k", plots.plot_sharpe_ratio(task.topk)),
+            ("Top-k portfolio statistics", plots.plot_topk_statistics(task.topk, task.behavior_value, task.safety_threshold)),
+            ("Estimates against the true values", plots.plot_estimates_vs_truth(task.estimates, _truth(task))),
+        ]
+    figures.append(("Estimates per policy", plots.plot_estimate_bars(task.estimates, _truth(task) if task.has_truth else None)))
     if task.cdfs is not None and not task.cdfs.empty:
         figures.append(("Estimated and true return CDFs", plots.plot_return_cdfs(task.cdfs, task.true_cdfs)))
     if task.risk is not None and not task.risk.empty:
@@ -172,24 +203,37 @@ def _task_section(task: TaskReport, index: int, best: str | None, plots) -> str:
         f'<figure class="opelab-figure"><figcaption>{html.escape(caption)}</figcaption>{_inline_svg(plots.figure_to_svg(fig))}</figure>'
         for caption, fig in figures
     )
-    picks = task.picks.copy()
-    picks["metric"] = [METRIC_NAMES.get(m, m.replace("sharpe_ratio", "SharpeRatio")) for m in picks["metric"]]
-    parts = [
-        f'<section class="task" id="task-{index}"><h2>{html.escape(task.task)}</h2>',
-        _estimated_section(task),
-        "<h3>Assessment of each estimator</h3>"
-        + "<p class=\"hint\">Lower is better for nMSE, regret and error rates; higher for rank correlation and "
-        "SharpeRatio@k. Each metric's pick is highlighted; the recommended estimator's column is shaded.</p>"
-        + _assessment_table(task.assessment, best),
+    parts = [f'<section class="task" id="task-{index}"><h2>{html.escape(task.task)}</h2>', _estimated_section(task)]
+    if task.has_truth:
+        assert task.picks is not None and task.assessment is not None
+        picks = task.picks.copy()
+        picks["metric"] = [METRIC_NAMES.get(m, m.replace("sharpe_ratio", "SharpeRatio")) for m in picks["metric"]]
+        parts.append(
+            "<h3>Assessment of each estimator</h3>"
+            + "<p class=\"hint\">Lower is better for nMSE, regret and error rates; higher for rank correlation and "
+            "SharpeRatio@k. Each metric's pick is highlighted; the recommended estimator's column is shaded.</p>"
+            + _assessment_table(task.assessment, best)
+        )
+    else:
+        picks = None
+        parts.append(
+            '<p class="note">No ground truth: these logs carry no true values of the candidates, so nothing above '
+            "is an assessment against the truth. Every metric is estimated from the logs, with the uncertainty shown; "
+            "treat the pick as a recommendation to check online, not as a measured fact.</p>"
+        )
+    parts += [
         *(f'<p class="note">{html.escape(note)}</p>' for note in task.notes),
         '<div class="figures">' + figure_html + "</div>",
         "<h3>Candidates</h3>" + _frame_table(task.candidates, index=False),
         "<details><summary>Dataset</summary>" + _pairs_table(task.dataset_summary) + "</details>",
-        "<details><summary>Which estimator each metric picks</summary>" + _frame_table(picks, index=False) + "</details>",
+    ]
+    if picks is not None:
+        parts.append("<details><summary>Which estimator each metric picks</summary>" + _frame_table(picks, index=False) + "</details>")
+    parts.append(
         f"<details><summary>All estimates ({len(task.estimates):,} rows)</summary>"
         + _frame_table(task.estimates, index=False)
-        + "</details></section>",
-    ]
+        + "</details></section>"
+    )
     return "\n".join(parts)
 
 
@@ -215,11 +259,15 @@ def _estimated_section(task: TaskReport) -> str:
         row["pick"] = "◀" if bool(record["selected"]) else ""
         rows.append(row)
     sentence = f"<p>{html.escape(task.estimated_reason)}</p>" if task.estimated_reason else ""
+    compare = (
+        "to compare with the assessment against the truth below"
+        if task.has_truth
+        else "the only assessment these logs allow, since they carry no true values"
+    )
     return (
         "<h3>Estimated from the logs, without the truth</h3>"
         '<p class="hint">What a user without a simulator would see: each estimator\'s metrics estimated from the data '
-        "alone (cross-validation, PAS-IF or SLOPE; 95% intervals), to compare with the assessment against the truth "
-        "below.</p>" + sentence + _frame_table(pd.DataFrame(rows), index=False)
+        f"alone (cross-validation, PAS-IF or SLOPE; 95% intervals), {compare}.</p>" + sentence + _frame_table(pd.DataFrame(rows), index=False)
     )
 
 

@@ -27,7 +27,7 @@ from opelab.data.validation import json_type, one_line
 from opelab.ope.risk import cdf_cvar, cdf_quantile
 from opelab.pipeline import LearnedResult, PipelineResult
 from opelab.report.html import TaskReport
-from opelab.report.validation import KEYS, MissingReportFile, ReportError
+from opelab.report.validation import KEYS, MissingReportFile, ReportError, has_truth
 
 CVAR_LEVELS = tuple(np.round(np.linspace(0.05, 0.95, 19), 2))  # α = 1 (the mean) is left to the value
 PLOT_POINTS = 200
@@ -79,6 +79,61 @@ def task_report(
         true_cdfs=true_cdfs,
         risk=risk,
         true_risk=true_risk,
+        notes=notes,
+        estimated_assessment=None if estimated is None else estimated.table,
+        estimated_reason=None if estimated is None else estimated.reason,
+    )
+
+
+def evaluation_report(
+    dataset: Any,
+    table: Any,
+    *,
+    task: str | None = None,
+    true_values: Any = None,
+    true_se: Any = None,
+    estimated: Any = None,
+    notes: list[str] | None = None,
+) -> TaskReport:
+    """The report of an ``opelab evaluate`` run on a user's logs (``--report-dir``).
+
+    ``table``: the ``EstimateTable``. Without ``true_values`` (the usual case: the user's own logs) the report
+    has no assessment against the truth and needs ``estimated`` (an ``opelab.select.Recommendation``), which
+    its page opens with; with ``true_values`` (e.g. on-policy rollouts) it is assessed like a demo's, the
+    estimated assessment shown beside when given.
+    """
+    from opelab.select import assess
+
+    names = list(table.policy_names)
+    truth = np.full(len(names), np.nan) if true_values is None else np.asarray(true_values, dtype=np.float64)
+    candidates = pd.DataFrame({"policy": names, "true_value": truth})
+    if true_se is not None:
+        candidates["true_se"] = np.asarray(true_se, dtype=np.float64)
+    estimates = table.to_pandas()
+    estimates["true_value"] = np.tile(truth, len(table.estimator_names))
+    notes = list(notes or [])
+    assessment = topk = picks = None
+    if true_values is not None and len(names) >= 2:
+        found = assess(table, truth)
+        assessment, topk, picks = found.summary, found.topk, found.picks()
+    elif true_values is not None:
+        raise ValueError(f"true_values: assessing estimators needs at least 2 candidates, found {len(names)}")
+    else:
+        notes.append(
+            f"No ground truth: J(π_b) is the logged mean return {table.behavior_value:.4g}; every assessment "
+            "number on this page is estimated from the logs."
+        )
+    if table.interval is not None:
+        notes.append(f"Intervals: {table.interval}, level {1 - (table.alpha or 0):.0%}.")
+    return TaskReport(
+        task=task or dataset.info.task or "logged data",
+        dataset_summary=describe(dataset).to_table(),
+        candidates=candidates,
+        estimates=estimates,
+        assessment=assessment,
+        topk=topk,
+        picks=picks,
+        behavior_value=float(table.behavior_value),
         notes=notes,
         estimated_assessment=None if estimated is None else estimated.table,
         estimated_reason=None if estimated is None else estimated.reason,
@@ -148,7 +203,8 @@ def save_task_report(report: TaskReport, folder: str | Path) -> None:
         "estimated_reason": report.estimated_reason,
     }
     (folder / "report.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
-    report.assessment.to_csv(folder / "assessment.csv", index_label="estimator")
+    if report.assessment is not None:
+        report.assessment.to_csv(folder / "assessment.csv", index_label="estimator")
     for name in _TABLES:
         frame = getattr(report, name)
         if frame is not None:
@@ -172,17 +228,19 @@ def load_task_report(folder: str | Path) -> TaskReport:
     meta_path = folder / "report.json"
     meta = _report_json(meta_path)
     frames: dict[str, pd.DataFrame | None] = {}
-    for name in ("assessment", *_TABLES):
+    required = _REQUIRED_TABLES
+    for name in ("candidates", "assessment", *_TABLES[1:]):
         path = folder / f"{name}.csv"
         if not path.is_file():
-            if name in _REQUIRED_TABLES:
+            if name in required:
                 raise MissingReportFile(f"{path}: expected the {name} table of the results folder (written by `opelab demo`), found no such file")
             frames[name] = None
             continue
         frames[name] = _read_table(path)
+        if name == "candidates" and not has_truth(frames[name]):  # type: ignore[arg-type]
+            required = ("candidates", "estimates")  # a report without truth: the assessment is estimated (validation)
     assessment = frames.pop("assessment")
-    assert assessment is not None
-    if "estimator" not in assessment.columns:
+    if assessment is not None and "estimator" not in assessment.columns:
         raise ReportError(f"{folder / 'assessment.csv'}: expected an estimator column (one row per estimator), found {list(assessment.columns)}")
     picks = frames["picks"]
     if picks is not None and "estimator" in picks.columns:  # an empty cell: the metric picked nothing
@@ -191,7 +249,7 @@ def load_task_report(folder: str | Path) -> TaskReport:
         return TaskReport(
             task=meta["task"],
             dataset_summary=[tuple(pair) for pair in meta["dataset_summary"]],
-            assessment=assessment.set_index("estimator"),
+            assessment=None if assessment is None else assessment.set_index("estimator"),
             behavior_value=meta["behavior_value"],
             safety_threshold=meta.get("safety_threshold"),
             notes=meta.get("notes", []),

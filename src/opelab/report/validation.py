@@ -6,10 +6,16 @@ the column or key, what was expected and what was found. Nothing is coerced or d
 Non-finite values: estimates, metrics, top-k statistics and pick values may be NaN or ±inf (an estimator can
 diverge, SharpeRatio@k is +inf when a portfolio has no spread); the figures draw them as documented in
 ``opelab.report.plots``. A true value may be NaN (unknown, that candidate is left out of the truth plots with a
-note) but not ±inf, and at least one candidate must have a finite true value: the report assesses estimators
-against the truth, and a report with no truth at all has nothing to assess, so it is refused rather than
-rendered as a page of n/a (estimates alone are what ``opelab evaluate`` prints). The behavior value and the
-safety threshold must be finite numbers, CDF values finite and in [0, 1].
+note) but not ±inf.
+
+Two kinds of report:
+    with truth      at least one candidate has a finite true value; the assessment, top-k and picks tables are
+                    required (the estimators are assessed against the truth), the estimated assessment optional
+    without truth   every true value is NaN (a user's own logs, ``opelab evaluate --report-dir``); the assessment
+                    estimated from the logs (``estimated_assessment`` with its sentence) is required, since it
+                    is what such a report opens with, and the assessment, top-k and picks tables must be absent
+                    (None): there is nothing true to compute them from, and a table of n/a would look like one
+The behavior value and the safety threshold must be finite numbers, CDF values finite and in [0, 1].
 """
 
 from __future__ import annotations
@@ -50,29 +56,50 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "estimated_assessment": ("method", "estimator", "selected"),  # opelab.select.recommend_estimator's table
 }
 OPTIONAL = ("cdfs", "true_cdfs", "risk", "true_risk", "estimated_assessment")
+ASSESSED = ("assessment", "topk", "picks")  # required with truth, absent without (module docstring)
+
+
+def has_truth(candidates: pd.DataFrame) -> bool:
+    """Whether any candidate has a finite true value (a report with truth; module docstring)."""
+    if "true_value" not in candidates.columns:
+        return False
+    values = pd.to_numeric(candidates["true_value"], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    return bool(np.isfinite(values).any())
 
 
 def check_task_report(report: TaskReport) -> None:
     """Raise ``ReportError`` for the first defect of ``report`` (module docstring)."""
     _check_scalars(report)
+    _check_frame("candidates", report.candidates, COLUMNS["candidates"])
+    truth = _floats("candidates", report.candidates, "true_value")
+    if np.isinf(truth).any():
+        raise ReportError(f"candidates: true_value: expected finite values or NaN (unknown), found {_first(truth, np.isinf)}", "candidates")
+    truthful = bool(np.isfinite(truth).any())
+    if not truthful:
+        if report.estimated_assessment is None:
+            raise ReportError(
+                f"candidates: true_value: expected at least one finite true value, or an estimated assessment (the "
+                f"report assesses estimators against the truth or against estimates from the logs), found NaN for all "
+                f"{len(truth)} candidates and no estimated_assessment",
+                "candidates",
+            )
+        for name in ASSESSED:
+            if getattr(report, name) is not None:
+                raise ReportError(
+                    f"{name}: expected no {name} table in a report without truth (every true_value is NaN), found one "
+                    f"with {len(getattr(report, name))} rows",
+                    name,
+                )
     for name, required in COLUMNS.items():
         frame = getattr(report, name)
-        if frame is None and name in OPTIONAL:
+        if frame is None and (name in OPTIONAL or (name in ASSESSED and not truthful)):
             continue
         _check_frame(name, frame, required)
-    _check_assessment(report.assessment)
+    if truthful:
+        _check_assessment(report.assessment)
 
     candidates = report.candidates
     policies = _names("candidates", candidates, "policy", unique=True)
-    truth = _floats("candidates", candidates, "true_value")
-    if np.isinf(truth).any():
-        raise ReportError(f"candidates: true_value: expected finite values or NaN (unknown), found {_first(truth, np.isinf)}", "candidates")
-    if len(truth) and np.isnan(truth).all():
-        raise ReportError(
-            f"candidates: true_value: expected at least one finite true value (the report assesses estimators against "
-            f"the truth), found NaN for all {len(truth)} candidates",
-            "candidates",
-        )
     if len(policies) == 0:
         raise ReportError("candidates: expected at least one candidate policy, found no rows", "candidates")
 
@@ -95,6 +122,13 @@ def check_task_report(report: TaskReport) -> None:
             if column.startswith("estimated_") or column == "picked_for":
                 _floats("estimated_assessment", estimated, column)
 
+    if truthful:
+        _check_assessed(report, sorted(estimators))
+    _check_distributions(report, policies)
+
+
+def _check_assessed(report: TaskReport, estimators: list[str]) -> None:
+    """The assessment against the truth: the assessment, top-k and picks tables against each other."""
     assessed = [str(name) for name in report.assessment.index]
     _subset("assessment", "estimator", assessed, sorted(estimators), "estimates")
     _subset("topk", "estimator", _names("topk", report.topk, "estimator"), sorted(estimators), "estimates")
@@ -112,6 +146,8 @@ def check_task_report(report: TaskReport) -> None:
     _subset("picks", "estimator", picked, assessed, "assessment")
     _floats("picks", picks, "value")
 
+
+def _check_distributions(report: TaskReport, policies: list[str]) -> None:
     for name in ("cdfs", "true_cdfs"):
         frame = getattr(report, name)
         if frame is None:
