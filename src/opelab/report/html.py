@@ -200,7 +200,8 @@ def _task_section(task: TaskReport, index: int, best: str | None, plots) -> str:
                 true_spread = task.true_risk.drop(columns=[c for c in ("alpha", "cvar") if c in task.true_risk.columns]).drop_duplicates(["policy"])
             figures.append(("Interquartile ranges of the return", plots.plot_interquartile_ranges(spread, true_spread)))
     figure_html = "".join(
-        f'<figure class="opelab-figure"><figcaption>{html.escape(caption)}</figcaption>{_inline_svg(plots.figure_to_svg(fig))}</figure>'
+        f'<figure class="opelab-figure{" wide" if caption in _WIDE else ""}"><figcaption>{html.escape(caption)}</figcaption>'
+        f"{_inline_svg(plots.figure_to_svg(fig))}</figure>"
         for caption, fig in figures
     )
     parts = [f'<section class="task" id="task-{index}"><h2>{html.escape(task.task)}</h2>', _estimated_section(task)]
@@ -235,6 +236,11 @@ def _task_section(task: TaskReport, index: int, best: str | None, plots) -> str:
         + "</details></section>"
     )
     return "\n".join(parts)
+
+
+#: Figures laid out across the whole page width (their panels are wide: a group of bars per policy, or side-by-side
+#: panels of policies), so they stay readable at 1280 px.
+_WIDE = ("Estimates per policy", "Interquartile ranges of the return")
 
 
 def _estimated_section(task: TaskReport) -> str:
@@ -363,6 +369,7 @@ th.recommended { background: #dbeafe; }
 .figures { display: grid; grid-template-columns: repeat(auto-fit, minmax(520px, 1fr)); gap: 1rem; }
 figure { margin: 0; border: 1px solid #e1e4e8; padding: .4rem; background: #fff; }
 figure.agreement { max-width: 900px; margin: .8rem 0; }
+figure.wide { grid-column: 1 / -1; }
 figure svg { width: 100%; height: auto; display: block; }
 figcaption { font-weight: 600; margin-bottom: .3rem; }
 details { margin: .6rem 0; } summary { cursor: pointer; font-weight: 600; }

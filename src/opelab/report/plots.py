@@ -779,15 +779,40 @@ def plot_estimate_bars(
     assert limits is not None  # 0 is always finite
 
     n_pol, n_est = len(policies), len(names)
-    fig = _new_figure(1.5 + n_pol * (0.22 * n_est + 0.4), 4.5)
-    ax = fig.add_subplot()
-    ax.set_ylim(limits)
+    # rows of at most ~12 inches of groups, so the figure stays readable when shown page-wide (1280 px)
+    per_row = max(1, min(n_pol, int(12.0 // (0.22 * n_est + 0.4))))
+    chunks = [policies[i : i + per_row] for i in range(0, n_pol, per_row)]
+    fig = _new_figure(1.5 + per_row * (0.22 * n_est + 0.4), 0.6 + 3.4 * len(chunks))
+    axes = fig.subplots(len(chunks), 1, sharey=True, squeeze=False)[:, 0]
     width = 0.8 / n_est
-    centres = np.arange(n_pol, dtype=float)
+    has_truth = np.isfinite(true_here)
+    for ax, chunk in zip(axes, chunks):
+        _estimate_bar_row(ax, df, chunk, names, style_map, truth, intervals, limits, width, per_row)
+    axes[len(axes) // 2].set_ylabel("policy value")
+    axes[-1].set_xlabel("policy")
+    if (~has_truth).any():
+        notes.extra.append(f"{int((~has_truth).sum())} policy(ies) without a true value")
+    handles: list[Line2D | Patch] = [_patch_handle(n, style_map[n]) for n in names]
+    if has_truth.any():
+        handles.append(
+            Line2D([], [], color=_TRUTH_COLOR, marker="D", markeredgecolor="white", linewidth=2.0, label="true value")
+        )
+    if intervals:
+        handles.append(Line2D([], [], color="black", linewidth=1.1, label="interval (lower–upper)"))
+    _legend(fig, handles)
+    return _finish(fig, title, notes)
+
+
+def _estimate_bar_row(ax: Axes, df: pd.DataFrame, policies: list, names: list, style_map: dict, truth: Mapping,
+                      intervals: bool, limits: tuple[float, float], width: float, slots: int) -> None:  # fmt: skip
+    """One row of ``plot_estimate_bars``: the groups of ``policies``, ``slots`` groups wide."""
+    ax.set_ylim(limits)
+    centres = np.arange(len(policies), dtype=float)
     position = {p: i for i, p in enumerate(policies)}
+    rows = df[df["policy"].isin(position)]
     for j, name in enumerate(names):
         style = style_map[name]
-        sub = df[df["estimator"] == name].drop_duplicates("policy", keep="last")
+        sub = rows[rows["estimator"] == name].drop_duplicates("policy", keep="last")
         x = np.array([position[p] for p in sub["policy"]], dtype=float) - 0.4 + width * (j + 0.5)
         y = sub["estimate"].to_numpy()
         heights = _clip(y, limits)
@@ -814,19 +839,13 @@ def plot_estimate_bars(
                 cap = width * 0.25
                 for bound in (low, high):
                     ax.hlines(bound[ok], x[ok] - cap, x[ok] + cap, color="black", linewidth=1.1, zorder=4)
-    has_truth = np.isfinite(true_here)
-    if has_truth.any():
-        ax.hlines(
-            true_here[has_truth],
-            centres[has_truth] - 0.45,
-            centres[has_truth] + 0.45,
-            color=_TRUTH_COLOR,
-            linewidth=2.0,
-            zorder=5,
-        )
+    true_here = np.array([truth.get(p, math.nan) for p in policies], dtype=float)
+    known = np.isfinite(true_here)
+    if known.any():
+        ax.hlines(true_here[known], centres[known] - 0.45, centres[known] + 0.45, color=_TRUTH_COLOR, linewidth=2.0, zorder=5)
         ax.plot(
-            centres[has_truth],
-            true_here[has_truth],
+            centres[known],
+            true_here[known],
             linestyle="none",
             marker="D",
             markersize=7,
@@ -835,28 +854,11 @@ def plot_estimate_bars(
             markeredgewidth=1.0,
             zorder=6,
         )
-    if (~has_truth).any():
-        notes.extra.append(f"{int((~has_truth).sum())} policy(ies) without a true value")
     ax.axhline(0.0, color="0.4", linewidth=0.8, zorder=1)
-    ax.set_xticks(centres, [_short(p, 16) for p in policies])
-    if n_pol > 6:
-        for label in ax.get_xticklabels():
-            label.set_rotation(40)
-            label.set_horizontalalignment("right")
-    ax.set_xlim(-0.6, n_pol - 0.4)
-    ax.set_xlabel("policy")
-    ax.set_ylabel("policy value")
+    ax.set_xticks(centres, [_short(p, 24) for p in policies])
+    ax.set_xlim(-0.6, slots - 0.4)
     ax.grid(True, axis="y", color="0.9", linewidth=0.8)
     ax.set_axisbelow(True)
-    handles: list[Line2D | Patch] = [_patch_handle(n, style_map[n]) for n in names]
-    if has_truth.any():
-        handles.append(
-            Line2D([], [], color=_TRUTH_COLOR, marker="D", markeredgecolor="white", linewidth=2.0, label="true value")
-        )
-    if intervals:
-        handles.append(Line2D([], [], color="black", linewidth=1.1, label="interval (lower–upper)"))
-    _legend(fig, handles)
-    return _finish(fig, title, notes)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1068,13 +1070,15 @@ def plot_interquartile_ranges(
     limits = _limits(est[list(quartiles)].to_numpy(float), true[list(quartiles)].to_numpy(float))
     slots = len(names) + (1 if has_truth else 0)
 
-    fig = _new_figure(7.5, 1.2 + len(policies) * (0.2 * max(slots, 1) + 0.25))
-    ax = fig.add_subplot()
-    if limits is not None:
-        ax.set_xlim(limits)
-    else:
+    # side-by-side panels of at most ~4 policies when there are many, so the figure stays about as tall as wide
+    n_cols = 1 if len(policies) <= 4 else min(3, math.ceil(len(policies) / 4))
+    per_col = math.ceil(len(policies) / n_cols)
+    chunks = [policies[i : i + per_col] for i in range(0, len(policies), per_col)]
+    fig = _new_figure(5.0 * len(chunks) + 1.0 if len(chunks) > 1 else 7.5, 1.2 + per_col * (0.16 * max(slots, 1) + 0.25))
+    axes = fig.subplots(1, len(chunks), sharex=True, squeeze=False)[0]
+    no_limits = limits is None
+    if limits is None:
         limits = (0.0, 1.0)
-        ax.text(0.5, 0.5, "no finite quantiles", transform=ax.transAxes, ha="center", va="center")
     height = 0.8 / max(slots, 1)
     truth_style = EstimatorStyle("white", "", "-")
     rows: list[tuple[pd.DataFrame, EstimatorStyle, int, bool]] = []
@@ -1083,9 +1087,30 @@ def plot_interquartile_ranges(
     offset = 1 if has_truth else 0
     for j, name in enumerate(names):
         rows.append((est[est["estimator"] == name], style_map[name], j + offset, False))
+    for ax, chunk in zip(axes, chunks):
+        _iqr_panel(ax, rows, chunk, per_col, height, limits, no_limits)
+    axes[0].set_ylabel("policy")
+    for ax in axes:
+        ax.set_xlabel("return")
+    handles: list[Line2D | Patch] = []
+    if has_truth:
+        handles.append(Patch(facecolor="white", edgecolor="black", linewidth=1.6, label="true quartiles"))
+    handles += [_patch_handle(n, style_map[n]) for n in names]
+    handles.append(Line2D([], [], color="black", linewidth=2.4, label="median"))
+    _legend(fig, handles)
+    note = notes.text().replace("triangles at the axis edge", "sideways triangles at the axis edge")
+    return _finish(fig, title, note)
+
+
+def _iqr_panel(ax: Axes, rows: list, policies: list, slots: int, height: float, limits: tuple[float, float], no_limits: bool) -> None:
+    """One panel of ``plot_interquartile_ranges``: ``policies`` top to bottom, ``slots`` rows tall."""
+    quartiles = ("q25", "q50", "q75")
+    ax.set_xlim(limits)
+    if no_limits:
+        ax.text(0.5, 0.5, "no finite quantiles", transform=ax.transAxes, ha="center", va="center")
     position = {p: i for i, p in enumerate(policies)}
     for frame, style, slot, is_truth in rows:
-        sub = frame.drop_duplicates("policy", keep="last")
+        sub = frame[frame["policy"].isin(position)].drop_duplicates("policy", keep="last")
         y = np.array([position[p] for p in sub["policy"]], dtype=float) - 0.4 + height * (slot + 0.5)
         q25, q50, q75 = (sub[q].to_numpy(float) for q in quartiles)
         low, mid, high = _clip(q25, limits), _clip(q50, limits), _clip(q75, limits)
@@ -1125,19 +1150,9 @@ def plot_interquartile_ranges(
     for i in range(1, len(policies)):
         ax.axhline(i - 0.5, color="0.85", linewidth=0.8, zorder=0)
     ax.set_yticks(np.arange(len(policies), dtype=float), [_short(p, 20) for p in policies])
-    ax.set_ylim(len(policies) - 0.5, -0.5)
-    ax.set_xlabel("return")
-    ax.set_ylabel("policy")
+    ax.set_ylim(slots - 0.5, -0.5)
     ax.grid(True, axis="x", color="0.92", linewidth=0.8)
     ax.set_axisbelow(True)
-    handles: list[Line2D | Patch] = []
-    if has_truth:
-        handles.append(Patch(facecolor="white", edgecolor="black", linewidth=1.6, label="true quartiles"))
-    handles += [_patch_handle(n, style_map[n]) for n in names]
-    handles.append(Line2D([], [], color="black", linewidth=2.4, label="median"))
-    _legend(fig, handles)
-    note = notes.text().replace("triangles at the axis edge", "sideways triangles at the axis edge")
-    return _finish(fig, title, note)
 
 
 # --------------------------------------------------------------------------------------------
