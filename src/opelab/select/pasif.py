@@ -47,16 +47,56 @@ reward) and the splits give percentile-bootstrap intervals (``summarize_across_d
 unit). PAS-IF proper is *policy-adaptive*: ``PasifResult.policy_picks`` gives, for each real candidate, the
 estimator with the smallest mean squared error against that candidate's pseudo truths.
 
-Trajectories (horizon > 1) are refused. The trajectory analogue subsamples whole trajectories with a
-trajectory-level ρ(τ) fitted to the trajectory weights W_i = Π_t π_e(a_t | s_t) / π_b(a_t | s_t). D_e's law
-is then p_b(τ) ρ(τ) / E[ρ]: its mean return is the value of a *policy* only if ρ(τ) ∝ Π_t π̃(a_t | h_t) /
-π_b(a_t | h_t) for some (history-dependent) policy π̃, i.e. only for policies expressible as a trajectory
-reweighting whose factors do not look at future states or at the transitions (a ρ of the return, or of a
-later state, selects on the environment's randomness and gives no policy at all), and with ρ ≤ 1 that
-forces ρ = c W̃ with c ≤ 1 / max W̃, a vanishing D_e over long horizons. D_b's law p_b(τ)(1 − ρ(τ)) is worse:
-its per-step behavior probabilities π_b(a_t | s_t) E[1 − ρ | h_t, a_t] / E[1 − ρ | h_t] involve expectations
-over future transitions, unknown without the model, so per-decision estimators (pdis, dr, the marginal
-ones) cannot be given correct pseudo propensities. That is why only one-step logs are implemented.
+Trajectories (horizon > 1; discrete actions, π_b(· | s_t) logged on every step, s_t the observation at step
+t). The one-step construction does not carry over: a *complementary* split of whole trajectories by a
+trajectory-level ρ(τ) leaves D_b with the law p_b(τ)(1 − ρ(τ)), whose per-step behavior probabilities
+π_b(a_t | s_t) E[1 − ρ | h_t, a_t] / E[1 − ρ | h_t] involve expectations over future transitions (unknown
+without the model), so the pseudo behavior has no computable propensities. Here D_b is real behavior data
+instead, and D_e a rejection sample from a disjoint pool:
+
+    per-step rule      g_θ(s, a) = σ(x̄ᵀ W_a + b_a) ∈ (0, 1) (``SubsamplingRule``; x̄ the standardised
+                       observation, or the one-hot code of an integer state id), fitted on all valid steps
+    step share         m(s) = Σ_a π_b(a | s) g(s, a)
+    pseudo policy      π̃(a | s) = π_b(a | s) g(s, a) / m(s);  per-step pseudo weight w̃ = π̃ / π_b = g / m
+    importance fitting θ = argmin (1/N) Σ_j (w̃(s_j, a_j) − w_j)² + λ (1/N) Σ_j (m(s_j) − c)² over the N valid
+                       steps j, w_j = π_e(a_j | s_j) / π_b(a_j | s_j) the real candidate's per-step ratio
+                       (``EstimationContext.step_ratio``), c the per-step share with (1/n) Σ_i c^{T_i} =
+                       ``target_ratio`` over the trajectory lengths T_i (target_ratio ** (1 / T) when all
+                       have length T), so that a pool trajectory's expected acceptance E Π_t m(s_t) is
+                       about target_ratio; λ from ``LAMBDA_GRID``: the smallest weight loss among fits whose
+                       mean trajectory acceptance (1/n) Σ_i Π_t g(s_it, a_it) on the log is within
+                       target_ratio ± 0.02, else the fit whose acceptance is closest (``regularization``
+                       fixes λ). L-BFGS with the analytic gradient from g ≡ c (w̃ ≡ 1).
+    split              each trajectory enters the pool with probability ``pool_ratio`` (a seeded coin
+                       independent of the data); D_b = the trajectories not in the pool, with their real
+                       propensities π_b; D_e = the pool trajectories accepted with probability Π_{valid t}
+                       g(s_t, a_t) (rejection sampling; products in log space)
+    estimators on D_b  evaluation propensities π̃ on D_b's steps (exact: g and π_b are known), so D_b with π̃
+                       is an ordinary OPE problem with the real behavior data and a known target
+
+Pseudo truth. Since π_b(a | s) g(s, a) = m(s) π̃(a | s) at every step, an accepted trajectory has the law
+p_π̃(τ) Π_t m(s_t) / Z (Z the acceptance rate): the trajectories of π̃, tilted by Π_t m(s_t). Reweighting by
+c_i = Π_t 1 / m(s_t) undoes the tilt, and with G_i the discounted return (the dataset's γ)
+
+    Ṽ = Σ_{i ∈ D_e} c_i G_i / Σ_{i ∈ D_e} c_i     → V(π̃)   (``truth="reweighted"``, the default; consistent,
+                                                              O(1/n_e) bias; delta-method SE)
+
+while the plain mean of D_e's returns (``truth="mean"``) is biased unless Π_t m(s_t) is the same for every
+trajectory: a constant m with trajectories of one length. With terminal states the tilt m^{T_i} alone
+favours short trajectories. D_b and D_e are disjoint and drawn independently given g, so the truth's noise
+adds the same variance to every estimator's squared error, as in the one-step case.
+
+Assumptions: π_b(· | s_t) is right on every logged step (π̃ and the weights are built from it); the
+observation s_t is what the rule sees (a history-dependent π_b is fine for the IS estimators, but tabular
+refits need π_b to be a function of (t, s)); the candidate's shift is summarised per step. When it breaks:
+long horizons force c → 1 and so g ≈ 1 (w̃ = g / m ≤ 1 / c stays near 1): the pseudo problem is then much
+easier than the real one, whose weights compound over the steps; a small ``target_ratio`` · ``pool_ratio`` · n
+gives a tiny D_e (``pseudo_trajectory_split`` refuses fewer than 2 accepted trajectories, ``pasif`` fewer than
+``MIN_ROUNDS_PER_PART`` expected); a state-dependent m, or varying lengths, makes c_i heavy-tailed, so the
+reweighted truth rests on few trajectories (``PseudoSplit.truth_ess`` and the fits table's ``truth_ess``
+report (Σ c_i)² / Σ c_i² over D_e); and when a candidate's per-step ratios exceed 1 / c or vary in ways g
+cannot follow, the fit cannot mimic it (the fits table's ``weight_correlation``). This trajectory
+construction is this library's own extension; the paper treats one-step logs only.
 """
 
 from __future__ import annotations
@@ -100,6 +140,7 @@ SHARE_TOLERANCE = 0.02
 #: Fewest rounds each part may expect (n·k and n·(1 − k)) and must receive.
 MIN_ROUNDS_PER_PART = 20
 _EPS = 1e-9
+_SPLIT_STREAM = 0x9A51F  # second key of the trajectory split's random stream (pseudo_trajectory_split)
 
 
 class PasifError(ValueError):
@@ -121,7 +162,7 @@ class SubsamplingRule:
     per-step pseudo weight w̃ = g / m):
     n_states         set when the observations are integer state ids: the features are then their one-hot
                      codes (x̄ᵀ W_a = W[s, a]; center 0, scale 1) instead of standardised values
-    step_share       c = target_ratio ** (1 / mean trajectory length), the target of m(s_t)
+    step_share       c with (1/n) Σ_i c^{T_i} = target_ratio over the lengths T_i, the target of m(s_t)
     mean_acceptance  (1/n) Σ_i Π_{valid t} g(s_it, a_it): the expected share of pool trajectories accepted
     """
 
@@ -340,6 +381,18 @@ def _trajectory_objective(theta: np.ndarray, x: np.ndarray, d: int, pi_b: np.nda
     return loss, grad, {"weight_loss": weight_loss, "share_loss": share_loss, "mean_share": float(m.mean()), "w_tilde": w_tilde, "g": g}
 
 
+def _step_share(k: float, lengths: np.ndarray) -> float:
+    """The per-step share c with (1/n) Σ_i c^{T_i} = k over the trajectory lengths T_i (bisection; the left side
+    increases in c): k ** (1 / T) when every trajectory has T steps. With varying lengths k ** (1 / mean T)
+    would aim above k, since the mean of c^{T_i} exceeds c^{mean T} (Jensen)."""
+    lengths = np.asarray(lengths, dtype=np.float64)
+    low, high = 0.0, 1.0
+    for _ in range(60):
+        mid = 0.5 * (low + high)
+        low, high = (mid, high) if np.mean(mid**lengths) < k else (low, mid)
+    return 0.5 * (low + high)
+
+
 def fit_trajectory_subsampling(
     dataset: LoggedDataset,
     target_weights: np.ndarray,
@@ -354,10 +407,11 @@ def fit_trajectory_subsampling(
     ``target_weights`` (n, H): the real candidate's per-step ratios π_e(a_t | s_t) / π_b(a_t | s_t) on the
     steps of ``dataset`` (``EstimationContext(dataset, inputs).step_ratio[p]``; padded steps are ignored).
     ``target_ratio`` k: the expected share of pool trajectories accepted into D_e; the share target per step
-    is c = k ** (1 / mean trajectory length). ``regularization`` λ: None runs ``LAMBDA_GRID`` and keeps the
-    smallest weight loss among fits whose mean trajectory acceptance (1/n) Σ_i Π_t g(s_it, a_it) is within
-    k ± ``SHARE_TOLERANCE`` (else the fit whose acceptance is closest to k). Integer state ids are one-hot
-    coded (g can then be any function of (s, a)); other observations are standardised.
+    is c with (1/n) Σ_i c^{T_i} = k (k ** (1 / T) for trajectories of one length T). ``regularization`` λ:
+    None runs ``LAMBDA_GRID`` and keeps the smallest weight loss among fits whose mean trajectory acceptance
+    (1/n) Σ_i Π_t g(s_it, a_it) is within k ± ``SHARE_TOLERANCE`` (else the fit whose acceptance is closest
+    to k). Integer state ids are one-hot coded (g can then be any function of (s, a)); other observations
+    are standardised.
     """
     from scipy.optimize import minimize  # here: scipy.optimize is slow to import
 
@@ -385,7 +439,7 @@ def fit_trajectory_subsampling(
     pi_b = np.asarray(dataset.behavior_action_probs[rows, steps], dtype=np.float64)  # (N, A)
     actions = np.asarray(dataset.actions[rows, steps], dtype=np.intp)
     w = w_all[rows, steps]
-    c = k ** (1.0 / float(dataset.lengths.mean()))
+    c = _step_share(k, dataset.lengths)
     start = np.concatenate([np.zeros(d * A), np.full(A, np.log(c / (1.0 - c)))])  # g ≡ c, w̃ ≡ 1
 
     fits = []
@@ -528,7 +582,10 @@ def pseudo_trajectory_split(
     Trajectory i goes to the pool when u_i < ``pool_ratio`` and a pool trajectory is accepted into D_e when
     v_i < Π_{valid t} g(s_it, a_it), u, v ~ U(0, 1) from ``seed``; D_b is every trajectory not in the pool.
     ``rule``: a fitted ``SubsamplingRule`` or g(s_t, a) on every step and action, shape (n, H, A), in (0, 1)
-    on the valid steps. Products over steps are formed in log space.
+    on the valid steps. Products over steps are formed in log space. The uniforms come from the stream keyed
+    by (``seed``, a fixed tag), not ``default_rng(seed)`` itself: a log collected with the same seed (which
+    draws its initial states and first actions from that generator's first uniforms) would otherwise put
+    trajectories into the pool by their initial state.
     """
     _check_trajectories(dataset)
     pool_ratio = _check_pool_ratio(pool_ratio)
@@ -545,7 +602,7 @@ def pseudo_trajectory_split(
     g_logged = np.where(mask, np.take_along_axis(table, actions[..., None], axis=-1)[..., 0], 1.0)  # (n, H)
     log_accept = np.log(g_logged).sum(axis=1)  # (n,) log Π_t g(s_t, a_t)
     log_c = -np.log(m).sum(axis=1)  # (n,) log Π_t 1 / m(s_t)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng([seed, _SPLIT_STREAM])
     in_pool = rng.random(n) < pool_ratio
     accepted = in_pool & (rng.random(n) < np.exp(log_accept))
     pool, ev, bh = np.flatnonzero(in_pool), np.flatnonzero(accepted), np.flatnonzero(~in_pool)
