@@ -469,7 +469,8 @@ def fit_trajectory_subsampling(
 # --------------------------------------------------------------------------- #
 @dataclass(frozen=True, eq=False)
 class PseudoSplit:
-    """One random split of a one-step log by a subsampling rule.
+    """One random split of a log by a subsampling rule (one-step logs: ``pseudo_split``; trajectories:
+    ``pseudo_trajectory_split``, below).
 
     behavior_part      D_b as a ``LoggedDataset``: its ``behavior_pscore`` / ``behavior_action_probs`` are
                        the pseudo behavior π̃_b of its rounds
@@ -653,7 +654,9 @@ class PasifResult:
     per_split     long table split, estimator, metric, value
     squared_errors  (S, E, P): (V̂ − Ṽ)² of estimator e for candidate p's pseudo policy on split s
     estimates, truths, truth_se  (S, E, P), (S, P) and (S, P): the pseudo truths' standard errors
-    fits          one row per real candidate: regularization, mean_share, weight_loss, weight_correlation
+    fits          one row per real candidate: regularization, mean_share, weight_loss, weight_correlation; on
+                  trajectories also step_share (c), mean_acceptance (of the fit, on the log), accepted (mean
+                  size of D_e over the splits) and truth_ess (mean ESS of the reweighting factors c_i)
     pick          the estimator with the lowest mean nMSE across splits; ``picks`` one per metric;
     policy_picks  per real candidate, the estimator with the lowest mean squared error (policy-adaptive)
     reason        one sentence
