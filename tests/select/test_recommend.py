@@ -51,18 +51,34 @@ def test_slope_picks_per_policy_from_an_ordered_family(bandit):
     assert found.pick in [m.name for m in family]
 
 
-def test_trajectories_get_cross_validation_and_pasif_refuses_them():
+def test_trajectories_get_cross_validation_and_pasif():
     from opelab.policies import SoftmaxPolicy, TabularQ, candidate_family
 
     task = make("chain")
     q_star = TabularQ(task.optimal_q())
     evals = candidate_family(q_star)[:4]
-    ds = collect(task, SoftmaxPolicy(q_star, 1.0, name="behavior"), 300, seed=1)
+    ds = collect(task, SoftmaxPolicy(q_star, 1.0, name="behavior"), 400, seed=1)
     inputs = build_inputs(ds, evals)
     found = recommend_estimator(ds, inputs, method="cv", n_splits=4)
     assert found.pick in evaluate(ds, inputs).estimator_names
-    with pytest.raises(RecommendError, match="method: 'pasif' needs a one-step log"):
-        recommend_estimator(ds, inputs, method="pasif")
+    estimators = ["tis", "pdis", "snpdis", "dm"]
+    found = recommend_estimator(ds, inputs, estimators, method="all", n_splits=3)
+    assert set(found.results) == {"cv", "pasif"} and found.pick in estimators
+    fits = found.results["pasif"].fits  # one row per real candidate: the rule fitted to its per-step weights
+    assert len(fits) == 4 and (fits["accepted"] >= 2).all() and (fits["mean_acceptance"] > 0).all()
+    found = recommend_estimator(ds, inputs, estimators, method="pasif", n_splits=3)
+    assert found.method == "pasif" and found.pick in estimators and "PAS-IF" in found.reason
+
+
+def test_pasif_refuses_ranking_logs_by_name():
+    task = make("slate")
+    ds = task.collect(task.behavior_policy(), 300, seed=0)
+    from opelab.envs import slate_inputs
+
+    policies = task.candidates()
+    inputs = slate_inputs(task, ds, policies)
+    with pytest.raises(RecommendError, match="method: 'pasif' needs discrete actions .* found a ranking log; use 'cv'"):
+        recommend_estimator(ds, inputs, ["sips", "iips"], method="pasif")
 
 
 def test_bad_requests_are_named(bandit):

@@ -91,7 +91,7 @@ def evaluate(
     executor: str = typer.Option("local", help="With --stream: local, or ray (one Ray Data task per group of row groups)."),
     address: str | None = typer.Option(None, help="With --executor ray: the cluster's address (default: a local Ray)."),
     recommend: str | None = typer.Option(
-        None, help="Which estimator to trust, estimated from the logs: cv (cross-validation), pasif (one-step logs) or all."
+        None, help="Which estimator to trust, estimated from the logs: cv (cross-validation), pasif (pseudo candidates; discrete actions) or all."
     ),
     report_dir: Path | None = typer.Option(
         None, "--report-dir",

@@ -21,7 +21,17 @@ from opelab.select.uncertainty import (
     summarize_across_datasets,
 )
 from opelab.select.cv import CVResult, cv_select, subset_inputs
-from opelab.select.pasif import PasifError, PasifResult, PseudoSplit, SubsamplingRule, fit_subsampling, pasif, pseudo_split
+from opelab.select.pasif import (
+    PasifError,
+    PasifResult,
+    PseudoSplit,
+    SubsamplingRule,
+    fit_subsampling,
+    fit_trajectory_subsampling,
+    pasif,
+    pseudo_split,
+    pseudo_trajectory_split,
+)
 from opelab.select.recommend import Recommendation, RecommendError, recommend_estimator
 from opelab.select.slope import SlopeResult, lepski_pick, slope, slope_family, slope_from_table
 from opelab.select.metrics import (
@@ -49,9 +59,11 @@ __all__ = [
     "SubsamplingRule",
     "cv_select",
     "fit_subsampling",
+    "fit_trajectory_subsampling",
     "lepski_pick",
     "pasif",
     "pseudo_split",
+    "pseudo_trajectory_split",
     "recommend_estimator",
     "slope",
     "slope_family",

@@ -9,7 +9,8 @@ from the data:
              noisy pseudo truth. Any kind of data.
     "pasif"  PAS-IF (``opelab.select.pasif``; Udagawa et al., AAAI 2023): a pseudo candidate per real one,
              made by subsampling the log so its importance weights mimic the real candidate's, whose value is
-             known; every metric against those pseudo truths. One-step logs with discrete actions.
+             known; every metric against those pseudo truths. Discrete actions with π_b's action probabilities:
+             one-step logs, and trajectories by whole-trajectory rejection sampling (``opelab.select.pasif``).
     "slope"  SLOPE (``opelab.select.slope``; Su et al., ICML 2020): Lepski's rule over an *ordered family*
              (``estimators`` in the order widest interval / least bias first, e.g. ``slope_family``); a pick
              per policy, no metrics.
@@ -141,11 +142,17 @@ def recommend_estimator(
     k = int(ks[0]) if ks else min(3, P)
     if not 2 <= k <= P:
         raise RecommendError(f"ks: expected k in [2, {P}] (SharpeRatio@k needs 2 policies), found {k}")
-    one_step = dataset.horizon == 1 and not dataset.info.slate and dataset.action_space.is_discrete
-    if method == "pasif" and not one_step:
+    one_step = dataset.horizon == 1
+    pasif_applies = not dataset.info.slate and dataset.action_space.is_discrete and dataset.behavior_action_probs is not None
+    if method == "pasif" and not pasif_applies:
+        found = (
+            "a ranking log" if dataset.info.slate
+            else f"{dataset.action_space.type} actions" if not dataset.action_space.is_discrete
+            else "no behavior_action_probs"
+        )  # fmt: skip
         raise RecommendError(
-            f"method: 'pasif' needs a one-step log with discrete actions, found horizon {dataset.horizon}"
-            f"{' (a ranking log)' if dataset.info.slate else ''}; use 'cv'"
+            f"method: 'pasif' needs discrete actions and the behavior policy's action probabilities (one-step logs or "
+            f"trajectories, not ranking logs), found {found}; use 'cv'"
         )
     results: dict[str, Any] = {}
     parts = []
@@ -161,16 +168,16 @@ def recommend_estimator(
         results["cv"] = cv
         parts.append(_cv_rows(cv))
     skipped = ""
-    if method == "pasif" or (method == "all" and one_step):
+    if method == "pasif" or (method == "all" and pasif_applies):
         from opelab.select.pasif import PasifError
 
-        if reward_model is None:
+        if reward_model is None and one_step:
             from sklearn.linear_model import Ridge
 
             reward_model = Ridge()
         try:
             splits = pasif_splits or n_splits or 5
-            result = pasif(dataset, inputs, chosen, n_splits=splits, ks=sorted({1, k}), seed=seed, reward_model=reward_model)
+            result = pasif(dataset, inputs, chosen, n_splits=splits, ks=sorted({1, k}), seed=seed, reward_model=reward_model if one_step else None)
         except PasifError as error:
             if method == "pasif":
                 raise RecommendError(str(error)) from None
