@@ -142,8 +142,11 @@ def test_regret_at_k(k: int, expected: float) -> None:
 
 
 def test_regret_tie_break_matters() -> None:
-    # Ĵ ties at indices 0 and 1; J = [0, 1]: the first listed (J = 0) is chosen at k = 1.
-    assert regret_at_k([0.0, 1.0], [3.0, 3.0], 1) == 1.0
+    # Ĵ ties at indices 0 and 1; J = [0, 1]: "first" chooses J = 0 at k = 1, "last" J = 1,
+    # and the default "average" the mean of the two regrets, (1 + 0) / 2.
+    assert regret_at_k([0.0, 1.0], [3.0, 3.0], 1, ties="first") == 1.0
+    assert regret_at_k([0.0, 1.0], [3.0, 3.0], 1, ties="last") == 0.0
+    assert regret_at_k([0.0, 1.0], [3.0, 3.0], 1) == 0.5
 
 
 def test_normalized_regret_negative_max() -> None:
@@ -194,6 +197,9 @@ def test_type_errors_is_frozen() -> None:
 # topk_metrics
 # --------------------------------------------------------------------------- #
 def test_topk_metrics_hand_example() -> None:
+    # The running example ties Ĵ at indices 0 and 1 across the k = 3 boundary, so this hand
+    # computation fixes the rule "first" (index 0, J = 1, fills the third slot); the default
+    # "average" is checked in test_ties.py.
     # J along the Ĵ order: [2, 4, 1, 3, 5]; behavior value 2.5.
     # k=1: {2}            best 2 worst 2 mean 2   std nan           SR nan
     # k=2: {2, 4}         best 4 worst 2 mean 3   std sqrt(2)       SR 1.5/sqrt(2)
@@ -201,7 +207,7 @@ def test_topk_metrics_hand_example() -> None:
     # k=4: {2, 4, 1, 3}   best 4 worst 1 mean 2.5 std sqrt(5/3)     SR 1.5/sqrt(5/3)
     # k=5: all            best 5 worst 1 mean 3   std sqrt(10/4)    SR 2.5/sqrt(2.5)
     with no_warnings():
-        m = topk_metrics(J, J_HAT, 2.5, [1, 2, 3, 4, 5])
+        m = topk_metrics(J, J_HAT, 2.5, [1, 2, 3, 4, 5], ties="first")
     assert isinstance(m, TopKMetrics)
     assert m.ks.tolist() == [1, 2, 3, 4, 5]
     np.testing.assert_array_equal(m.best, [2.0, 4.0, 4.0, 4.0, 5.0])
@@ -215,7 +221,7 @@ def test_topk_metrics_hand_example() -> None:
         [np.nan, 1.5 / math.sqrt(2), 1.5 / math.sqrt(7 / 3), 1.5 / math.sqrt(5 / 3), math.sqrt(2.5)],
     )
     for k, sr in zip([2, 3, 4, 5], m.sharpe_ratio[1:]):
-        assert sharpe_ratio_at_k(J, J_HAT, 2.5, k) == pytest.approx(sr)
+        assert sharpe_ratio_at_k(J, J_HAT, 2.5, k, ties="first") == pytest.approx(sr)
 
 
 def test_topk_metrics_keeps_ks_order_and_to_pandas() -> None:

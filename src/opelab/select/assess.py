@@ -3,6 +3,8 @@
 Metrics follow Kiyohara et al. (ICLR 2024) and Fu et al. (2021); their definitions live in
 ``opelab.select.metrics``. Which estimator "wins" depends on the metric: lower is better for nMSE and
 regret, higher for rank correlation and SharpeRatio@k. ``Assessment.picks`` lists each metric's winner.
+Estimates tied at a top-k boundary follow the rule ``ties`` ("average" by default; see
+``opelab.select.metrics``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from opelab.select.metrics import (
     nmse,
     normalized_regret_at_k,
     rank_correlation,
+    TieRule,
     regret_at_k,
     top_k_indices,
     topk_metrics,
@@ -34,7 +37,8 @@ class Assessment:
     ``summary``: one row per estimator (index ``estimator``), columns ``nmse, rank_correlation,
     regret@1, normalized_regret@1`` (and ``type_i, type_ii`` when a safety threshold was given) and
     ``sharpe_ratio@k`` for each k. ``topk``: long table ``estimator, k, best, worst, mean, std,
-    sharpe_ratio``. ``rankings``: each estimator's policy order, best first.
+    sharpe_ratio``. ``rankings``: each estimator's policy order, best first (tied estimates in
+    listing order, reversed when ``ties="last"``). ``ties``: the tie rule of the top-k metrics.
     """
 
     summary: pd.DataFrame
@@ -42,6 +46,7 @@ class Assessment:
     rankings: dict[str, tuple[str, ...]]
     behavior_value: float
     ks: tuple[int, ...]
+    ties: TieRule = "average"
 
     def picks(self) -> pd.DataFrame:
         """For each metric, the estimator it would choose and its value (ties go to the first listed).
@@ -73,11 +78,14 @@ def assess(
     behavior_value: float | None = None,
     ks: Iterable[int] | None = None,
     safety_threshold: float | None = None,
+    ties: TieRule = "average",
 ) -> Assessment:
     """Assess every estimator in ``table`` against the true policy values.
 
     ``behavior_value`` J(π_b) defaults to the table's (the dataset's mean discounted logged return).
     ``ks`` defaults to 2..P. With ``safety_threshold`` the Type I / Type II error rates are added.
+    ``ties`` ("first", "last" or "average") is the rule for estimates tied at a top-k boundary, used by
+    regret@1 and every top-k metric (``opelab.select.metrics``).
     """
     truth = np.asarray(list(true_values) if not isinstance(true_values, np.ndarray) else true_values, dtype=np.float64)
     if truth.shape != (len(table.policy_names),):
@@ -90,20 +98,20 @@ def assess(
         row: dict[str, float] = {
             "nmse": nmse(truth, est),
             "rank_correlation": rank_correlation(truth, est),
-            "regret@1": regret_at_k(truth, est, 1),
-            "normalized_regret@1": normalized_regret_at_k(truth, est, 1),
+            "regret@1": regret_at_k(truth, est, 1, ties=ties),
+            "normalized_regret@1": normalized_regret_at_k(truth, est, 1, ties=ties),
         }
         if safety_threshold is not None:
             errors = type_errors(truth, est, safety_threshold)
             row["type_i"], row["type_ii"] = errors.type_i, errors.type_ii
-        tk = topk_metrics(truth, est, baseline, ks)
+        tk = topk_metrics(truth, est, baseline, ks, ties=ties)
         for k, sr in zip(tk.ks, tk.sharpe_ratio):
             row[f"sharpe_ratio@{int(k)}"] = float(sr)
         summary_rows.append(row)
         frame = tk.to_pandas()
         frame.insert(0, "estimator", name)
         topk_frames.append(frame)
-        order = top_k_indices(est, len(est))
+        order = top_k_indices(est, len(est), ties="last" if ties == "last" else "first")
         rankings[name] = tuple(table.policy_names[i] for i in order)
     summary = pd.DataFrame(summary_rows, index=pd.Index(table.estimator_names, name="estimator"))
     return Assessment(
@@ -112,4 +120,5 @@ def assess(
         rankings=rankings,
         behavior_value=baseline,
         ks=ks,
+        ties=ties,
     )

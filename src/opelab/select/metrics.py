@@ -3,6 +3,40 @@
 Every public function compares the true policy values ``true_values`` (J, one entry
 per candidate policy, length P) with the OPE estimates ``estimates`` (Ĵ, same length).
 
+Ties in the estimates
+---------------------
+The top-k metrics (regret@k, normalised regret@k, best/worst/mean/std@k, SharpeRatio@k,
+:func:`topk_metrics`) depend on which policies fill the top-k when estimates are tied
+at the k boundary. Their argument ``ties`` chooses the rule; ties mean exactly equal
+estimates (no tolerance):
+
+- ``"average"`` (the default): the expectation of the metric over a uniformly random
+  order of the tied policies, i.e. over a uniformly random choice of which r of the t
+  policies tied at the boundary fill the remaining slots. It is the expectation of the
+  metric, not the metric of an expected set (SharpeRatio@k is a ratio), and it does not
+  depend on the order in which the policies are listed. best@k, worst@k and regret@k
+  are exact, from the order statistics of a uniformly random r-subset, and mean@k is
+  exact (it is linear: each tied policy is in with probability r / t, see
+  :func:`top_k_inclusion`). std@k and SharpeRatio@k are exact when the r slots can hold
+  at most ``MAX_ENUMERATED`` (10⁴) distinct multisets of true values: these are
+  enumerated with their multivariate hypergeometric weights (at most C(t, r) of them,
+  far fewer when tied policies share true values). Beyond that they are a Monte Carlo
+  mean over ``MC_DRAWS`` (10⁵) uniformly random orders of the tied policies, drawn with
+  a fixed seed (0), so the result is deterministic (relative error about 10⁻³).
+  Across k, every random order gives nested top-k sets; the value at each k is the
+  expectation at that k, so e.g. E[best@k] is non-decreasing and E[worst@k]
+  non-increasing in k, but no single set realises all ks at once.
+- ``"first"``: the tied policy listed first ranks higher (``argsort(-Ĵ, kind="stable")``).
+- ``"last"``: the tied policy listed last ranks higher (the order of
+  ``argsort(Ĵ)[::-1]``, as in the reference implementation of Kiyohara et al.).
+
+``"first"`` and ``"last"`` give top-k sets nested in k. Without ties the three rules
+agree. Example (the toy example of Kiyohara et al., ICLR 2024): J = 1, 3, 4, 5, 6, 7,
+8, 9, 10, 12, estimates Ĵ = 1, 11, 11, 5, 6, 7, 8, 9, 10, 12 and J(π_b) = 8. The top-2
+holds the policy with J = 12 and one of the two tied at Ĵ = 11 (J = 3 or J = 4):
+SharpeRatio@2 = 4 / std(12, 3) = 0.6285 with ``"first"``, 4 / std(12, 4) = 0.7071 with
+``"last"`` and their mean 0.6678 with ``"average"``.
+
 References
 ----------
 - H. Kiyohara, R. Kishimoto, K. Kawakami, K. Kobayashi, K. Nakata, Y. Saito.
@@ -15,10 +49,11 @@ References
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -27,6 +62,10 @@ if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
 __all__ = [
+    "MAX_ENUMERATED",
+    "MC_DRAWS",
+    "TIE_RULES",
+    "TieRule",
     "TopKMetrics",
     "TypeErrors",
     "nmse",
@@ -34,6 +73,7 @@ __all__ = [
     "rank_correlation",
     "regret_at_k",
     "sharpe_ratio_at_k",
+    "top_k_inclusion",
     "top_k_indices",
     "topk_metrics",
     "type_errors",
@@ -42,6 +82,12 @@ __all__ = [
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 _Arr = TypeVar("_Arr", bound=np.ndarray)
+
+TieRule = Literal["first", "last", "average"]
+TIE_RULES: tuple[str, ...] = ("first", "last", "average")
+MAX_ENUMERATED = 10_000  # "average": enumerate up to this many distinct multisets of tied values
+MC_DRAWS = 100_000  # "average": Monte Carlo subsets for std@k / SharpeRatio@k beyond that
+_MC_SEED = 0
 
 
 # --------------------------------------------------------------------------- #
@@ -56,6 +102,7 @@ class _Checked:
     k: int | None
     ks: IntArray | None
     scalars: dict[str, float]
+    ties: str | None
 
 
 def _as_vector(name: str, values: ArrayLike, length: int | None, ref: str) -> FloatArray:
@@ -94,6 +141,17 @@ def _as_k(name: str, k: object, n: int) -> int:
     return k_int
 
 
+_UNSET = object()  # "not asked for", distinct from a ``ties=None`` passed by a caller
+
+
+def _as_ties(ties: object, allowed: tuple[str, ...]) -> str:
+    """Check that ``ties`` names one of the ``allowed`` tie rules."""
+    if not isinstance(ties, str) or ties not in allowed:
+        expected = ", ".join(repr(rule) for rule in allowed)
+        raise ValueError(f"ties: expected one of {expected}, found {ties!r}")
+    return ties
+
+
 def _check(
     true_values: ArrayLike | None,
     estimates: ArrayLike,
@@ -101,12 +159,15 @@ def _check(
     k: object = None,
     ks: object = None,
     scalars: dict[str, object] | None = None,
+    ties: object = _UNSET,
+    tie_rules: tuple[str, ...] = TIE_RULES,
 ) -> _Checked:
     """Validate every input of the public functions in one place.
 
-    ``true_values`` may be ``None`` (only :func:`top_k_indices` does so); ``k`` and
-    ``ks`` are checked against P = len(estimates) when given; ``scalars`` maps argument
-    names to values that must be finite real numbers.
+    ``true_values`` may be ``None`` (only :func:`top_k_indices` and
+    :func:`top_k_inclusion` do so); ``k`` and ``ks`` are checked against
+    P = len(estimates) when given; ``scalars`` maps argument names to values that must
+    be finite real numbers; ``ties``, when given, must be one of ``tie_rules``.
     """
     j_true: FloatArray | None = None
     if true_values is not None:
@@ -142,12 +203,318 @@ def _check(
             raise ValueError(f"{name}: expected a finite real number, found {fvalue!r}")
         scalars_out[name] = fvalue
 
-    return _Checked(j_true, j_hat, k_out, ks_out, scalars_out)
+    ties_out = None if ties is _UNSET else _as_ties(ties, tie_rules)
+    return _Checked(j_true, j_hat, k_out, ks_out, scalars_out, ties_out)
 
 
-def _top_k(estimates: FloatArray, k: int) -> IntArray:
-    """Indices of the k largest estimates, stable descending order (no validation)."""
-    return np.argsort(-estimates, kind="stable")[:k].astype(np.int64)
+def _order(estimates: FloatArray, ties: str) -> IntArray:
+    """All indices by descending estimate; ties in listing order ("first") or reversed ("last")."""
+    if ties == "last":
+        return np.lexsort((-np.arange(estimates.shape[0]), -estimates)).astype(np.int64)
+    return np.argsort(-estimates, kind="stable").astype(np.int64)
+
+
+@dataclass(frozen=True)
+class _Split:
+    """The top-k by Ĵ, split at the k boundary.
+
+    ``sure``: indices with Ĵ above the k-th largest estimate (in every top-k);
+    ``tied``: indices with Ĵ equal to it, of which ``r`` (1..len(tied)) fill the top-k.
+    """
+
+    sure: IntArray
+    tied: IntArray
+    r: int
+
+    @property
+    def determined(self) -> bool:
+        """True when the top-k set does not depend on the tie rule."""
+        return self.r == self.tied.shape[0]
+
+
+def _split(estimates: FloatArray, k: int) -> _Split:
+    """Split the top-k at its boundary (no validation)."""
+    boundary = estimates[_order(estimates, "first")[k - 1]]
+    sure = np.flatnonzero(estimates > boundary).astype(np.int64)
+    tied = np.flatnonzero(estimates == boundary).astype(np.int64)
+    return _Split(sure, tied, k - sure.shape[0])
+
+
+def _top_k(estimates: FloatArray, k: int, ties: str = "first") -> IntArray:
+    """Indices of the k largest estimates, descending, ties by rule "first" or "last"."""
+    return _order(estimates, ties)[:k]
+
+
+@dataclass(frozen=True)
+class _TiedValues:
+    """True values of a boundary tie group as a multiset: sorted distinct ``values`` and ``counts``."""
+
+    values: FloatArray  # (d,) ascending
+    counts: IntArray  # (d,)
+    r: int
+
+    @property
+    def size(self) -> int:
+        return int(self.counts.sum())
+
+
+def _tied_values(true_values: FloatArray, split: _Split) -> _TiedValues:
+    values, counts = np.unique(true_values[split.tied], return_counts=True)
+    return _TiedValues(values.astype(np.float64), counts.astype(np.int64), split.r)
+
+
+def _expected_extremes(fixed: FloatArray, tied: _TiedValues) -> tuple[float, float]:
+    """Exact E[max] and E[min] of J over fixed ∪ S, S a uniformly random r-subset of the tie group.
+
+    With u_1 < ... < u_d the distinct tied values, M_j the number of tied policies with J ≤ u_j
+    (M_0 = 0) and w_j = max(max fixed, u_j): P(max_S ≥ u_j) = 1 − C(M_{j−1}, r) / C(t, r) and
+    E[max] = w_1 + Σ_{j≥2} P(max_S ≥ u_j) (w_j − w_{j−1}); E[min] likewise from the top. The tail
+    sums of non-negative terms, with correctly rounded probabilities, keep the float results
+    monotone in r and inside [w_1, w_d], so regret@k stays >= 0 and best@k non-decreasing in k.
+    """
+    t, r = tied.size, tied.r
+    total = math.comb(t, r)
+    below = np.concatenate(([0], np.cumsum(tied.counts))).tolist()  # M_0 = 0, M_1, ..., M_d = t
+    d = len(tied.values)
+    hi = float(np.max(fixed)) if fixed.shape[0] else -np.inf
+    lo = float(np.min(fixed)) if fixed.shape[0] else np.inf
+    w_hi = np.maximum(tied.values, hi)  # non-decreasing
+    w_lo = np.minimum(tied.values, lo)  # non-decreasing
+    best = float(w_hi[0])
+    for j in range(1, d):
+        p_at_least = (total - math.comb(below[j], r)) / total  # P(max_S >= u_j)
+        best += p_at_least * float(w_hi[j] - w_hi[j - 1])
+    worst = float(w_lo[-1])
+    for j in range(d - 2, -1, -1):
+        p_at_most = (total - math.comb(t - below[j + 1], r)) / total  # P(min_S <= u_j)
+        worst -= p_at_most * float(w_lo[j + 1] - w_lo[j])
+    return min(max(best, float(w_hi[0])), float(w_hi[-1])), min(max(worst, float(w_lo[0])), float(w_lo[-1]))
+
+
+def _compositions(tied: _TiedValues, limit: int) -> IntArray | None:
+    """Every count vector c (0 ≤ c_i ≤ counts_i, Σ c_i = r), shape (N, d); None if N > limit."""
+    caps = tied.counts
+    d, r = caps.shape[0], tied.r
+    # ways[i, j]: number of count vectors over values i.. summing to j, saturated at limit + 1
+    # (a window sum of saturated terms, saturated again, is still exact below the cap).
+    ways = np.zeros((d + 1, r + 1), dtype=np.int64)
+    ways[d, 0] = 1
+    for i in range(d - 1, -1, -1):
+        prefix = np.concatenate(([0], np.cumsum(ways[i + 1])))
+        j = np.arange(r + 1)
+        ways[i] = np.minimum(prefix[j + 1] - prefix[np.maximum(j - caps[i], 0)], limit + 1)
+    if ways[0, r] > limit:
+        return None
+    # Level by level: every partial vector can be completed, so no level holds more than N.
+    left = np.array([r], dtype=np.int64)
+    parents: list[IntArray] = []
+    chosen: list[IntArray] = []
+    for i in range(d):
+        parent_parts, count_parts = [], []
+        for c in range(min(int(caps[i]), r) + 1):
+            rest = left - c
+            ok = np.flatnonzero((rest >= 0) & (ways[i + 1, np.maximum(rest, 0)] > 0))
+            parent_parts.append(ok)
+            count_parts.append(np.full(ok.shape[0], c, dtype=np.int64))
+        parent = np.concatenate(parent_parts)
+        counts = np.concatenate(count_parts)
+        parents.append(parent)
+        chosen.append(counts)
+        left = left[parent] - counts
+    n = chosen[-1].shape[0] if d else 1
+    out = np.empty((n, d), dtype=np.int64)
+    row = np.arange(n)
+    for i in range(d - 1, -1, -1):  # walk back from the complete vectors to the root
+        out[:, i] = chosen[i][row]
+        row = parents[i][row]
+    return out
+
+
+def _composition_weights(tied: _TiedValues, counts: IntArray) -> FloatArray:
+    """Multivariate hypergeometric probabilities Π_i C(m_i, c_i) / C(t, r) of the rows of ``counts``."""
+    log_w = np.zeros(counts.shape[0])
+    for i, m in enumerate(tied.counts.tolist()):
+        c = np.arange(min(m, tied.r) + 1)
+        log_binom = np.array([math.lgamma(m + 1) - math.lgamma(x + 1) - math.lgamma(m - x + 1) for x in c.tolist()])
+        log_w += log_binom[counts[:, i]]
+    log_w -= np.max(log_w)
+    w = np.exp(log_w)
+    return w / np.sum(w)  # the exact weights sum to 1; normalising removes the rounding of the logs
+
+
+def _sharpe_of(best: FloatArray, std: FloatArray, behavior_value: float, clip: bool) -> FloatArray:
+    """Element-wise SharpeRatio from best@k and std@k, with the conventions of :func:`_sharpe`."""
+    numerator = best - behavior_value
+    if clip:
+        numerator = np.maximum(numerator, 0.0)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        ratio = numerator / std
+    infinite = np.where(numerator > 0.0, np.inf, -np.inf)
+    return np.where(numerator == 0.0, 0.0, np.where(std == 0.0, infinite, ratio))
+
+
+def _stats_of_counts(
+    fixed: FloatArray, tied: _TiedValues, counts: IntArray, behavior_value: float, clip: bool
+) -> tuple[FloatArray, ...]:
+    """best, worst, mean, std (ddof=1) and SharpeRatio of fixed ∪ S for each row of ``counts`` (N, d),
+    S holding counts[n, i] policies of true value values[i]; same conventions as :func:`_sharpe`."""
+    u = tied.values
+    k = fixed.shape[0] + tied.r
+    present = counts > 0
+    hi = np.max(np.where(present, u, -np.inf), axis=1)
+    lo = np.min(np.where(present, u, np.inf), axis=1)
+    if fixed.shape[0]:
+        hi = np.maximum(hi, np.max(fixed))
+        lo = np.minimum(lo, np.min(fixed))
+    mean = (float(np.sum(fixed)) + counts @ u) / k
+    if k < 2:
+        nan = np.full(counts.shape[0], np.nan)
+        return hi, lo, mean, nan, nan.copy()
+    spread = ((fixed[None, :] - mean[:, None]) ** 2).sum(axis=1) + (counts * (u[None, :] - mean[:, None]) ** 2).sum(axis=1)
+    std = np.where(hi == lo, 0.0, np.sqrt(spread / (k - 1)))  # identical values: exactly 0, as _sample_std
+    return hi, lo, mean, std, _sharpe_of(hi, std, behavior_value, clip)
+
+
+@dataclass(frozen=True)
+class _Stats:
+    best: float
+    worst: float
+    mean: float
+    std: float
+    sharpe: float
+
+
+def _expectation(weights: FloatArray, values: FloatArray) -> float:
+    """Σ w_n v_n; ±inf when some v_n is, nan when both signs of inf occur (no warnings)."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        return float(np.sum(weights * values))
+
+
+def _monte_carlo(
+    fixed: FloatArray, tied: _TiedValues, rs: list[int], behavior_value: float, clip: bool, draws: int
+) -> dict[int, tuple[float, float]]:
+    """Monte Carlo E[std@k] and E[SharpeRatio@k] for each r in ``rs``, k = len(fixed) + r.
+
+    Each draw is a uniformly random order of the tied true values (seed ``_MC_SEED``); its first r
+    entries are a uniformly random r-subset, so one set of draws serves every r (common random
+    numbers: the estimates for different k come from nested sets). Only the multiset of tied values
+    enters, so the result does not depend on the listing order.
+    """
+    values = np.repeat(tied.values, tied.counts)  # (t,) ascending
+    t, g = values.shape[0], fixed.shape[0]
+    center = float(np.mean(np.concatenate((fixed, values))))  # shift: sums of squares without cancellation
+    fixed_sum = float(np.sum(fixed - center))
+    fixed_sq = float(np.sum((fixed - center) ** 2))
+    fixed_hi = float(np.max(fixed)) if g else -np.inf
+    fixed_lo = float(np.min(fixed)) if g else np.inf
+    rng = np.random.default_rng(_MC_SEED)
+    chunk = max(1, 1_000_000 // t)
+    totals = {r: [0.0, 0.0] for r in rs}
+    done = 0
+    with np.errstate(invalid="ignore", over="ignore"):
+        while done < draws:
+            n = min(chunk, draws - done)
+            x = rng.permuted(np.tile(values, (n, 1)), axis=1)  # (n, t)
+            dev = x - center
+            csum = np.cumsum(dev, axis=1)
+            csq = np.cumsum(dev * dev, axis=1)
+            cmax = np.maximum.accumulate(x, axis=1)
+            cmin = np.minimum.accumulate(x, axis=1)
+            for r in rs:
+                k = g + r
+                hi = np.maximum(cmax[:, r - 1], fixed_hi)
+                lo = np.minimum(cmin[:, r - 1], fixed_lo)
+                total = fixed_sum + csum[:, r - 1]
+                spread = np.maximum(fixed_sq + csq[:, r - 1] - total * total / k, 0.0)
+                std = np.where(hi == lo, 0.0, np.sqrt(spread / (k - 1)))
+                totals[r][0] += float(np.sum(std))
+                totals[r][1] += float(np.sum(_sharpe_of(hi, std, behavior_value, clip)))
+            done += n
+    return {r: (std_sum / draws, sharpe_sum / draws) for r, (std_sum, sharpe_sum) in totals.items()}
+
+
+def _exact_location(fixed: FloatArray, tied: _TiedValues) -> tuple[float, float, float]:
+    """Exact E[best@k], E[worst@k] (order statistics) and E[mean@k] (linear: each tied policy is in
+    with probability r / t)."""
+    best, worst = _expected_extremes(fixed, tied)
+    k = fixed.shape[0] + tied.r
+    if k == 1:  # one policy: best = worst = mean, kept bit-identical
+        return best, best, best
+    mean = (float(np.sum(fixed)) + tied.r * float(tied.counts @ tied.values) / tied.size) / k
+    return best, worst, mean
+
+
+def _set_stats(values: FloatArray, behavior_value: float, clip: bool) -> _Stats:
+    """Statistics of one top-k set of true values."""
+    top = np.sort(values)  # sorted: the same set gives bit-identical statistics
+    return _Stats(
+        float(np.max(top)),
+        float(np.min(top)),
+        float(np.mean(top)),
+        _sample_std(top),
+        _sharpe(top, behavior_value, clip),
+    )
+
+
+def _top_k_stats(
+    true_values: FloatArray,
+    estimates: FloatArray,
+    ks: list[int],
+    ties: str,
+    behavior_value: float,
+    clip: bool,
+    max_enumerated: int | None = None,
+    mc_draws: int | None = None,
+) -> list[_Stats]:
+    """Top-k statistics of J for each k in ``ks`` under the tie rule ``ties`` (no validation).
+
+    For "average" at a k that cuts a tie group: best@k and worst@k by order statistics and
+    mean@k by linearity (exact); std@k and SharpeRatio@k over every distinct multiset of the
+    tied true values the r open slots can hold, with its hypergeometric weight, when there are
+    at most ``max_enumerated`` of them (default MAX_ENUMERATED), otherwise a Monte Carlo mean
+    over ``mc_draws`` (default MC_DRAWS) draws shared by the ks that cut the same group.
+    """
+    limit = MAX_ENUMERATED if max_enumerated is None else max_enumerated
+    draws = MC_DRAWS if mc_draws is None else mc_draws
+    out: dict[int, _Stats] = {}
+    pending: dict[float, list[int]] = {}  # boundary estimate -> ks left to Monte Carlo
+    splits = {k: _split(estimates, k) for k in ks}
+    for k in ks:
+        split = splits[k]
+        if ties != "average" or split.determined:
+            out[k] = _set_stats(true_values[_top_k(estimates, k, ties)], behavior_value, clip)
+            continue
+        tied = _tied_values(true_values, split)
+        if tied.values.shape[0] == 1:  # every choice holds the same true values
+            out[k] = _set_stats(true_values[_top_k(estimates, k)], behavior_value, clip)
+            continue
+        fixed = true_values[split.sure]
+        counts = _compositions(tied, limit)
+        if counts is not None:  # exact: every distinct multiset, hypergeometric weights
+            weights = _composition_weights(tied, counts)
+            _, _, _, std, sharpe = _stats_of_counts(fixed, tied, counts, behavior_value, clip)
+            out[k] = _Stats(*_exact_location(fixed, tied), _expectation(weights, std), _expectation(weights, sharpe))
+        else:
+            pending.setdefault(float(estimates[split.tied[0]]), []).append(k)
+    for group in pending.values():
+        split = splits[group[0]]
+        tied = _tied_values(true_values, split)
+        fixed = true_values[split.sure]
+        rs = [splits[k].r for k in group]
+        sampled = _monte_carlo(fixed, tied, [r for r, k in zip(rs, group) if k >= 2], behavior_value, clip, draws)
+        for k, r in zip(group, rs):
+            std, sharpe = sampled.get(r, (float("nan"), float("nan")))
+            out[k] = _Stats(*_exact_location(fixed, _TiedValues(tied.values, tied.counts, r)), std, sharpe)
+    return [out[k] for k in ks]
+
+
+def _best_at_k(true_values: FloatArray, estimates: FloatArray, k: int, ties: str) -> float:
+    """best@k = max J over the top-k (its expectation for "average"; always exact)."""
+    split = _split(estimates, k)
+    if ties != "average" or split.determined:
+        return float(np.max(true_values[_top_k(estimates, k, ties)]))
+    best, _ = _expected_extremes(true_values[split.sure], _tied_values(true_values, split))
+    return best
 
 
 def _sample_std(values: FloatArray) -> float:
@@ -162,15 +529,37 @@ def _sample_std(values: FloatArray) -> float:
 # --------------------------------------------------------------------------- #
 # public API
 # --------------------------------------------------------------------------- #
-def top_k_indices(estimates: ArrayLike, k: int) -> IntArray:
+def top_k_indices(estimates: ArrayLike, k: int, ties: Literal["first", "last"] = "first") -> IntArray:
     """Indices of the k policies with the largest estimates Ĵ, in descending order of Ĵ.
 
-    Ties are broken in favour of the policy listed first (stable descending sort,
-    ``argsort(-Ĵ, kind="stable")[:k]``), so the top-k sets are nested in k.
+    Ties are broken in favour of the policy listed first (``ties="first"``, the stable
+    descending sort ``argsort(-Ĵ, kind="stable")[:k]``) or listed last (``ties="last"``);
+    either way the top-k sets are nested in k. One list of indices cannot represent the
+    rule ``"average"``: see :func:`top_k_inclusion` for it.
     """
-    c = _check(None, estimates, k=k)
-    assert c.k is not None
-    return _top_k(c.estimates, c.k)
+    c = _check(None, estimates, k=k, ties=ties, tie_rules=("first", "last"))
+    assert c.k is not None and c.ties is not None
+    return _top_k(c.estimates, c.k, c.ties)
+
+
+def top_k_inclusion(estimates: ArrayLike, k: int, ties: TieRule = "average") -> FloatArray:
+    """Probability that each policy is in the top-k by Ĵ under the tie rule, shape (P,).
+
+    1 for a policy whose estimate is above the k-th largest, 0 below it; for the t
+    policies tied at the k-th largest, of which r fill the top-k, r / t each with
+    ``"average"`` (a uniformly random r-subset) and 0 or 1 with ``"first"`` / ``"last"``.
+    The entries sum to k, and Σ_i p_i x_i / k is the (expected) mean@k of any x.
+    """
+    c = _check(None, estimates, k=k, ties=ties)
+    assert c.k is not None and c.ties is not None
+    p = np.zeros(c.estimates.shape[0])
+    split = _split(c.estimates, c.k)
+    if c.ties == "average":
+        p[split.sure] = 1.0
+        p[split.tied] = split.r / split.tied.shape[0]
+    else:
+        p[_top_k(c.estimates, c.k, c.ties)] = 1.0
+    return p
 
 
 def nmse(true_values: ArrayLike, estimates: ArrayLike) -> float:
@@ -226,30 +615,33 @@ def rank_correlation(true_values: ArrayLike, estimates: ArrayLike) -> float:
     return float(min(1.0, max(-1.0, rho)))
 
 
-def regret_at_k(true_values: ArrayLike, estimates: ArrayLike, k: int) -> float:
+def regret_at_k(true_values: ArrayLike, estimates: ArrayLike, k: int, ties: TieRule = "average") -> float:
     """Regret@k = max_i J_i − max_{i ∈ top-k(Ĵ)} J_i  (always >= 0).
 
     The loss in true value from deploying the best of the k policies ranked highest
     by the estimator instead of the truly best policy (Fu et al., 2021, DOPE).
+    ``ties`` is the rule for estimates tied at the k boundary (module docstring); with
+    ``"average"`` the expected max over the tied choice is exact (order statistics).
     """
-    c = _check(true_values, estimates, k=k)
-    assert c.true_values is not None and c.k is not None
-    chosen = c.true_values[_top_k(c.estimates, c.k)]
-    return float(np.max(c.true_values) - np.max(chosen))
+    c = _check(true_values, estimates, k=k, ties=ties)
+    assert c.true_values is not None and c.k is not None and c.ties is not None
+    return float(np.max(c.true_values) - _best_at_k(c.true_values, c.estimates, c.k, c.ties))
 
 
-def normalized_regret_at_k(true_values: ArrayLike, estimates: ArrayLike, k: int) -> float:
+def normalized_regret_at_k(
+    true_values: ArrayLike, estimates: ArrayLike, k: int, ties: TieRule = "average"
+) -> float:
     """Normalised regret@k = Regret@k / |max_i J_i|  (Fu et al., 2021, DOPE).
 
-    Returns nan when max_i J_i == 0, where the normalisation is undefined.
+    Returns nan when max_i J_i == 0, where the normalisation is undefined. ``ties`` as in
+    :func:`regret_at_k`.
     """
-    c = _check(true_values, estimates, k=k)
-    assert c.true_values is not None and c.k is not None
+    c = _check(true_values, estimates, k=k, ties=ties)
+    assert c.true_values is not None and c.k is not None and c.ties is not None
     best = float(np.max(c.true_values))
     if best == 0.0:
         return float("nan")
-    chosen = c.true_values[_top_k(c.estimates, c.k)]
-    return (best - float(np.max(chosen))) / abs(best)
+    return (best - _best_at_k(c.true_values, c.estimates, c.k, c.ties)) / abs(best)
 
 
 @dataclass(frozen=True)
@@ -305,6 +697,7 @@ def sharpe_ratio_at_k(
     behavior_value: float,
     k: int,
     clip: bool = True,
+    ties: TieRule = "average",
 ) -> float:
     """SharpeRatio@k of the top-k portfolio (Kiyohara et al., ICLR 2024).
 
@@ -322,11 +715,16 @@ def sharpe_ratio_at_k(
       -inf for a negative one (only possible with ``clip=False``).
 
     No numpy warning is emitted in any of these cases.
+
+    ``ties`` is the rule for estimates tied at the k boundary (module docstring). With
+    ``"average"`` the result is the expected SharpeRatio over the tied choice (inf if
+    some choice gives inf; nan if choices give both +inf and −inf, only with
+    ``clip=False``).
     """
-    c = _check(true_values, estimates, k=k, scalars={"behavior_value": behavior_value})
-    assert c.true_values is not None and c.k is not None
-    top = np.sort(c.true_values[_top_k(c.estimates, c.k)])  # order-free: same set, same bits
-    return _sharpe(top, c.scalars["behavior_value"], bool(clip))
+    c = _check(true_values, estimates, k=k, scalars={"behavior_value": behavior_value}, ties=ties)
+    assert c.true_values is not None and c.k is not None and c.ties is not None
+    (stats,) = _top_k_stats(c.true_values, c.estimates, [c.k], c.ties, c.scalars["behavior_value"], bool(clip))
+    return stats.sharpe
 
 
 def _readonly(arr: _Arr) -> _Arr:
@@ -371,6 +769,7 @@ def topk_metrics(
     estimates: ArrayLike,
     behavior_value: float,
     ks: Iterable[int],
+    ties: TieRule = "average",
 ) -> TopKMetrics:
     """Top-k statistics of J over the k policies with the largest Ĵ, for each k in ``ks``.
 
@@ -378,11 +777,13 @@ def topk_metrics(
     mean@k = mean_{T_k} J, std@k = sample std (ddof=1, nan for k = 1) and
     sharpe_ratio = SharpeRatio@k as in :func:`sharpe_ratio_at_k` with ``clip=True``
     (Kiyohara et al., ICLR 2024). ``ks`` must hold distinct integers in 1..P; the
-    output keeps the order of ``ks``.
+    output keeps the order of ``ks``. ``ties`` is the rule for estimates tied at the k
+    boundary (module docstring): ``"first"`` / ``"last"`` give nested top-k sets, and
+    ``"average"`` gives each statistic's expectation at each k over a uniformly random
+    order of the tied policies.
     """
-    c = _check(true_values, estimates, ks=ks, scalars={"behavior_value": behavior_value})
-    assert c.true_values is not None and c.ks is not None
-    order = _top_k(c.estimates, c.estimates.shape[0])
+    c = _check(true_values, estimates, ks=ks, scalars={"behavior_value": behavior_value}, ties=ties)
+    assert c.true_values is not None and c.ks is not None and c.ties is not None
     n_k = c.ks.shape[0]
     best = np.empty(n_k)
     worst = np.empty(n_k)
@@ -390,13 +791,9 @@ def topk_metrics(
     std = np.empty(n_k)
     sharpe = np.empty(n_k)
     b = c.scalars["behavior_value"]
-    for i, k in enumerate(c.ks):
-        top = np.sort(c.true_values[order[: int(k)]])  # sorted: the same set gives bit-identical statistics
-        best[i] = np.max(top)
-        worst[i] = np.min(top)
-        mean[i] = np.mean(top)
-        std[i] = _sample_std(top)
-        sharpe[i] = _sharpe(top, b, clip=True)
+    all_stats = _top_k_stats(c.true_values, c.estimates, [int(k) for k in c.ks], c.ties, b, clip=True)
+    for i, stats in enumerate(all_stats):
+        best[i], worst[i], mean[i], std[i], sharpe[i] = stats.best, stats.worst, stats.mean, stats.std, stats.sharpe
     return TopKMetrics(
         ks=_readonly(c.ks.copy()),
         best=_readonly(best),

@@ -10,7 +10,8 @@ for every policy, and the behavior policy's own value of it (the baseline of Sha
     safety violation rate@k = share of the top-k whose true value falls below a threshold.
 
 The threshold is checked on the true *value* J (a deployment constraint on expected return), whatever
-measure the criterion ranks by.
+measure the criterion ranks by. Scores tied at the k boundary follow the rule ``ties`` ("average" by
+default: the expectation over which tied policies fill the top-k; see ``opelab.select.metrics``).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from opelab.ope.evaluate import EstimateTable
 from opelab.ope.risk import cdf_cvar, cdf_quantile
 
 RISK_MEASURES = ("cvar", "quantile")
-from opelab.select.metrics import top_k_indices, topk_metrics
+from opelab.select.metrics import TieRule, top_k_inclusion, topk_metrics
 
 
 @dataclass(frozen=True, eq=False)
@@ -123,10 +124,17 @@ def risk_criterion(
     )
 
 
-def safety_violation_rate_at_k(true_values: np.ndarray, scores: np.ndarray, threshold: float, k: int) -> float:
-    """Share of the top-k policies by ``scores`` whose true value is below ``threshold``."""
-    chosen = top_k_indices(scores, k)
-    return float(np.mean(np.asarray(true_values, dtype=np.float64)[chosen] < threshold))
+def safety_violation_rate_at_k(
+    true_values: np.ndarray, scores: np.ndarray, threshold: float, k: int, ties: TieRule = "average"
+) -> float:
+    """Share of the top-k policies by ``scores`` whose true value is below ``threshold``.
+
+    With ``ties="average"`` the expected share: Σ_i p_i 1{J_i < threshold} / k with p the inclusion
+    probabilities of ``top_k_inclusion``.
+    """
+    inclusion = top_k_inclusion(scores, k, ties)
+    below = np.asarray(true_values, dtype=np.float64) < threshold
+    return float(np.dot(inclusion, below) / k)
 
 
 def assess_criteria(
@@ -135,10 +143,12 @@ def assess_criteria(
     *,
     true_values: Iterable[float] | None = None,
     safety_threshold: float | None = None,
+    ties: TieRule = "average",
 ) -> pd.DataFrame:
     """Top-k metrics of every criterion and estimator: one row per (criterion, estimator, k) with
     ``best, worst, mean, std, sharpe_ratio`` of the true measure and, with ``safety_threshold`` and
-    ``true_values`` (J, judged whatever the criterion), ``safety_violation_rate``."""
+    ``true_values`` (J, judged whatever the criterion), ``safety_violation_rate``. ``ties`` is the rule
+    for scores tied at the k boundary."""
     ks = tuple(int(k) for k in ks)
     values = None if true_values is None else np.asarray(list(true_values), dtype=np.float64)
     if safety_threshold is not None and values is None:
@@ -147,10 +157,12 @@ def assess_criteria(
     for criterion in criteria:
         for e, name in enumerate(criterion.estimator_names):
             scores = criterion.scores[e]
-            metrics = topk_metrics(criterion.true_measure, scores, criterion.behavior_measure, ks).to_pandas()
+            metrics = topk_metrics(criterion.true_measure, scores, criterion.behavior_measure, ks, ties=ties).to_pandas()
             metrics.insert(0, "estimator", name)
             metrics.insert(0, "criterion", criterion.name)
             if safety_threshold is not None and values is not None:
-                metrics["safety_violation_rate"] = [safety_violation_rate_at_k(values, scores, safety_threshold, k) for k in ks]
+                metrics["safety_violation_rate"] = [
+                    safety_violation_rate_at_k(values, scores, safety_threshold, k, ties) for k in ks
+                ]
             frames.append(metrics)
     return pd.concat(frames, ignore_index=True)
