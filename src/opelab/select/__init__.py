@@ -35,6 +35,7 @@ from opelab.select.pasif import (
 from opelab.select.recommend import Recommendation, RecommendError, recommend_estimator
 from opelab.select.slope import SlopeResult, lepski_pick, slope, slope_family, slope_from_table
 from opelab.select.metrics import (
+    TIE_RULES,
     TopKMetrics,
     TypeErrors,
     nmse,
@@ -42,12 +43,14 @@ from opelab.select.metrics import (
     rank_correlation,
     regret_at_k,
     sharpe_ratio_at_k,
+    top_k_inclusion,
     top_k_indices,
     topk_metrics,
     type_errors,
 )
 
 __all__ = [
+    "TIE_RULES",
     "Assessment",
     "CVResult",
     "PasifError",
@@ -91,6 +94,7 @@ __all__ = [
     "rank_correlation",
     "regret_at_k",
     "sharpe_ratio_at_k",
+    "top_k_inclusion",
     "top_k_indices",
     "topk_metrics",
     "type_errors",
