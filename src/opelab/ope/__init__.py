@@ -7,6 +7,13 @@ from opelab.ope.intervals import INTERVAL_METHODS
 from opelab.ope.dice import BESTDICE, DICE_SETTINGS, DUALDICE, GENDICE, MWL, DiceSettings, solve_dice_tabular, tabular_dice_weights
 from opelab.ope.fqe import FQEConfig, fit_fqe, fqe_q_function, predict_fqe
 from opelab.ope.minimax import MinimaxConfig, fit_q, fit_state_weights, fit_weights, predict_q, predict_weights
+from opelab.ope.minimax_continuous import (
+    ContinuousWeightsFit,
+    continuous_marginal_weights,
+    fit_continuous_state_weights,
+    fit_continuous_weights,
+    predict_continuous_weights,
+)
 from opelab.ope.weights import FlowWeights, solve_flow_weights, tabular_marginal_weights, transition_counts
 from opelab.ope.inputs import OPEInput, OPEInputError, build_inputs, evaluation_action_probs
 from opelab.ope.continuous import build_continuous_inputs
@@ -28,6 +35,11 @@ __all__ = [
     "MWL",
     "DiceSettings",
     "MinimaxConfig",
+    "ContinuousWeightsFit",
+    "continuous_marginal_weights",
+    "fit_continuous_state_weights",
+    "fit_continuous_weights",
+    "predict_continuous_weights",
     "FQEConfig",
     "fit_fqe",
     "fqe_q_function",

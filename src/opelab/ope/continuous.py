@@ -18,6 +18,13 @@ Doubly robust forms need Q̂(s_t, a_t) and V̂(s_t) = E_{a ~ π_e(s_t)} Q̂(s_t,
 ``"mean"``) V̂(s) = Q̂(s, μ_e(s)) (Kallus & Zhou, 2018); for a stochastic one it is the mean of Q̂ over
 ``n_value_samples`` actions drawn from π_e (Monte Carlo, seeded; by default from the dataset's content digest).
 
+Marginal weights. ``weights=`` (a DICE setting, e.g. ``"mwl"``) learns ζ_t(s, a) and w_t(s) with the neural
+learner of ``opelab.ope.minimax_continuous`` (budget ``minimax``) from ``n_weight_samples`` draws of each
+policy's action at every logged state, and fills ``marginal_weights`` and ``state_marginal_weights`` for the
+``sam_*`` / ``sm_*`` estimators. The draws come from the policy that the evaluation pscores describe: π_e itself
+(``"density"``), or the kernel-smoothed policy μ_e(s) + h ⊙ U, U ~ K (deterministic π_e, ``"mean"``; ``"sample"``:
+ã + h ⊙ U with ã ~ π_e), so the SAM and SM weights and the step ratios target the same policy.
+
 Action bounds. K_h is a density with respect to Lebesgue measure. A clipped behavior policy logs actions
 *on* the bounds with positive probability, and its pscore there is the atom's probability (see
 ``opelab.policies.continuous``), which a kernel density cannot be compared with: kernel ratios on such data are
@@ -28,15 +35,19 @@ Near a bound the smoothed policy also puts part of its mass outside the box (bou
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from opelab.data import LoggedDataset
 from opelab.data.validation import freeze
 from opelab.ope.inputs import OPEInput, OPEInputError
-from opelab.ope.kernels import Kernel, action_scales, effective_bandwidth, get_kernel, kernel_density
+from opelab.ope.kernels import KERNELS, Kernel, action_scales, effective_bandwidth, get_kernel, kernel_density
 from opelab.policies.continuous import DeterministicPolicy
+
+if TYPE_CHECKING:
+    from opelab.ope.dice import DiceSettings
+    from opelab.ope.minimax import MinimaxConfig
 
 QFunction = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 """Q̂(observations (m, ...), actions (m, d), steps (m,)) -> values (m,)."""
@@ -69,6 +80,25 @@ def _policy_actions(policy: Any, p: int, d: int, obs: np.ndarray, steps: np.ndar
     return actions
 
 
+def kernel_noise(kernel: Kernel, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    """Draws U ~ K of one of ``KERNELS`` (so that μ + h U has density K_h(· − μ)): Gaussian and uniform directly,
+    triangular as U₁ + U₂ − 1 (U_i ~ U(0, 1)), Epanechnikov by Devroye's rule (of three U(−1, 1) draws, the middle
+    one unless the third is the largest in absolute value), cosine by its inverse CDF (2/π) arcsin(2V − 1)."""
+    name = kernel.name
+    if name not in KERNELS or KERNELS[name] is not kernel and kernel.density is not KERNELS[name].density:
+        raise OPEInputError(f"kernel: drawing from the smoothed policy needs one of {sorted(KERNELS)}, found a custom kernel {name!r}")
+    if name == "gaussian":
+        return rng.standard_normal(shape)
+    if name == "uniform":
+        return rng.uniform(-1.0, 1.0, shape)
+    if name == "triangular":
+        return rng.random(shape) + rng.random(shape) - 1.0
+    if name == "cosine":
+        return (2.0 / np.pi) * np.arcsin(2.0 * rng.random(shape) - 1.0)
+    u1, u2, u3 = (rng.uniform(-1.0, 1.0, shape) for _ in range(3))  # epanechnikov
+    return np.where((np.abs(u3) >= np.abs(u2)) & (np.abs(u3) >= np.abs(u1)), u2, u3)
+
+
 def _q_values(q: QFunction, p: int, obs: np.ndarray, actions: np.ndarray, steps: np.ndarray) -> np.ndarray:
     values = np.asarray(q(obs, actions, steps), dtype=np.float64)
     if values.shape == (len(obs), 1):
@@ -93,6 +123,9 @@ def build_continuous_inputs(
     seed: int | None = None,
     state_marginal_weights: np.ndarray | None = None,
     marginal_weights: np.ndarray | None = None,
+    weights: str | DiceSettings | None = None,
+    minimax: MinimaxConfig | None = None,
+    n_weight_samples: int = 16,
     ground_truth: Sequence[float] | np.ndarray | None = None,
     ground_truth_se: Sequence[float] | np.ndarray | None = None,
 ) -> OPEInput:
@@ -108,7 +141,11 @@ def build_continuous_inputs(
     ``q_functions`` gives one Q̂ callable per policy, ``q(observations, actions, steps) -> (m,)``, evaluated on
     the logged steps only; it fills ``q_hat``, ``v_hat`` and ``initial_v_hat`` (else they stay None and the DR
     and DM estimators are skipped). ``state_marginal_weights`` / ``marginal_weights`` (P, n, H) are passed
-    through for the marginal estimators.
+    through for the marginal estimators; or ``weights`` (``"mwl"``, ``"dualdice"``, ``"gendice"``, ``"bestdice"``
+    or a ``DiceSettings``; default None: no weights are learned) learns both with
+    ``opelab.ope.minimax_continuous`` (network and budget: ``minimax``, a ``MinimaxConfig``; the flow term
+    E_{a'~π(s')} of each logged state is a mean over ``n_weight_samples`` draws of the policy's action, see the
+    module docstring; needs the ``[rl]`` extra).
 
     ``seed`` drives the ``"sample"`` mode and the V̂ Monte Carlo. The default (None) derives it from the
     dataset's ``content_digest``: one dataset always gets the same draws (reruns are reproducible), and
@@ -137,6 +174,18 @@ def build_continuous_inputs(
         raise OPEInputError("ground_truth_se: given without ground_truth")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
         raise OPEInputError(f"seed: expected a non-negative int or None (derived from the dataset), found {seed!r}")
+    if isinstance(n_weight_samples, bool) or not isinstance(n_weight_samples, (int, np.integer)) or n_weight_samples < 1:
+        raise OPEInputError(f"n_weight_samples: expected a positive int, found {n_weight_samples!r}")
+    if weights is not None:
+        from opelab.ope.dice import DICE_SETTINGS, DiceSettings
+
+        if not isinstance(weights, DiceSettings) and not (isinstance(weights, str) and weights in DICE_SETTINGS):
+            raise OPEInputError(f"weights: expected None, one of {sorted(DICE_SETTINGS)} or a DiceSettings, found {weights!r}")
+        given = [name for name, v in (("state_marginal_weights", state_marginal_weights), ("marginal_weights", marginal_weights)) if v is not None]
+        if given:
+            raise OPEInputError(f"weights: learns the marginal weights, but {' and '.join(given)} are given too; pass one or the other")
+    elif minimax is not None:
+        raise OPEInputError("minimax: a MinimaxConfig is used with weights= (a DICE setting), found weights=None")
     try:
         k = get_kernel(kernel)
     except ValueError as error:
@@ -162,6 +211,7 @@ def build_continuous_inputs(
     q_hat = v_hat = None
     if q_functions is not None:
         q_hat, v_hat = np.zeros((P, n, H)), np.zeros((P, n, H))
+    draws = None if weights is None else np.zeros((P, n, H, int(n_weight_samples), d))  # π's actions for the weights
     for p, policy in enumerate(policies):
         deterministic = is_deterministic(policy)
         if deterministic or stochastic == "mean":
@@ -181,6 +231,13 @@ def build_continuous_inputs(
         if not (np.isfinite(values).all() and (values >= 0).all()):
             raise OPEInputError(f"policies[{p}] ({getattr(policy, 'name', '?')!r}): expected finite non-negative evaluation pscores")
         pscore[p, traj, step] = values
+        if draws is not None:
+            for j in range(draws.shape[3]):
+                if not smoothed[p]:
+                    draws[p, traj, step, j] = _policy_actions(policy, p, d, obs, step, "sample", rng)
+                    continue
+                base = _policy_actions(policy, p, d, obs, step, "sample", rng) if stochastic == "sample" and not deterministic else center
+                draws[p, traj, step, j] = base + h * kernel_noise(k, base.shape, rng)
         if q_functions is not None:
             q = q_functions[p]
             q_hat[p, traj, step] = _q_values(q, p, obs, logged, step)
@@ -193,6 +250,12 @@ def build_continuous_inputs(
                 v /= n_value_samples
             v_hat[p, traj, step] = v
 
+    if draws is not None:
+        from opelab.ope.minimax_continuous import continuous_marginal_weights
+
+        w_state, w_pair = continuous_marginal_weights(dataset, draws, weights, minimax)
+        del draws
+        state_marginal_weights, marginal_weights = freeze(w_state), freeze(w_pair)
     names = tuple(str(getattr(p, "name", f"policy-{i}")) for i, p in enumerate(policies))
     return OPEInput(  # arrays made here are frozen, so the container holds them without copying
         policy_names=names,
