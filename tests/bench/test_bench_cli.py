@@ -43,7 +43,8 @@ def test_benchmark_then_results_summary_sql_and_export(tmp_path):
     export = runner.invoke(app, ["results", str(db), "--export", str(tmp_path / "parquet")])
     assert export.exit_code == 0, export.output
     assert len(pd.read_parquet(tmp_path / "parquet" / "estimates.parquet")) == 16
-    assert {p.stem for p in (tmp_path / "parquet").iterdir()} == {"runs", "cells", "estimates", "ground_truth", "metrics"}
+    # schema 2: the nuisances table is exported too (empty here: tabular tasks have exact nuisances)
+    assert {p.stem for p in (tmp_path / "parquet").iterdir()} == {"runs", "cells", "estimates", "ground_truth", "metrics", "nuisances"}
 
 
 def test_errors_are_one_line(tmp_path):

@@ -4,6 +4,9 @@ A cell is (task, dataset index). ``run_cell`` runs the whole loop for it:
 
     collect → candidates' ground truth → estimators' inputs → every estimator (+ intervals) → assessment
 
+The fits made while the inputs are built (neural FQE, DICE weights, MQL) are recorded
+(``opelab.ope.minimax.record_fits``) and their convergence signals become the cell's ``nuisances`` rows.
+
 Estimators whose inputs a task does not provide (the marginal ones without marginal weights, say) are
 left out of that task's cells.
 
@@ -26,7 +29,7 @@ import math
 import time
 import traceback
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -46,6 +49,7 @@ __all__ = [
     "execute_cell",
     "expand",
     "make_estimator",
+    "nuisance_frame",
     "pending_cells",
     "run_cell",
 ]
@@ -102,7 +106,9 @@ class CellResult:
     ``estimates``: ``policy, estimator, estimate, lower, upper`` (bounds NaN without intervals);
     ``ground_truth``: ``policy, value, se``; ``metrics``: ``estimator, metric, value`` (the assessment's
     summary, regret@k and normalised regret@k for every k, and best/worst/mean/std@k of the top-k);
-    ``seconds``: wall time per stage (``STAGES``).
+    ``seconds``: wall time per stage (``STAGES``); ``nuisances``: one row per learned nuisance
+    (``NUISANCE_FIELDS``: nuisance, policy, n_fits, iterations, steps, last_change, trend, residual,
+    residual_sample, converged; see ``nuisance_frame``), empty when every nuisance is exact (tabular tasks).
     """
 
     cell: Cell
@@ -114,6 +120,51 @@ class CellResult:
     ground_truth: pd.DataFrame
     metrics: pd.DataFrame
     seconds: dict[str, float]
+    nuisances: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(NUISANCE_FIELDS)))
+
+
+NUISANCE_FIELDS = (
+    "nuisance", "policy", "n_fits", "iterations", "steps", "last_change", "trend", "residual", "residual_sample", "converged",
+)  # fmt: skip
+_MINIMAX_NUISANCES = {"weights": "weights", "state_weights": "state_weights", "q": "mql"}
+
+
+def nuisance_frame(fits: Sequence[object]) -> pd.DataFrame:
+    """One row per nuisance (``fqe``, ``weights``, ``state_weights``, ``mql``) of the fits a cell made
+    (``opelab.ope.minimax.record_fits``), policy ``all`` (one network serves every policy). Cross-fitted
+    nuisances (one fit per fold) keep the worst fold: the largest last_change and residual, the trend of
+    largest size, and converged only when every fold converged; n_fits counts the folds.
+
+    FQE: iterations and Adam steps per iteration, last_change = ``FQEFit.last_change``, trend NaN, residual
+    and its sample (``held-out`` / ``in-sample``). Minimax learners: iterations NULL, steps = Adam steps,
+    change, trend and residual of ``MinimaxFit`` (NaN for state weights, which have none)."""
+    from opelab.ope.fqe import FQEFit
+
+    rows: dict[str, list[dict[str, object]]] = {}
+    for fit in fits:
+        if isinstance(fit, FQEFit):
+            name, row = "fqe", {
+                "iterations": fit.n_iterations, "steps": fit.config.n_steps, "last_change": fit.last_change, "trend": np.nan,
+                "residual": fit.residual, "residual_sample": "held-out" if fit.residual_heldout else "in-sample", "converged": fit.converged,
+            }  # fmt: skip
+        else:
+            name, row = _MINIMAX_NUISANCES[fit.kind], {  # type: ignore[attr-defined]
+                "iterations": None, "steps": fit.n_steps, "last_change": fit.change, "trend": fit.trend,  # type: ignore[attr-defined]
+                "residual": fit.residual, "residual_sample": None if np.isnan(fit.residual) else "in-sample",  # type: ignore[attr-defined]
+                "converged": fit.converged,  # type: ignore[attr-defined]
+            }  # fmt: skip
+        rows.setdefault(name, []).append(row)
+    out = []
+    for name, folds in rows.items():
+        worst = lambda key: float(np.nanmax([f[key] for f in folds])) if not all(np.isnan(f[key]) for f in folds) else np.nan  # noqa: E731
+        trends = [float(f["trend"]) for f in folds]
+        out.append({
+            "nuisance": name, "policy": "all", "n_fits": len(folds), "iterations": folds[0]["iterations"],
+            "steps": folds[0]["steps"], "last_change": worst("last_change"), "residual": worst("residual"),
+            "trend": np.nan if all(np.isnan(trends)) else max((t for t in trends if not np.isnan(t)), key=abs),
+            "residual_sample": folds[0]["residual_sample"], "converged": all(bool(f["converged"]) for f in folds),
+        })  # fmt: skip
+    return pd.DataFrame(out, columns=list(NUISANCE_FIELDS))
 
 
 def _metrics_frame(assessment, truth: np.ndarray, table) -> pd.DataFrame:  # type: ignore[no-untyped-def]
@@ -138,6 +189,7 @@ def _metrics_frame(assessment, truth: np.ndarray, table) -> pd.DataFrame:  # typ
 def run_cell(config: BenchmarkConfig, cell: Cell) -> CellResult:
     """Run one cell from scratch (see the module docstring). Raises on any failure."""
     from opelab.ope import evaluate
+    from opelab.ope.minimax import record_fits
     from opelab.select import assess
 
     for module in config.imports:
@@ -156,7 +208,8 @@ def run_cell(config: BenchmarkConfig, cell: Cell) -> CellResult:
     seconds["collect"], clock = time.perf_counter() - clock, time.perf_counter()
     truth = task.ground_truth(behavior, candidates, cell_seed(config.seed, cell, TRUTH))
     seconds["truth"], clock = time.perf_counter() - clock, time.perf_counter()
-    inputs = task.build_inputs(dataset, candidates, truth, cell_seed(config.seed, cell, INPUTS))
+    with record_fits() as fits:  # the learned nuisances' convergence (tabular tasks fit none)
+        inputs = task.build_inputs(dataset, candidates, truth, cell_seed(config.seed, cell, INPUTS))
     seconds["inputs"], clock = time.perf_counter() - clock, time.perf_counter()
     estimators = [make_estimator(e) for e in config.estimators] or None
     if estimators is not None:  # a task whose inputs cannot feed an estimator (e.g. no marginal weights) skips it
@@ -190,6 +243,7 @@ def run_cell(config: BenchmarkConfig, cell: Cell) -> CellResult:
         ground_truth=ground_truth,
         metrics=metrics,
         seconds=seconds,
+        nuisances=nuisance_frame(fits),
     )
 
 

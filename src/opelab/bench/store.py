@@ -12,11 +12,24 @@ Tables (primary keys in brackets; ``task`` is the task id of the config):
 - ``metrics`` [run_id, task, dataset, estimator, metric]: value (nmse, rank_correlation, regret@k,
   normalized_regret@k, sharpe_ratio@k, best/worst/mean/std@k, type_i/type_ii).
 
-- ``opelab_store`` [key]: value; ``format`` = ``opelab results store`` and ``schema_version`` (1) mark the
-  file as a store (stores written before the marker, with exactly the five tables, are recognised and
-  marked when next opened for writing).
+- ``nuisances`` [run_id, task, dataset, nuisance, policy] (schema 2): one row per learned nuisance of a
+  cell — ``nuisance`` ``fqe`` / ``weights`` / ``state_weights`` / ``mql``, ``policy`` ``all`` (one network
+  serves every policy) — with n_fits (cross-fitting folds), iterations (FQE; NULL for the minimax
+  learners), steps (Adam steps per FQE iteration / of the minimax fit), last_change, trend, residual,
+  residual_sample (``held-out`` / ``in-sample``), converged (every fold's; the signals are defined in
+  ``opelab.ope.fqe`` and ``opelab.ope.minimax``; the worst fold's value is kept). Tabular tasks, whose
+  nuisances are exact solutions, record none.
 
-Crash safety: a cell's rows (its ``cells`` row and all its estimates, truth and metrics) are written in one
+- ``opelab_store`` [key]: value; ``format`` = ``opelab results store`` and ``schema_version`` (2) mark the
+  file as a store (stores written before the marker, with exactly the five tables of schema 1, are
+  recognised and marked when next opened for writing).
+
+Schema versions: 1 had the five tables ``runs`` … ``metrics``; 2 adds ``nuisances``. A schema-1 store
+opened for writing is migrated in one transaction (the table created, the version set to 2); opened
+read-only it is read as it is, and readers take a missing ``nuisances`` table as "not recorded"
+(``ResultStore.nuisances`` returns None, ``table("nuisances")`` an empty frame).
+
+Crash safety: a cell's rows (its ``cells`` row and all its estimates, truth, metrics and nuisances) are written in one
 transaction, so a crash loses only unfinished cells; the primary keys make a duplicate impossible, and a
 cell that is rerun (a failed one, on resume) replaces its rows inside the same kind of transaction.
 
@@ -38,6 +51,7 @@ import platform
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -47,13 +61,16 @@ from opelab.data.validation import one_line
 
 __all__ = ["SCHEMA_VERSION", "TABLES", "ResultStore", "StoreError", "package_versions"]
 
-TABLES = ("runs", "cells", "estimates", "ground_truth", "metrics")
+
+SCHEMA_1_TABLES = ("runs", "cells", "estimates", "ground_truth", "metrics")
+TABLES = (*SCHEMA_1_TABLES, "nuisances")
 KEYS = {
     "runs": ("run_id",),
     "cells": ("run_id", "task", "dataset"),
     "estimates": ("run_id", "task", "dataset", "estimator", "policy"),
     "ground_truth": ("run_id", "task", "dataset", "policy"),
     "metrics": ("run_id", "task", "dataset", "estimator", "metric"),
+    "nuisances": ("run_id", "task", "dataset", "nuisance", "policy"),
 }
 _STAGE_COLUMNS = ", ".join(f"{stage}_s DOUBLE" for stage in STAGES)
 SCHEMA = f"""
@@ -74,9 +91,20 @@ CREATE TABLE IF NOT EXISTS metrics (
     run_id INTEGER, task VARCHAR, dataset INTEGER, estimator VARCHAR, metric VARCHAR, value DOUBLE,
     PRIMARY KEY (run_id, task, dataset, estimator, metric));
 """
+#: Added by schema 2 (``SCHEMA`` holds the five tables of schema 1).
+NUISANCE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS nuisances (
+    run_id INTEGER, task VARCHAR, dataset INTEGER, nuisance VARCHAR, policy VARCHAR, n_fits INTEGER,
+    iterations INTEGER, steps INTEGER, last_change DOUBLE, trend DOUBLE, residual DOUBLE, residual_sample VARCHAR,
+    converged BOOLEAN, PRIMARY KEY (run_id, task, dataset, nuisance, policy));
+"""
+NUISANCE_COLUMNS = (
+    "run_id", "task", "dataset", "nuisance", "policy", "n_fits", "iterations", "steps", "last_change", "trend",
+    "residual", "residual_sample", "converged",
+)  # fmt: skip
 MARKER = "opelab_store"
 STORE_FORMAT = "opelab results store"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 MARKER_SCHEMA = f"CREATE TABLE IF NOT EXISTS {MARKER} (key VARCHAR PRIMARY KEY, value VARCHAR);"
 #: DuckDB settings of a read-only store: no files, no network, no extensions, and no way to switch them back.
 READ_ONLY_CONFIG = {
@@ -174,19 +202,25 @@ class ResultStore:
                 raise StoreError(
                     f"db: expected a results store of schema version <= {SCHEMA_VERSION}, found {found} in {self.path} (written by a newer opelab?)"
                 )
-        elif names and names != set(TABLES):  # stores from before the marker hold exactly the five tables
+        elif names and names != set(SCHEMA_1_TABLES):  # stores from before the marker hold exactly the five tables
             shown = sorted(names)
             listed = ", ".join(shown[:8]) + (f" and {len(shown) - 8} more" if len(shown) > 8 else "")
             raise StoreError(
-                f"db: expected an opelab results store (tables {', '.join(TABLES)}), found {self.path} holding other "
+                f"db: expected an opelab results store (tables {', '.join(SCHEMA_1_TABLES)}), found {self.path} holding other "
                 f"tables: {listed}; pass a new file (--db) instead"
             )
-        if not self.read_only:
+        self._tables = names
+        if not self.read_only:  # create, mark or migrate (schema 1 → 2: the nuisances table) in one transaction
             self.con.begin()
-            self.con.execute(SCHEMA + MARKER_SCHEMA)
-            marker = [STORE_FORMAT, str(SCHEMA_VERSION)]
-            self.con.execute(f"INSERT OR IGNORE INTO {MARKER} VALUES ('format', ?), ('schema_version', ?)", marker)
+            self.con.execute(SCHEMA + NUISANCE_SCHEMA + MARKER_SCHEMA)
+            self.con.execute(f"INSERT OR IGNORE INTO {MARKER} VALUES ('format', ?)", [STORE_FORMAT])
+            self.con.execute(f"INSERT OR REPLACE INTO {MARKER} VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
             self.con.commit()
+            self._tables = {*TABLES, MARKER}
+
+    def has_table(self, name: str) -> bool:
+        """Whether the store holds table ``name`` (a schema-1 store opened read-only has no ``nuisances``)."""
+        return name in self._tables
 
     def _scalar(self, sql: str, parameters: Sequence[object] = ()) -> Any:
         """The one value of a one-row query (fetched to the end: DuckDB keeps a half-read result open)."""
@@ -235,7 +269,7 @@ class ResultStore:
         key = [run_id, cell.task, cell.dataset]
         self.con.begin()
         try:
-            for table in ("estimates", "ground_truth", "metrics"):
+            for table in ("estimates", "ground_truth", "metrics", "nuisances"):
                 self.con.execute(f"DELETE FROM {table} WHERE run_id = ? AND task = ? AND dataset = ?", key)
             stage_seconds = [None if result is None else result.seconds.get(stage) for stage in STAGES]
             self.con.execute(
@@ -260,7 +294,10 @@ class ResultStore:
                     ("estimates", result.estimates),
                     ("ground_truth", result.ground_truth),
                     ("metrics", result.metrics),
+                    ("nuisances", result.nuisances),
                 ):
+                    if frame.empty:
+                        continue
                     rows = frame.copy()
                     rows.insert(0, "dataset", cell.dataset)
                     rows.insert(0, "task", cell.task)
@@ -279,11 +316,18 @@ class ResultStore:
         change between identical runs (timestamps, timings, tracebacks)."""
         if name not in TABLES:
             raise ValueError(f"table: expected one of {list(TABLES)}, found {name!r}")
+        if name == "nuisances" and not self.has_table(name):  # a schema-1 store: not recorded
+            return pd.DataFrame(columns=list(NUISANCE_COLUMNS))
         where = "" if run_id is None else f" WHERE run_id = {int(run_id)}"
         frame = self.con.execute(f"SELECT * FROM {name}{where} ORDER BY {', '.join(KEYS[name])}").df()
         if stable:
             frame = frame.drop(columns=[c for c in VOLATILE_COLUMNS if c in frame.columns])
         return frame
+
+    def nuisances(self, run_id: int | None = None) -> pd.DataFrame | None:
+        """The ``nuisances`` rows (of one run), or None when the store predates them (schema 1: not
+        recorded). An empty frame means recorded and none learned (e.g. tabular tasks only)."""
+        return self.table("nuisances", run_id) if self.has_table("nuisances") else None
 
     def query(self, sql: str) -> pd.DataFrame:
         """The rows of one SQL query. A read-only store answers queries only: statements that write, read or
@@ -300,7 +344,7 @@ class ResultStore:
     def export_parquet(
         self, folder: str | os.PathLike[str], tables: Sequence[str] = TABLES, *, force: bool = False
     ) -> list[Path]:
-        """Every table as ``folder/<table>.parquet``, ordered by primary key, written with pyarrow from the
+        """Every table (that the store holds) as ``folder/<table>.parquet``, ordered by primary key, written with pyarrow from the
         query results (a read-only store cannot ``COPY``): batch by batch, into a temporary file renamed into
         place. Existing files are refused unless ``force``."""
         import pyarrow.parquet as pq
@@ -308,6 +352,7 @@ class ResultStore:
         unknown = [name for name in tables if name not in TABLES]
         if unknown:
             raise StoreError(f"export: expected tables among {list(TABLES)}, found {unknown[0]!r}")
+        tables = [name for name in tables if self.has_table(name)]  # a schema-1 store has no nuisances to export
         out = Path(folder)
         if out.exists() and not out.is_dir():
             raise StoreError(f"export: expected a folder, found a file at {out}")

@@ -188,6 +188,7 @@ def _print_results(store: Any, run: int | None, alpha: float, n_bootstrap: int) 
         console.print(f"run {run_id} has no finished cells yet")
         return
     level = f"{100 * (1 - alpha):g}%"
+    nuisances = store.nuisances(run_id)  # None: a schema-1 store, convergence not recorded
     for task in dict.fromkeys(metrics.task):
         frame = metrics[(metrics.task == task) & metrics.metric.map(_shown_metric)].drop(columns="task")
         done = cells[(cells.task == task) & (cells.status == "done")].n.sum()
@@ -216,3 +217,16 @@ def _print_results(store: Any, run: int | None, alpha: float, n_bootstrap: int) 
             for r in sorted(picks.itertuples(index=False), key=lambda r: _metric_order(r.metric))
         ]
         console.print(f"Picks (best mean; 'separated' = beats the runner-up beyond noise): {' · '.join(parts)}")
+        if nuisances is not None:
+            _print_convergence(nuisances[nuisances.task == task], int(done))
+
+
+def _print_convergence(rows: Any, n_cells: int) -> None:
+    """How many of a task's cells have a learned nuisance that did not converge (nothing for exact ones)."""
+    if rows.empty:
+        return
+    bad = rows[~rows.converged.astype(bool)]
+    by_nuisance = ", ".join(f"{name} {group.dataset.nunique()}" for name, group in bad.groupby("nuisance", sort=True))
+    learned = ", ".join(sorted(dict.fromkeys(rows.nuisance)))
+    text = f"Nuisances ({learned}): {bad.dataset.nunique()} of {n_cells} cell(s) with an unconverged nuisance"
+    console.print(text + (f" ({by_nuisance})" if by_nuisance else ""))

@@ -24,6 +24,30 @@ policy. Predictions on logged steps run ``PREDICT_CHUNK`` rows at a time into th
 Continuous actions: V_{t+1}(s) = Q_{t+1}(s, π_e(s)) with the action ``eval_actions`` gives for every
 logged step (a deterministic evaluation policy, or a sampled or mean action of a stochastic one).
 
+Convergence (``FQEFit.changes``, ``.residual``, ``.converged``), measured beside the fit without touching
+its draws (the probe and held-out steps come from generators of their own, ``SeedSequence(seed,
+spawn_key=(1,))`` and ``(2,)``; the network's outputs are unchanged while ``holdout`` is 0):
+
+- ``changes[k]`` = RMS_probe(Q_k − Q_{k−1}) / scale_k after iteration k (Q_0 the untrained network), on a
+  probe of up to ``probe_size`` logged steps drawn once: the network's outputs there (every policy and
+  action for discrete actions, every policy at the logged action for continuous ones), with scale_k =
+  max(RMS_probe(Q_k), 10⁻³ (hi_0 − lo_0)), hi_0 − lo_0 the width of the value range (``_value_bounds``).
+  FQE reaches its fixed point after H iterations (one step of the recursion each), so the change of
+  iteration H still holds the last reward term: only with ``n_iterations`` > H does the last change measure
+  what is left of the optimisation alone.
+- ``residual`` = Σ_p mean_j (Q_p(s_j, a_j) − y_pj)² / Σ_p Var_j(y_pj), the mean squared Bellman error of the
+  final iterate relative to the variance of its targets y = r + γ V_{t+1}(s') (computed from the final
+  iterate itself, clipped as in training), on up to ``residual_steps`` steps: held-out steps — a share
+  ``holdout`` of the logged steps drawn once and never trained on — or, with ``holdout`` = 0 (the default,
+  so that existing fits stay bit-identical), the training steps themselves (``residual_heldout`` False:
+  an in-sample residual, optimistic where the network overfits). Stochastic transitions and rewards put a
+  floor under it (the targets' own noise given (s, a)).
+- ``converged`` = ``changes[-1] < tol_change`` (default 10⁻²) and ``residual < tol_residual`` (default 1:
+  the final iterate predicts its own targets better than their mean). The residual's default is loose
+  because of that noise floor (0.63–0.69 on a six-state task with random transitions and reward noise 0.2,
+  where FQE is exact; about 4–5 after one iteration of a few steps): the change is the convergence test,
+  the residual catches fits that explain nothing.
+
 Threads: these networks are small, and torch's default of one thread per core is slower on them (and
 collapses on a busy machine), so fit and prediction run with ``FQEConfig.torch_threads`` intra-op threads
 (1 by default; None leaves torch's setting alone) and restore the caller's setting afterwards.
@@ -40,7 +64,7 @@ from typing import Any
 import numpy as np
 
 from opelab.data import LoggedDataset
-from opelab.ope.minimax import StateEncoder, _network, _torch
+from opelab.ope.minimax import StateEncoder, _network, _record, _torch
 
 PREDICT_CHUNK = 65_536  # logged steps per forward pass in predict_fqe / fqe_q_function
 
@@ -58,11 +82,16 @@ class FQEConfig:
     clip_targets: bool = True  # clip Bellman targets to the value range the logged rewards allow
     seed: int = 0
     torch_threads: int | None = 1  # intra-op threads during fit / predict (None: leave torch's setting)
+    holdout: float = 0.0  # share of logged steps held out of training for the Bellman residual (0: in-sample)
+    probe_size: int = 2048  # logged steps on which the change between iterates is measured
+    residual_steps: int = 65_536  # at most this many (held-out) steps for the Bellman residual
+    tol_change: float = 1e-2  # converged: the last iteration's relative change below this ...
+    tol_residual: float = 1.0  # ... and the relative Bellman residual below this (1: no better than a constant)
 
     def __post_init__(self) -> None:
         if not self.hidden or any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in self.hidden):
             raise ValueError(f"hidden: expected positive layer widths, found {self.hidden!r}")
-        for name in ("n_iterations", "n_steps", "batch_size", "torch_threads"):
+        for name in ("n_iterations", "n_steps", "batch_size", "torch_threads", "probe_size", "residual_steps"):
             value = getattr(self, name)
             if name != "n_steps" and value is None:
                 continue
@@ -70,13 +99,21 @@ class FQEConfig:
                 raise ValueError(f"{name}: expected a positive int, found {value!r}")
         if not isinstance(self.learning_rate, (int, float)) or not np.isfinite(self.learning_rate) or self.learning_rate <= 0:
             raise ValueError(f"learning_rate: expected a finite number > 0, found {self.learning_rate!r}")
+        if isinstance(self.holdout, bool) or not isinstance(self.holdout, (int, float)) or not 0 <= self.holdout < 1:
+            raise ValueError(f"holdout: expected a share in [0, 1), found {self.holdout!r}")
+        for name in ("tol_change", "tol_residual"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value <= 0:
+                raise ValueError(f"{name}: expected a finite number > 0, found {value!r}")
         if self.time_encoding not in ("onehot", "scalar"):
             raise ValueError(f"time_encoding: expected 'onehot' or 'scalar', found {self.time_encoding!r}")
 
 
 @dataclass(frozen=True, eq=False)
 class FQEFit:
-    """A fitted FQE network for P policies; ``predict_fqe`` evaluates it on any dataset with the same spaces."""
+    """A fitted FQE network for P policies; ``predict_fqe`` evaluates it on any dataset with the same spaces.
+    ``changes``, ``residual`` (``residual_heldout``: on held-out steps, else in-sample) and ``converged`` are
+    the convergence signals of the module docstring (empty / NaN / False on a fit made without them)."""
 
     encoder: StateEncoder
     network: Any
@@ -86,6 +123,18 @@ class FQEFit:
     action_dim: int | None
     config: FQEConfig
     losses: np.ndarray = field(repr=False)  # last loss of each iteration
+    changes: np.ndarray = field(default_factory=lambda: np.empty(0), repr=False)  # (iterations,) relative RMS change
+    residual: float = float("nan")  # MSBE of the final iterate / Var(targets)
+    residual_heldout: bool = False  # residual measured on held-out steps (else on the training steps)
+    converged: bool = False
+
+    @property
+    def n_iterations(self) -> int:
+        return len(self.losses)
+
+    @property
+    def last_change(self) -> float:
+        return float(self.changes[-1]) if len(self.changes) else float("nan")
 
 
 @contextmanager
@@ -192,45 +241,133 @@ def fit_fqe(
         time_width = H + 1 if cfg.time_encoding == "onehot" else 1
         in_dim = encoder.input_dim + time_width + (0 if discrete else d)
         net = _network(torch, in_dim, cfg.hidden, P * A if discrete else P, torch.float32)
-        lo, hi = (torch.as_tensor(b, dtype=torch.float32) for b in _value_bounds(dataset))
+        bounds = _value_bounds(dataset)
+        lo, hi = (torch.as_tensor(b, dtype=torch.float32) for b in bounds)
         rewards = np.asarray(dataset.rewards)
         N = logged.n_steps
-        B = N if cfg.batch_size is None else min(cfg.batch_size, N)
+        held = _held_out(N, cfg.holdout, cfg.seed)  # sorted step numbers never trained on
+        N_train = N - len(held)
+        B = N_train if cfg.batch_size is None else min(cfg.batch_size, N_train)
         iterations = cfg.n_iterations or H
         losses = np.empty(iterations)
         opt = torch.optim.Adam(net.parameters(), lr=cfg.learning_rate)
         f32 = lambda x: torch.as_tensor(np.ascontiguousarray(x), dtype=torch.float32)  # noqa: E731
+
+        def bellman_target(q_net: Any, i: np.ndarray, t: np.ndarray) -> Any:
+            """r_t + γ V_{t+1}(s_{t+1}) of the rows (trajectory i, step t) under ``q_net``, clipped, (m, P)."""
+            m = len(i)
+            live_next = t + 1 < logged.lengths[i]
+            x_next = _inputs(encoder, dataset, i, t + 1, live_next, cfg.time_encoding)
+            t_next = np.minimum(t + 1, H - 1)
+            if discrete:
+                q_next = q_net(f32(x_next)).reshape(m, P, A)
+                pi_next = f32(probs[:, i, t_next].transpose(1, 0, 2) * live_next[:, None, None])  # (m, P, A)
+                v_next = (pi_next * q_next).sum(-1)
+            else:
+                a_next = acts[:, i, t_next].reshape(P * m, d)
+                q_next = q_net(f32(np.concatenate([np.tile(x_next, (P, 1)), a_next], axis=1))).reshape(P, m, P)
+                v_next = torch.diagonal(q_next, dim1=0, dim2=2) * f32(live_next)[:, None]  # (m, P)
+            target = f32(rewards[i, t])[:, None] + dataset.gamma * v_next
+            if cfg.clip_targets:  # no policy's value leaves [lo_t, hi_t]: bootstrapping cannot run away
+                target = torch.minimum(torch.maximum(target, lo[t][:, None]), hi[t][:, None])
+            return target
+
+        def logged_q(q_net: Any, i: np.ndarray, t: np.ndarray) -> Any:
+            """Q_p(s_t, a_t) of the rows under ``q_net``, (m, P)."""
+            m = len(i)
+            x = _inputs(encoder, dataset, i, t, np.ones(m, dtype=bool), cfg.time_encoding)
+            if discrete:
+                a = torch.as_tensor(np.asarray(dataset.actions)[i, t], dtype=torch.int64)
+                return q_net(f32(x)).reshape(m, P, A).gather(2, a[:, None, None].expand(-1, P, 1))[..., 0]
+            return q_net(f32(np.concatenate([x, _logged_actions(dataset, i, t, d)], axis=1)))
+
+        probe_i, probe_t = logged.locate(_draw(N, cfg.probe_size, cfg.seed, stream=1))
+        probe_x = _inputs(encoder, dataset, probe_i, probe_t, np.ones(len(probe_i), dtype=bool), cfg.time_encoding)
+        if not discrete:
+            probe_x = np.concatenate([probe_x, _logged_actions(dataset, probe_i, probe_t, d)], axis=1)
+        probe_x = f32(probe_x)
+        scale_floor = 1e-3 * float(bounds[1][0] - bounds[0][0])
+        with torch.no_grad():
+            previous = net(probe_x).double().numpy()
+        changes = np.empty(iterations)
         for it in range(iterations):
             target_net = copy.deepcopy(net).requires_grad_(False)  # the previous iterate, frozen
             for _ in range(cfg.n_steps):
-                i, t = logged.locate(np.arange(N) if B == N else rng.integers(N, size=B))
-                live_next = t + 1 < logged.lengths[i]
-                x = _inputs(encoder, dataset, i, t, np.ones(B, dtype=bool), cfg.time_encoding)
-                x_next = _inputs(encoder, dataset, i, t + 1, live_next, cfg.time_encoding)
-                t_next = np.minimum(t + 1, H - 1)
-                with torch.no_grad():  # Bellman target of this minibatch, (B, P)
-                    if discrete:
-                        q_next = target_net(f32(x_next)).reshape(B, P, A)
-                        pi_next = f32(probs[:, i, t_next].transpose(1, 0, 2) * live_next[:, None, None])  # (B, P, A)
-                        v_next = (pi_next * q_next).sum(-1)
-                    else:
-                        a_next = acts[:, i, t_next].reshape(P * B, d)
-                        q_next = target_net(f32(np.concatenate([np.tile(x_next, (P, 1)), a_next], axis=1))).reshape(P, B, P)
-                        v_next = torch.diagonal(q_next, dim1=0, dim2=2) * f32(live_next)[:, None]  # (B, P)
-                    target = f32(rewards[i, t])[:, None] + dataset.gamma * v_next
-                    if cfg.clip_targets:  # no policy's value leaves [lo_t, hi_t]: bootstrapping cannot run away
-                        target = torch.minimum(torch.maximum(target, lo[t][:, None]), hi[t][:, None])
-                opt.zero_grad()
-                if discrete:
-                    a = torch.as_tensor(np.asarray(dataset.actions)[i, t], dtype=torch.int64)
-                    pred = net(f32(x)).reshape(B, P, A).gather(2, a[:, None, None].expand(-1, P, 1))[..., 0]
+                if len(held) == 0:
+                    i, t = logged.locate(np.arange(N) if B == N else rng.integers(N, size=B))
                 else:
-                    pred = net(f32(np.concatenate([x, _logged_actions(dataset, i, t, d)], axis=1)))
+                    i, t = logged.locate(_training_step(np.arange(N_train) if B == N_train else rng.integers(N_train, size=B), held))
+                with torch.no_grad():  # Bellman target of this minibatch, (B, P)
+                    target = bellman_target(target_net, i, t)
+                opt.zero_grad()
+                pred = logged_q(net, i, t)
                 loss = ((pred - target) ** 2).sum(axis=1).mean()
                 loss.backward()
                 opt.step()
             losses[it] = float(loss.detach())
-    return FQEFit(encoder=encoder, network=net, horizon=H, n_policies=P, n_actions=A, action_dim=d, config=cfg, losses=losses)
+            with torch.no_grad():
+                current = net(probe_x).double().numpy()
+            changes[it] = _relative_rms(current - previous, current, scale_floor)
+            previous = current
+        pool = held if len(held) else None
+        residual = _bellman_residual(net, bellman_target, logged_q, logged, pool, cfg)
+    return _record(FQEFit(
+        encoder=encoder, network=net, horizon=H, n_policies=P, n_actions=A, action_dim=d, config=cfg, losses=losses,
+        changes=changes, residual=residual, residual_heldout=len(held) > 0,
+        converged=bool(changes[-1] < cfg.tol_change and residual < cfg.tol_residual),
+    ))  # fmt: skip
+
+
+def _draw(N: int, size: int, seed: int, stream: int) -> np.ndarray:
+    """Up to ``size`` of the step numbers 0..N−1, without replacement, sorted, from a generator of their own
+    (``SeedSequence(seed, spawn_key=(stream,))``), so the fit's own draws are unchanged."""
+    if N <= size:
+        return np.arange(N)
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(stream,)))
+    return np.sort(rng.choice(N, size=size, replace=False))
+
+
+def _held_out(N: int, share: float, seed: int) -> np.ndarray:
+    """round(share · N) step numbers (at most N − 1, at least 1 when share > 0), sorted (stream 2)."""
+    if share <= 0:
+        return np.empty(0, dtype=np.int64)
+    return _draw(N, min(max(1, round(share * N)), N - 1), seed, stream=2)
+
+
+def _training_step(u: np.ndarray, held: np.ndarray) -> np.ndarray:
+    """The u-th step number that is not held out (``held`` sorted), without an array of all N numbers:
+    the answer is u + #{j : held[j] − j ≤ u}."""
+    return u + np.searchsorted(held - np.arange(len(held)), u, side="right")
+
+
+def _relative_rms(diff: np.ndarray, value: np.ndarray, floor: float) -> float:
+    """RMS(diff) / max(RMS(value), floor); 0 when diff is 0."""
+    num = float(np.sqrt(np.mean(np.square(diff)))) if diff.size else 0.0
+    den = max(float(np.sqrt(np.mean(np.square(value)))) if value.size else 0.0, floor)
+    return 0.0 if num == 0 else (num / den if den > 0 else float("inf"))
+
+
+def _bellman_residual(
+    net: Any, bellman_target: Any, logged_q: Any, logged: _LoggedSteps, pool: np.ndarray | None, cfg: FQEConfig
+) -> float:
+    """Σ_p mean (Q_p − y_p)² / Σ_p Var(y_p) of the final iterate ``net`` (its own targets y) on up to
+    ``residual_steps`` step numbers of ``pool`` (every logged step when None), drawn with stream 3,
+    ``PREDICT_CHUNK`` rows at a time."""
+    torch = _torch()
+    size = logged.n_steps if pool is None else len(pool)
+    chosen = _draw(size, cfg.residual_steps, cfg.seed, stream=3)
+    numbers = chosen if pool is None else pool[chosen]
+    sse = y_sum = y_square = 0.0
+    with torch.no_grad():
+        for lo in range(0, len(numbers), PREDICT_CHUNK):
+            i, t = logged.locate(numbers[lo : lo + PREDICT_CHUNK])
+            y = bellman_target(net, i, t).double()  # (m, P)
+            sse += float(((logged_q(net, i, t).double() - y) ** 2).sum())
+            y_sum, y_square = y_sum + y.sum(dim=0), y_square + (y**2).sum(dim=0)
+    m = len(numbers)
+    variance = float((y_square - y_sum**2 / m).sum()) / m  # Σ_p Var(y_p)
+    mse = sse / m
+    return mse / variance if variance > 0 else (0.0 if mse == 0 else float("inf"))
 
 
 def predict_fqe(fit: FQEFit, dataset: LoggedDataset, eval_actions: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:

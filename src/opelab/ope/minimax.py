@@ -31,10 +31,34 @@ MQL. For a Q-function q (q_H ≡ 0, 0 in the absorbing state) the Bellman residu
 max_{‖g‖ ≤ 1} E_D[Σ_t g(t, s_t, a_t) δ_t]² = ‖E_D[Σ_t δ_t φ(t, s_t, a_t)]‖², which the network minimises.
 
 One network per learner serves all P policies (P outputs), so the policy axis is vectorised here too.
+
+Convergence (``MinimaxFit.change``, ``.trend``, ``.residual``, ``.converged``). Every learner records, for
+a probe set of up to ``MinimaxConfig.probe_size`` logged (live) steps drawn once from the config's seed
+(a generator of its own: the fit's draws are unchanged), with K = ``n_steps`` and k₀ = ⌊0.9 K⌋:
+
+- change = RMS_probe(f_K − f_{k₀}) / RMS_probe(f_K), the relative movement of the fitted function f (ζ, w
+  or q, every policy) over the last 10% of the steps (k₀ = 0 is the untrained network);
+- trend = (mean of the losses over the last 5% of the steps − mean over the 5% before) / (max − min of the
+  whole curve), negative while the objective still falls;
+- residual: what is left of the constraint the learner solves, relative to where it started — for ζ the
+  flow residual ‖m_ζ‖ / ‖m_0‖ (m_0 = the initial-state term, the residual of ζ ≡ 0), for MQL the Bellman
+  moment ‖E_D[Σ_t δ_t φ]‖ / its value at q ≡ 0, both the largest over policies; the state-weight
+  regression has no such floor (its targets are noisy given s_{t+1}) and records NaN;
+- converged = change < ``tol_change`` and |trend| < ``tol_trend`` and (residual < ``tol_residual`` where
+  there is one).
+
+The learning rate is cosine-annealed to 0, so change and trend shrink at the end of any fit by
+construction; the residual is the signal that tells an under-trained fit from a converged one.
+
+``record_fits()`` collects every fit made inside a ``with`` block (FQE's too), so a caller that only sees
+``build_inputs``' output (the benchmark) can report the nuisances' convergence.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -54,6 +78,8 @@ class MinimaxConfig:
 
     ``bandwidth`` is the Gaussian kernel's width on standardised vector states (None: the median distance
     between logged states); integer states always use the tabular kernel. ``nu_radius`` is C above.
+    ``probe_size``, ``tol_change``, ``tol_trend`` and ``tol_residual`` define the convergence signals (module
+    docstring); they never change the fitted values.
     """
 
     hidden: tuple[int, ...] = (64, 64)
@@ -63,15 +89,19 @@ class MinimaxConfig:
     bandwidth: float | None = None
     nu_radius: float = 100.0
     seed: int = 0
+    probe_size: int = 2048  # logged steps on which the change of the fitted function is measured
+    tol_change: float = 1e-2  # converged: relative change over the last 10% of the steps below this ...
+    tol_trend: float = 1e-2  # ... the objective's trend over them below this in size ...
+    tol_residual: float = 0.1  # ... and the relative residual (flow for ζ, Bellman moment for MQL) below this
 
     def __post_init__(self) -> None:
         if not self.hidden or any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in self.hidden):
             raise ValueError(f"hidden: expected positive layer widths, found {self.hidden!r}")
-        for name in ("n_steps", "n_features"):
+        for name in ("n_steps", "n_features", "probe_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name}: expected a positive int, found {value!r}")
-        for name in ("learning_rate", "nu_radius"):
+        for name in ("learning_rate", "nu_radius", "tol_change", "tol_trend", "tol_residual"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not np.isfinite(value) or value <= 0:
                 raise ValueError(f"{name}: expected a finite number > 0, found {value!r}")
@@ -167,7 +197,9 @@ class StateEncoder:
 
 @dataclass(frozen=True, eq=False)
 class MinimaxFit:
-    """A fitted learner: predicts on any dataset with the same spaces. ``losses`` is the training curve."""
+    """A fitted learner: predicts on any dataset with the same spaces. ``losses`` is the training curve;
+    ``change``, ``trend``, ``residual`` and ``converged`` are the convergence signals of the module
+    docstring (NaN / False on a fit made without them)."""
 
     kind: str  # "weights", "state_weights" or "q"
     settings: DiceSettings | None
@@ -177,6 +209,74 @@ class MinimaxFit:
     n_actions: int
     step_means: np.ndarray | None  # (P, H) normalisation constants of the weights (None: not normalised)
     losses: np.ndarray = field(repr=False)
+    change: float = float("nan")  # RMS_probe(f_K − f_k₀) / RMS_probe(f_K), k₀ = ⌊0.9 K⌋
+    trend: float = float("nan")  # (last 5% − previous 5% of the losses) / their range
+    residual: float = float("nan")  # relative flow residual (ζ) or Bellman moment (MQL); NaN for state weights
+    converged: bool = False
+
+    @property
+    def n_steps(self) -> int:
+        return len(self.losses)
+
+
+_RECORDED: ContextVar[list[Any] | None] = ContextVar("opelab_recorded_fits", default=None)
+
+
+@contextmanager
+def record_fits() -> Iterator[list[Any]]:
+    """Collect every ``MinimaxFit`` and ``FQEFit`` made inside the block, in order (nested blocks each see
+    their own fits and pass them on to the enclosing one)."""
+    outer = _RECORDED.get()
+    fits: list[Any] = []
+    token = _RECORDED.set(fits)
+    try:
+        yield fits
+    finally:
+        _RECORDED.reset(token)
+        if outer is not None:
+            outer.extend(fits)
+
+
+def _record(fit: Any) -> Any:
+    """Hand ``fit`` to the innermost ``record_fits`` block, if any, and return it."""
+    fits = _RECORDED.get()
+    if fits is not None:
+        fits.append(fit)
+    return fit
+
+
+def _probe(mask: np.ndarray, size: int, seed: int) -> np.ndarray:
+    """Flat indices (into n·H) of up to ``size`` live logged steps, drawn without replacement from a
+    generator of their own (``SeedSequence(seed, spawn_key=(1,))``), sorted."""
+    live = np.flatnonzero(np.asarray(mask).reshape(-1))
+    if len(live) <= size:
+        return live
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1,)))
+    return np.sort(rng.choice(live, size=size, replace=False))
+
+
+def _relative_change(before: np.ndarray, after: np.ndarray) -> float:
+    """RMS(after − before) / RMS(after) (0 when both vanish)."""
+    scale = float(np.sqrt(np.mean(np.square(after))))
+    diff = float(np.sqrt(np.mean(np.square(after - before))))
+    return diff / scale if scale > 0 else (0.0 if diff == 0 else float("inf"))
+
+
+def _trend(losses: np.ndarray) -> float:
+    """(mean of the last 5% of the losses − mean of the 5% before) / (max − min of the curve)."""
+    K = len(losses)
+    w = max(1, K // 20)
+    if K < 2 * w or not np.all(np.isfinite(losses)):
+        return float("nan") if not np.all(np.isfinite(losses)) else 0.0
+    spread = float(losses.max() - losses.min())
+    late, early = float(losses[-w:].mean()), float(losses[-2 * w : -w].mean())
+    return (late - early) / spread if spread > 0 else 0.0
+
+
+def _converged(cfg: MinimaxConfig, change: float, trend: float, residual: float | None) -> bool:
+    """The thresholds of the module docstring; ``residual`` None: the learner has none (a NaN fails)."""
+    ok = bool(change < cfg.tol_change and abs(trend) < cfg.tol_trend)
+    return ok and (residual is None or bool(residual < cfg.tol_residual))
 
 
 def _torch() -> Any:
@@ -361,16 +461,24 @@ def fit_weights(
         means = torch.zeros(P, H, dtype=torch.float64).index_add_(1, step_idx, z * counts) / n
         return z / means[:, step_idx], means
 
-    for it in range(cfg.n_steps):
-        opt.zero_grad()
-        zeta, _ = zeta_of(net(x_cur))
+    def flow_norm(zeta: Any) -> Any:
+        """‖m_ζ‖ per policy, (P,)."""
         # m = init − E[ζ φ(t, s_t, a_t)] + E[ζ Σ_a' π(a'|s_{t+1}) φ(t+1, s_{t+1}, a')], per (t, a) cell.
         padded = torch.zeros(P, H * width, dtype=torch.float64).index_add(1, flat_idx, zeta).reshape(P, H, width)
         current = torch.bmm(padded.transpose(0, 1), current_stats).transpose(0, 1)  # (P, H, A·D)
         moved = torch.matmul(padded[:, :, None, :], moved_stats)[:, :, 0].reshape(P, H, A, D)
         nxt = torch.cat([torch.zeros_like(moved[:, :1]), moved[:, :-1]], dim=1)  # lands on step t + 1
         m = init_t + (nxt - current.reshape(P, H, A, D)) / n
-        norm = torch.sqrt((m**2).sum(dim=(1, 2, 3)) + 1e-24)  # (P,)
+        return torch.sqrt((m**2).sum(dim=(1, 2, 3)) + 1e-24)
+
+    probe = rows[_probe(mask, cfg.probe_size, cfg.seed)]  # distinct-input index of each probe step
+    checkpoint, k0 = None, int(0.9 * cfg.n_steps)
+    for it in range(cfg.n_steps):
+        opt.zero_grad()
+        zeta, _ = zeta_of(net(x_cur))
+        if it == k0:
+            checkpoint = zeta.detach()[:, probe].numpy().copy()
+        norm = flow_norm(zeta)  # (P,)
         loss = _penalty(torch, norm, s.alpha_q, cfg.nu_radius)
         if s.alpha_r:
             loss = loss - s.alpha_r * (zeta * rewards).sum(dim=1) / n
@@ -382,8 +490,11 @@ def fit_weights(
         sched.step()
         losses[it] = float(total.detach())
     with torch.no_grad():
-        _, means = zeta_of(net(x_cur))
-    return MinimaxFit(
+        final, means = zeta_of(net(x_cur))
+        start = torch.sqrt((init_t**2).sum(dim=(1, 2, 3)) + 1e-24)  # ‖m_0‖, the residual of ζ ≡ 0
+        residual = float((flow_norm(final) / start).max())
+    change, trend = _relative_change(checkpoint, final[:, probe].numpy()), _trend(losses)
+    return _record(MinimaxFit(
         kind="weights",
         settings=s,
         encoder=encoder,
@@ -392,7 +503,11 @@ def fit_weights(
         n_actions=A,
         step_means=None if means is None else means.numpy().copy(),
         losses=losses,
-    )
+        change=change,
+        trend=trend,
+        residual=residual,
+        converged=_converged(cfg, change, trend, residual),
+    ))  # fmt: skip
 
 
 def predict_weights(fit: MinimaxFit, dataset: LoggedDataset, every_action: bool = False) -> np.ndarray:
@@ -462,7 +577,13 @@ def fit_state_weights(fit: MinimaxFit, dataset: LoggedDataset, config: MinimaxCo
     losses = np.empty(cfg.n_steps)
     rng = np.random.default_rng(cfg.seed)
     G = len(unique)
+    live = dataset.mask[:, 1:].reshape(-1)  # the regression's rows whose s_{t+1} is a live step
+    probe = inverse[_probe(live, cfg.probe_size, cfg.seed)] if live.any() else inverse[:1]
+    checkpoint, k0 = None, int(0.9 * cfg.n_steps)
     for it in range(cfg.n_steps):
+        if it == k0:
+            with torch.no_grad():
+                checkpoint = net(x_t[probe]).double().numpy()
         opt.zero_grad()
         batch = slice(None) if G <= REGRESSION_BATCH else torch.as_tensor(rng.choice(G, REGRESSION_BATCH, replace=False))
         scale = 1.0 if G <= REGRESSION_BATCH else G / REGRESSION_BATCH
@@ -471,9 +592,13 @@ def fit_state_weights(fit: MinimaxFit, dataset: LoggedDataset, config: MinimaxCo
         opt.step()
         sched.step()
         losses[it] = float(loss.detach())
-    return MinimaxFit(
-        kind="state_weights", settings=fit.settings, encoder=fit.encoder, network=net, horizon=H, n_actions=A, step_means=None, losses=losses
-    )
+    with torch.no_grad():
+        change = _relative_change(checkpoint, net(x_t[probe]).double().numpy())
+    trend = _trend(losses)
+    return _record(MinimaxFit(
+        kind="state_weights", settings=fit.settings, encoder=fit.encoder, network=net, horizon=H, n_actions=A, step_means=None, losses=losses,
+        change=change, trend=trend, converged=_converged(cfg, change, trend, None),
+    ))  # fmt: skip
 
 
 def _with_every_action(current: np.ndarray, n_actions: int) -> np.ndarray:
@@ -512,19 +637,38 @@ def fit_q(
     opt = torch.optim.Adam(net.parameters(), lr=cfg.learning_rate)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.n_steps)
     losses = np.empty(cfg.n_steps)
-    for it in range(cfg.n_steps):
-        opt.zero_grad()
-        out = net(x_all)[rows]  # (n·H + n·H·A, P)
+
+    def moment(out: Any) -> Any:
+        """E_D[Σ_t δ_t φ(t, s_t, a_t)] per policy, (P, H, A, D), from the network's outputs on the rows."""
         q_cur = out[: n * H].reshape(n, H, P).permute(2, 0, 1)
         q_nxt = out[n * H :].reshape(n, H, A, P).permute(3, 0, 1, 2)
         delta = alive * (rewards + dataset.gamma * (pi_live * q_nxt).sum(-1) - q_cur)  # (P, n, H)
-        m = torch.einsum("pit,ita,itd->ptad", delta, a_onehot, k_cur) / n
+        return torch.einsum("pit,ita,itd->ptad", delta, a_onehot, k_cur) / n
+
+    probe = _probe(mask, cfg.probe_size, cfg.seed)  # among the logged (t, s_t, a_t), the first n·H rows
+    checkpoint, k0 = None, int(0.9 * cfg.n_steps)
+    for it in range(cfg.n_steps):
+        opt.zero_grad()
+        out = net(x_all)[rows]  # (n·H + n·H·A, P)
+        if it == k0:
+            checkpoint = out.detach()[: n * H][probe].numpy().copy()
+        m = moment(out)
         loss = (m**2).sum()
         loss.backward()
         opt.step()
         sched.step()
         losses[it] = float(loss.detach())
-    return MinimaxFit(kind="q", settings=None, encoder=encoder, network=net, horizon=H, n_actions=A, step_means=None, losses=losses)
+    with torch.no_grad():
+        out = net(x_all)[rows]
+        start = torch.sqrt((moment(torch.zeros_like(out)) ** 2).sum(dim=(1, 2, 3)))  # at q ≡ 0
+        end = torch.sqrt((moment(out) ** 2).sum(dim=(1, 2, 3)))
+        residual = float((end / torch.clamp(start, min=1e-12)).max())
+        change = _relative_change(checkpoint, out[: n * H][probe].numpy())
+    trend = _trend(losses)
+    return _record(MinimaxFit(
+        kind="q", settings=None, encoder=encoder, network=net, horizon=H, n_actions=A, step_means=None, losses=losses,
+        change=change, trend=trend, residual=residual, converged=_converged(cfg, change, trend, residual),
+    ))  # fmt: skip
 
 
 def predict_q(fit: MinimaxFit, dataset: LoggedDataset) -> np.ndarray:
