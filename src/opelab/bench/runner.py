@@ -164,7 +164,9 @@ def nuisance_frame(fits: Sequence[object]) -> pd.DataFrame:
             "trend": np.nan if all(np.isnan(trends)) else max((t for t in trends if not np.isnan(t)), key=abs),
             "residual_sample": folds[0]["residual_sample"], "converged": all(bool(f["converged"]) for f in folds),
         })  # fmt: skip
-    return pd.DataFrame(out, columns=list(NUISANCE_FIELDS))
+    frame = pd.DataFrame(out, columns=list(NUISANCE_FIELDS))
+    # FQE's iterations next to the minimax learners' NULL: nullable integers, not floats with NaN
+    return frame.astype({"n_fits": "Int64", "iterations": "Int64", "steps": "Int64", "converged": bool})
 
 
 def _metrics_frame(assessment, truth: np.ndarray, table) -> pd.DataFrame:  # type: ignore[no-untyped-def]
