@@ -139,8 +139,10 @@ def learned_inputs(
     logs: a cross-fitted scikit-learn reward model) or ``"none"``, which
     leaves Q̂ out and with it DM and the DR family), marginal ``weights`` (None or a DICE setting, learned
     with ``minimax``) and ``n_folds`` cross-fitting. Continuous actions: neural FQE
-    evaluated at each candidate's mean action μ(s) (``fit_fqe``), and importance ratios smoothed by ``kernel``
-    with ``bandwidth`` in standard deviations of the logged actions (``build_continuous_inputs``).
+    evaluated at each candidate's mean action μ(s) (``fit_fqe``), importance ratios smoothed by ``kernel``
+    with ``bandwidth`` in standard deviations of the logged actions, and marginal ``weights`` (None or a DICE
+    setting, learned with ``minimax`` by ``opelab.ope.minimax_continuous``; not cross-fitted), all by
+    ``build_continuous_inputs``.
     """
     from opelab.ope import build_continuous_inputs, fit_fqe, fqe_q_function
 
@@ -166,7 +168,8 @@ def learned_inputs(
         q_functions = [fqe_q_function(fit, p) for p in range(len(candidates))]
     return build_continuous_inputs(
         dataset, candidates, kernel=kernel, bandwidth=bandwidth, action_scale="std", q_functions=q_functions,
-        seed=seed % 2**31, ground_truth=ground_truth, ground_truth_se=ground_truth_se,
+        seed=seed % 2**31, weights=weights, minimax=None if weights is None else minimax,
+        ground_truth=ground_truth, ground_truth_se=ground_truth_se,
     )  # fmt: skip
 
 

@@ -85,8 +85,10 @@ def kernel_noise(kernel: Kernel, shape: tuple[int, ...], rng: np.random.Generato
     triangular as U₁ + U₂ − 1 (U_i ~ U(0, 1)), Epanechnikov by Devroye's rule (of three U(−1, 1) draws, the middle
     one unless the third is the largest in absolute value), cosine by its inverse CDF (2/π) arcsin(2V − 1)."""
     name = kernel.name
-    if name not in KERNELS or KERNELS[name] is not kernel and kernel.density is not KERNELS[name].density:
-        raise OPEInputError(f"kernel: drawing from the smoothed policy needs one of {sorted(KERNELS)}, found a custom kernel {name!r}")
+    if name not in KERNELS or kernel.density is not KERNELS[name].density:
+        raise OPEInputError(
+            f"kernel: drawing from the smoothed policy needs one of {sorted(KERNELS)}, found a custom kernel {name!r}"
+        )
     if name == "gaussian":
         return rng.standard_normal(shape)
     if name == "uniform":
@@ -181,9 +183,12 @@ def build_continuous_inputs(
 
         if not isinstance(weights, DiceSettings) and not (isinstance(weights, str) and weights in DICE_SETTINGS):
             raise OPEInputError(f"weights: expected None, one of {sorted(DICE_SETTINGS)} or a DiceSettings, found {weights!r}")
-        given = [name for name, v in (("state_marginal_weights", state_marginal_weights), ("marginal_weights", marginal_weights)) if v is not None]
+        pairs = (("state_marginal_weights", state_marginal_weights), ("marginal_weights", marginal_weights))
+        given = [name for name, value in pairs if value is not None]
         if given:
-            raise OPEInputError(f"weights: learns the marginal weights, but {' and '.join(given)} are given too; pass one or the other")
+            raise OPEInputError(
+                f"weights: learns the marginal weights, but {' and '.join(given)} are given too; pass one or the other"
+            )
     elif minimax is not None:
         raise OPEInputError("minimax: a MinimaxConfig is used with weights= (a DICE setting), found weights=None")
     try:
@@ -205,13 +210,16 @@ def build_continuous_inputs(
         except ValueError as error:
             raise OPEInputError(str(error)) from None
 
-    rng = np.random.default_rng(int(dataset.content_digest[:16], 16) if seed is None else int(seed))
+    root = int(dataset.content_digest[:16], 16) if seed is None else int(seed)
+    rng = np.random.default_rng(root)
     P, n, H = len(policies), dataset.n_trajectories, dataset.horizon
     pscore = np.ones((P, n, H))
     q_hat = v_hat = None
     if q_functions is not None:
         q_hat, v_hat = np.zeros((P, n, H)), np.zeros((P, n, H))
     draws = None if weights is None else np.zeros((P, n, H, int(n_weight_samples), d))  # π's actions for the weights
+    # the weights' draws come from a generator of their own, so turning them on leaves the other draws unchanged
+    draw_rng = np.random.default_rng(np.random.SeedSequence(root, spawn_key=(1,)))
     for p, policy in enumerate(policies):
         deterministic = is_deterministic(policy)
         if deterministic or stochastic == "mean":
@@ -234,10 +242,11 @@ def build_continuous_inputs(
         if draws is not None:
             for j in range(draws.shape[3]):
                 if not smoothed[p]:
-                    draws[p, traj, step, j] = _policy_actions(policy, p, d, obs, step, "sample", rng)
+                    draws[p, traj, step, j] = _policy_actions(policy, p, d, obs, step, "sample", draw_rng)
                     continue
-                base = _policy_actions(policy, p, d, obs, step, "sample", rng) if stochastic == "sample" and not deterministic else center
-                draws[p, traj, step, j] = base + h * kernel_noise(k, base.shape, rng)
+                resampled = stochastic == "sample" and not deterministic
+                base = _policy_actions(policy, p, d, obs, step, "sample", draw_rng) if resampled else center
+                draws[p, traj, step, j] = base + h * kernel_noise(k, base.shape, draw_rng)
         if q_functions is not None:
             q = q_functions[p]
             q_hat[p, traj, step] = _q_values(q, p, obs, logged, step)
