@@ -30,8 +30,12 @@ point-mass policy are not a density ratio, see *Limits*). The network then minim
 
 h the ν-player's value in the ball ‖ν‖ ≤ C with the regulariser α_Q ‖ν‖²/2 (``minimax._penalty``), and, for
 the normalised settings, E_{d_t^D}[ζ_t] = 1 by dividing each step's outputs by their mean over the n
-trajectories (absorbed ones included). Every iteration is one full pass over the logged steps (the norm of
-a mean has no unbiased minibatch gradient): cost ∝ ``n_steps`` × n·H × network, memory ∝ P·n·H·D.
+trajectories (absorbed ones included). ``ContinuousWeightsFit.residual`` is ‖m_ζ‖ / ‖m_0‖ at the end (m_0: the
+residual of ζ ≡ 0). Every iteration is one full pass over the logged steps (the norm of a mean has no unbiased
+minibatch gradient): cost ∝ ``n_steps`` × n·H × (network + P·D), memory ∝ P·n·H·D (float32), plus P·M passes of
+the Fourier features before the loop. Measured on one core: n = 2,000, H = 4, P = 1, (32, 32), D = 128, 500 steps,
+M = 16: 3.6 s CPU for ζ, 0.8 s for w; n·H = 20,000 steps, P = 10, the default (64, 64) and D = 256: ~0.15 s per
+step (so ~4 min at the default 1,500 steps) and ~0.1 s per policy and draw for the features.
 
 State weights (``fit_continuous_state_weights``), by the flow identity for trajectory data
 (d_{t+1}^D(s') = ∫ d_t^D(s, a) P(s' | s, a) and likewise for π):
