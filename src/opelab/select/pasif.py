@@ -84,7 +84,9 @@ c_i = Π_t 1 / m(s_t) undoes the tilt, and with G_i the discounted return (the d
 while the plain mean of D_e's returns (``truth="mean"``) is biased unless Π_t m(s_t) is the same for every
 trajectory: a constant m with trajectories of one length. With terminal states the tilt m^{T_i} alone
 favours short trajectories. D_b and D_e are disjoint and drawn independently given g, so the truth's noise
-adds the same variance to every estimator's squared error, as in the one-step case.
+adds the same variance to every estimator's squared error, as in the one-step case (approximately: g is fitted
+on the whole log, D_b's and the pool's trajectories included, as in the paper; the exact-value test fits it on
+a separate log).
 
 Assumptions: π_b(· | s_t) is right on every logged step (π̃ and the weights are built from it); the
 observation s_t is what the rule sees (a history-dependent π_b is fine for the IS estimators, but tabular
@@ -512,19 +514,27 @@ def pseudo_split(
     """Split ``dataset`` by ρ: round i goes to D_e when u_i < ρ(x_i, a_i), u_i ~ U(0, 1) from ``seed``.
 
     ``rho``: a fitted ``SubsamplingRule`` or ρ(x_i, a) for every round and action, shape (n, A), in (0, 1).
+    The uniforms come from the stream keyed by (``seed``, a fixed tag), not ``default_rng(seed)`` itself: a log
+    collected with the same seed draws its contexts from that generator's first uniforms, and the split would
+    then select on the context.
     """
     _check_one_step(dataset)
+    seed = _check_seed(seed)
     n, A = dataset.n_trajectories, dataset.action_space.n_actions
     table = rho.rho_table(dataset) if isinstance(rho, SubsamplingRule) else np.asarray(rho, dtype=np.float64)
-    if table.shape != (n, A) or not np.isfinite(table).all() or (table <= 0).any() or (table >= 1).any():
-        raise PasifError(f"rho: expected ρ(x_i, a) in the open interval (0, 1) of shape {(n, A)}, found shape {table.shape}")
+    if table.shape != (n, A):
+        raise PasifError(f"rho: expected ρ(x_i, a) of shape {(n, A)}, found shape {table.shape}")
+    bad = ~np.isfinite(table) | (table <= 0) | (table >= 1)
+    if bad.any():
+        i, a = np.argwhere(bad)[0]
+        raise PasifError(f"rho: expected ρ(x_i, a) in the open interval (0, 1), found {float(table[i, a])!r} at round {i}, action {a}")
     if truth not in ("reweighted", "mean"):
         raise PasifError(f"truth: expected 'reweighted' or 'mean', found {truth!r}")
     pi_b = np.asarray(dataset.behavior_action_probs[:, 0], dtype=np.float64)  # (n, A)
     actions = np.asarray(dataset.actions[:, 0], dtype=np.intp)
     m = np.clip((pi_b * table).sum(axis=1), _EPS, 1.0 - _EPS)  # (n,)
     rho_logged = table[np.arange(n), actions]
-    selected = np.random.default_rng(seed).random(n) < rho_logged
+    selected = np.random.default_rng([seed, _SPLIT_STREAM]).random(n) < rho_logged
     ev, bh = np.flatnonzero(selected), np.flatnonzero(~selected)
     if len(ev) < 2 or len(bh) < 2:
         raise PasifError(
@@ -564,6 +574,12 @@ def pseudo_split(
     )
 
 
+def _check_seed(seed: object) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise PasifError(f"seed: expected a non-negative int, found {seed!r}")
+    return int(seed)
+
+
 def _check_pool_ratio(pool_ratio: object) -> float:
     if isinstance(pool_ratio, bool) or not isinstance(pool_ratio, numbers.Real) or not 0.0 < float(pool_ratio) < 1.0:
         raise PasifError(f"pool_ratio: expected a number in (0, 1) (the share of trajectories drawn into the pool for D_e), found {pool_ratio!r}")
@@ -589,12 +605,20 @@ def pseudo_trajectory_split(
     trajectories into the pool by their initial state.
     """
     _check_trajectories(dataset)
+    seed = _check_seed(seed)
     pool_ratio = _check_pool_ratio(pool_ratio)
     n, H, A = dataset.n_trajectories, dataset.horizon, dataset.action_space.n_actions
     mask = dataset.mask
     table = rule.step_table(dataset) if isinstance(rule, SubsamplingRule) else np.asarray(rule, dtype=np.float64)
-    if table.shape != (n, H, A) or not np.isfinite(table[mask]).all() or (table[mask] <= 0).any() or (table[mask] >= 1).any():
-        raise PasifError(f"rule: expected g(s_t, a) in the open interval (0, 1) on the valid steps, of shape {(n, H, A)}, found shape {table.shape}")
+    if table.shape != (n, H, A):
+        raise PasifError(f"rule: expected g(s_t, a) of shape {(n, H, A)}, found shape {table.shape}")
+    bad = mask[..., None] & (~np.isfinite(table) | (table <= 0) | (table >= 1))
+    if bad.any():
+        i, t, a = np.argwhere(bad)[0]
+        raise PasifError(
+            f"rule: expected g(s_t, a) in the open interval (0, 1) on the valid steps, found {float(table[i, t, a])!r} "
+            f"at trajectory {i}, step {t}, action {a}"
+        )
     if truth not in ("reweighted", "mean"):
         raise PasifError(f"truth: expected 'reweighted' or 'mean', found {truth!r}")
     pi_b = np.asarray(dataset.behavior_action_probs, dtype=np.float64)  # (n, H, A)
@@ -842,6 +866,7 @@ def pasif(
     from opelab.ope.regression import RewardModel, fit_reward_model
 
     _check_one_step(dataset)
+    _check_pool_ratio(pool_ratio)  # used on trajectories only; a bad value is still an error here
     n_splits, k, ks_used = _check_common(dataset, inputs, n_splits, target_ratio, ks, truth)
     P, n, A = inputs.n_policies, dataset.n_trajectories, dataset.action_space.n_actions
     if min(n * k, n * (1.0 - k)) < MIN_ROUNDS_PER_PART:
@@ -964,7 +989,7 @@ def _pasif_trajectories(
             f"pool_ratio = {pool_ratio:g}, target_ratio = {k:g} (or a larger target_ratio or pool_ratio)"
         )
     obs = np.asarray(dataset.observations)
-    integer_states = obs.dtype.kind in "iu" and obs.ndim == 2
+    integer_states = obs.dtype.kind in "iu" and obs.ndim == 2 and int(obs[dataset.mask].min()) >= 0  # as _step_features
     if isinstance(q_model, str) and q_model == "auto":
         q_model = "refit" if integer_states else None
     if q_model is not None and not (isinstance(q_model, str) and q_model == "refit"):
