@@ -82,7 +82,7 @@ def main() -> None:
                 task.build_inputs(dataset, candidates, truth, seed)
             seconds = time.perf_counter() - clock
             for r in nuisance_frame(fits).itertuples(index=False):
-                budget = f"configured: {r.iterations} it × {r.steps}" if r.nuisance == "fqe" else f"configured: {r.steps}"
+                budget = f"configured: {int(r.iterations)} it × {int(r.steps)}" if r.nuisance == "fqe" else f"configured: {int(r.steps)}"
                 row(task_config.id, d, r.nuisance, budget, r.last_change, r.trend, r.residual, r.residual_sample, r.converged, seconds)
             H, targets = dataset.horizon, fqe_targets(dataset, candidates)
             for steps in args.fqe_steps:
