@@ -141,6 +141,11 @@ CASES += [
     case("report-out-parent-missing", ["report", RUN, "--out", "missing/r.html"], "--out", "missing"),
     case("report-folder-markup", ["report", "{in}/[/]run", "--out", "r.html"], "[/]run"),
     case("report-folder-markup-tags", ["report", "{in}/" + MARKUP, "--out", "r.html"], "[bold]x[/bold] [link="),
+    # a benchmark store: the paper's views (its run holds SharpeRatio@2 only)
+    case("report-store-k-absent", ["report", DB, "--out", "r.html"], "--k", "[2]", "found 4"),
+    case("report-store-run-absent", ["report", DB, "--out", "r.html", "--k", "2", "--run", "99"], "--run", "99"),
+    case("report-store-foreign", ["report", "{in}/foreign.duckdb", "--out", "r.html"], "RESULTS", "not a store", "foreign.duckdb"),
+    case("report-k-with-folders", ["report", RUN, "--out", "r.html", "--k", "3"], "--k", "result folders"),
 ]
 
 # what a stream (describe, evaluate --stream) says instead: it verifies each row group's digest, which binds the
@@ -213,6 +218,9 @@ CASES += [
 _EVAL = ["evaluate", DATA, "--policy", NO_MODEL]
 CASES += [
     case("evaluate-policy-required", ["evaluate", DATA], "--policy"),
+    case("evaluate-report-dir-is-file", [*_EVAL, "--report-dir", "{in}/existing.html"], "--report-dir", "existing.html"),
+    case("evaluate-report-dir-not-empty", [*_EVAL, "--report-dir", RUN], "--report-dir", "--force"),
+    case("evaluate-report-dir-stream", [*_EVAL, "--stream", "--report-dir", "out"], "--report-dir", "--stream"),
     case("evaluate-interval-unknown", [*_EVAL, "--interval", "nope"], "--interval", "nope"),
     case("evaluate-q-function-unknown", [*_EVAL, "--q-function", "nope"], "--q-function", "nope"),
     case("evaluate-kernel-unknown", [*_EVAL, "--kernel", "nope"], "--kernel", "nope"),
