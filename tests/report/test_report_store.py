@@ -55,7 +55,7 @@ def test_every_view_of_a_small_store(store_file):
     page = render_store_report(report)
     for view in ("SharpeRatio@k against k", "Top-k portfolio statistics", "nMSE, rank correlation and regret",
                  "Agreement of SharpeRatio@4 with the other metrics", "most efficient by SharpeRatio@4",
-                 "Nuisance convergence: this store does not record it", "Every cell finished."):  # fmt: skip
+                 "every nuisance of this run is exact (tabular)", "Every cell finished."):  # fmt: skip
         assert view in page, view
     assert page.count('<figure class="opelab-figure') == 6  # three per task
 
@@ -80,6 +80,12 @@ def _hand_built(path):
                 for estimator, value in zip(("e1", "e2", "e3"), triple):
                     store.con.execute("INSERT INTO metrics VALUES (1, ?, ?, ?, ?, ?)", [task, dataset, estimator, metric, float(value)])
         store.con.execute("INSERT INTO cells (run_id, task, dataset, status, error, attempts) VALUES (1, 'b', 2, 'failed', 'RuntimeError: boom', 2)")
+        # task a's cells learned FQE and weights: dataset 1's weights did not converge
+        for dataset, nuisance, converged in ((0, "fqe", True), (0, "weights", True), (1, "fqe", True), (1, "weights", False)):
+            store.con.execute(
+                "INSERT INTO nuisances VALUES (1, 'a', ?, ?, 'all', 1, NULL, 300, 0.001, 0.0, ?, 'in-sample', ?)",
+                [dataset, nuisance, 0.05 if converged else 1.5, converged],
+            )
 
 
 def test_the_agreement_table_on_a_hand_built_store(tmp_path):
@@ -109,6 +115,23 @@ def test_the_agreement_table_on_a_hand_built_store(tmp_path):
     page = render_store_report(report)
     assert "1 cell(s) failed and are left out: b: 1 (RuntimeError: boom)" in page
     assert "1.5 of 2" in page and "2.833 of 4" in page
+    summary = report.convergence_summary.set_index("task")
+    assert summary.loc["a"].tolist() == [2, 1] and summary.loc["b"].tolist() == [0, 0]
+    assert report.convergence[["task", "dataset", "nuisance"]].values.tolist() == [["a", 1, "weights"]]
+    assert "1 cell(s) hold a learned nuisance (FQE, marginal weights, MQL) that did not converge" in page
+
+
+def test_a_schema_1_store_says_it_records_no_convergence(tmp_path):
+    import duckdb
+
+    db = tmp_path / "old.duckdb"
+    _hand_built(db)
+    with duckdb.connect(str(db)) as con:  # what a store written before schema 2 holds
+        con.execute("DROP TABLE nuisances; UPDATE opelab_store SET value = '1' WHERE key = 'schema_version'")
+    with ResultStore(db, read_only=True) as store:
+        report = read_store_report(store, k=4, n_bootstrap=200)
+    assert report.convergence is None and report.convergence_summary is None
+    assert "Nuisance convergence: this store does not record it" in render_store_report(report)
 
 
 def test_the_cli_reads_a_store_and_names_bad_requests(store_file, tmp_path):

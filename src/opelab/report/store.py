@@ -21,8 +21,11 @@ across tasks
     same estimator (1 without ties when the picks agree, 0 when they differ), the same "average over the
     orderings of tied values" as the metrics' ``ties="average"``; the number of trials whose SharpeRatio@k
     pick was tied is shown beside;
-    the cells that failed, and the cells whose nuisances did not converge where the store records it (a store
-    of schema 1 does not: the page says so rather than showing an empty list).
+    the cells that failed, and the cells whose learned nuisances (neural FQE, marginal weights, MQL) did not
+    converge by their own signals (``opelab.ope.fqe`` / ``opelab.ope.minimax``: the change between iterates,
+    the Bellman or flow residual), from the store's ``nuisances`` table; a store of schema 1 does not record
+    them and the page says so rather than showing an empty list; cells with exact (tabular) nuisances have
+    no rows.
 """
 
 from __future__ import annotations
@@ -55,6 +58,9 @@ class StoreReport:
     agreement    comparison, one column per task ("agree of trials"), total; ``agreement_counts`` the numbers
     efficient    task, estimator, sharpe_ratio (mean), lower, upper, runner_up, runner_up_value
     cells        task, done, failed, first error
+    convergence  one row per learned nuisance that did not converge: task, dataset, nuisance, last_change,
+                 residual, residual_sample; ``convergence_summary`` per task: cells with learned nuisances and
+                 with an unconverged one; both None when the store does not record convergence (schema 1)
     """
 
     run_id: int
@@ -69,6 +75,7 @@ class StoreReport:
     efficient: pd.DataFrame
     cells: pd.DataFrame
     convergence: pd.DataFrame | None
+    convergence_summary: pd.DataFrame | None = None
 
 
 def _label(metric: str) -> str:
@@ -177,10 +184,23 @@ def read_store_report(store: Any, run_id: int | None = None, *, k: int = 4, alph
         )
         .reset_index()
     )
+    convergence = convergence_summary = None
+    nuisances = store.nuisances(run) if hasattr(store, "nuisances") else None
+    if nuisances is not None:
+        nuisances = nuisances[nuisances.task.isin(tasks)]
+        flags = nuisances.converged.astype("boolean").fillna(False).astype(bool)
+        columns = ["task", "dataset", "nuisance", "last_change", "residual", "residual_sample"]
+        convergence = nuisances.loc[~flags, [c for c in columns if c in nuisances.columns]].reset_index(drop=True)
+        per_cell = nuisances.assign(ok=flags).groupby(["task", "dataset"], sort=False).ok.all().reset_index()
+        convergence_summary = pd.DataFrame(
+            {"task": tasks,
+             "cells with learned nuisances": [int((per_cell.task == t).sum()) for t in tasks],
+             "cells with an unconverged one": [int(((per_cell.task == t) & ~per_cell.ok).sum()) for t in tasks]}  # fmt: skip
+        )
     return StoreReport(
         run_id=int(run), name=str(runs.name.iloc[0]), k=int(k), alpha=float(alpha), summary=summary, behavior=behavior,
         trials=trials_text, agreement=agreement, agreement_counts=agreement_counts, efficient=pd.DataFrame(efficient_rows),
-        cells=status, convergence=None,
+        cells=status, convergence=convergence, convergence_summary=convergence_summary,
     )  # fmt: skip
 
 
@@ -302,12 +322,22 @@ def render_store_report(report: StoreReport, title: str | None = None) -> str:
             f"{t}: {n} ({e})" for t, n, e in zip(failed.task, failed.failed, failed.first_error)
         )
     )
-    convergence = (
-        "<p class=\"note\">Nuisance convergence: this store does not record it (schema 1 stores no per-cell "
-        "convergence signal), so no cell can be flagged.</p>"
-        if report.convergence is None
-        else "<h3>Cells whose nuisances did not converge</h3>" + _table(report.convergence)
-    )
+    if report.convergence is None or report.convergence_summary is None:
+        convergence = (
+            "<p class=\"note\">Nuisance convergence: this store does not record it (schema 1 stores no per-cell "
+            "convergence signal), so no cell can be flagged.</p>"
+        )
+    elif report.convergence_summary["cells with learned nuisances"].sum() == 0:
+        convergence = '<p class="note">Nuisance convergence: every nuisance of this run is exact (tabular), nothing to flag.</p>'
+    else:
+        flagged = int(report.convergence_summary["cells with an unconverged one"].sum())
+        convergence = (
+            "<h3>Nuisance convergence</h3>"
+            f'<p class="hint">{flagged} cell(s) hold a learned nuisance (FQE, marginal weights, MQL) that did not converge by '
+            "its own signals (change between iterates, Bellman or flow residual): their estimates rest on an unfinished "
+            "fit.</p>" + _table(report.convergence_summary)
+            + ("" if report.convergence.empty else "<details><summary>The unconverged fits</summary>" + _table(report.convergence) + "</details>")
+        )
     summary = [
         f"<h1>{html.escape(title)}</h1>",
         '<section class="summary"><h2>Summary</h2><ul>' + "".join(items) + "</ul>",
