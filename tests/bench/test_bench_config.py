@@ -155,11 +155,11 @@ CASES = {
         '[[tasks]]\nname = "cartpole"\nbehavior = { base = "double_dqn", head = "softmax", temperature = 1.0 }\ncandidates = { family = "offline", hidden_sizes = [32, 32] }  # <-\n',
         "tasks[0].candidates.hidden_sizes", "expected an array of arrays of integers",
     ),
-    "DICE weights on a continuous task": (
-        '[inputs]\nweights = "mwl"  # <-\n' + TASK_LEARNED, "inputs.weights", "expected 'auto' or 'none' for continuous-action task",
+    "unknown weights on a continuous task": (
+        '[inputs]\nweights = "mwll"  # <-\n' + TASK_LEARNED, "inputs.weights", "expected 'auto', 'none' or a DICE setting",
     ),
-    "DICE weights in a continuous task's own inputs": (
-        TASK_LEARNED + 'inputs = { weights = "mwl" }  # <-\n', "tasks[0].inputs.weights", "expected 'auto' or 'none'",
+    "unknown weights in a continuous task's own inputs": (
+        TASK_LEARNED + 'inputs = { weights = "tabular" }  # <-\n', "tasks[0].inputs.weights", "expected 'auto', 'none' or a DICE setting",
     ),
     "unknown key in a task's inputs": (TASK_LEARNED + 'inputs = { kernal = "cosine" }  # <-\n', "tasks[0].inputs.kernal", "unknown key"),
     "unknown key in a task": ('[[tasks]]\nname = "chain"\nhorizonn = 10  # <-\n', "tasks[0].horizonn", "unknown key"),

@@ -178,10 +178,8 @@ class LearnedFamily(TaskFamily):
             problems.append(("candidates.head", f"expected one of {list(CANDIDATE_HEADS[action_type])} for task {task.name!r}, found {c.head!r}"))
         if action_type == "discrete" and (c.head or "epsilon_greedy") == "softmax" and not c.temperatures:
             problems.append(("candidates.temperatures", "expected softmax temperatures for the candidates' softmax head, found none"))
-        if action_type == "discrete" and inputs.weights not in ("auto", "none", "dualdice", "gendice", "bestdice", "mwl"):
+        if inputs.weights not in ("auto", "none", "dualdice", "gendice", "bestdice", "mwl"):
             problems.append(("inputs.weights", f"expected 'auto', 'none' or a DICE setting for task {task.name!r}, found {inputs.weights!r}"))
-        if action_type == "continuous" and inputs.weights not in ("auto", "none"):
-            problems.append(("inputs.weights", f"expected 'auto' or 'none' for continuous-action task {task.name!r}, found {inputs.weights!r}"))
         if inputs.q_function == "fqe":
             problems.append(("inputs.q_function", f"expected 'auto', 'neural_fqe' or 'mql' for task {task.name!r} (no state ids for tabular FQE), found 'fqe'"))
         return problems
