@@ -68,7 +68,7 @@ n_sampled = 3
     assert config.with_executor(workers=1).executor.workers == 1 and config.executor.workers == 2
 
 
-@pytest.mark.parametrize("name", ["quick", "sharpe_ratio_paper", "sharpe_ratio_paper_small"])
+@pytest.mark.parametrize("name", ["quick", "sharpe_ratio_paper", "sharpe_ratio_paper_small", "sharpe_ratio_paper_medium"])
 def test_the_shipped_configs_load(name):
     config = load_config(f"configs/{name}.toml")
     assert config.name == name
@@ -83,6 +83,13 @@ def test_the_shipped_configs_load(name):
         assert config.ks == tuple(range(2, 11)) and config.ground_truth_rollouts == 100
         assert [e.name for e in config.estimators] == ["dm", "snpdis", "sndr", "sam_snis", "sam_sndr"]
         assert all(t.candidates.n_sampled == 10 for t in config.tasks)
+    if name == "sharpe_ratio_paper_medium":  # the floor: every task at the paper's horizon, >= 5 x 1,000, 10 candidates
+        paper = load_config("configs/sharpe_ratio_paper.toml")
+        assert [(t.name, t.horizon) for t in config.tasks] == [(t.name, t.horizon) for t in paper.tasks]
+        assert config.n_datasets >= 5 and min(t.n_trajectories for t in config.tasks) >= 1000
+        assert all(t.candidates.n_sampled == 10 for t in config.tasks) and config.executor.workers == 2
+        # the marginal estimators run everywhere: DICE weights on the discrete tasks, MWL on the continuous ones
+        assert [(t.inputs or config.inputs).weights for t in config.tasks] == ["bestdice"] * 3 + ["mwl"] * 4
 
 
 def test_task_inputs_override_the_config_inputs():
