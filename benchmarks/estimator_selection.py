@@ -21,10 +21,11 @@ Tasks:
   actions, larger weights (``mips`` is not among ``evaluate``'s defaults, so it is not in the set);
 - ``chain``: ``opelab.envs.make("chain")`` (6 states, horizon 20), ``--trajectories`` trajectories of a softmax
   (temperature 1) over the optimal Q, candidates ``candidate_family`` of the optimal Q, tabular FQE and
-  tabular weights (``build_inputs``). PAS-IF does not apply (one-step logs only).
+  tabular weights (``build_inputs``). PAS-IF runs its trajectory form (a pool and rejection sampling of whole
+  trajectories, the pseudo inputs refit tabularly on each pseudo-behavior part).
 CartPole is left out: its inputs (neural FQE per candidate) alone take minutes per dataset on 2 cores.
 
-Each task runs in a fresh process. PAS-IF's cost is cut with ``reward_model=Ridge()`` and ``n_splits=3``;
+Each task runs in a fresh process. PAS-IF's cost is cut with ``reward_model=Ridge()`` (one-step logs) and ``n_splits=3``;
 CV uses its default 10 splits. "cv, refit per split" is ``cv_select`` with ``rebuild`` (the inputs refit on each
 training part), which ``recommend_estimator`` does not expose; "all" is ``recommend_estimator(method="all")``'s rule (best mean rank of estimated
 nMSE over the two) applied to those CV and PAS-IF runs (``all_pick``), so PAS-IF runs once per dataset.
@@ -151,19 +152,18 @@ def score_dataset(task_name: str, seed: int, rounds: int, trajectories: int) -> 
         record(f"always {name}", name)
     ridge = Ridge()
     tables = []
-    for method, n_splits in [("cv", CV_SPLITS)] + ([("pasif", PASIF_SPLITS)] if one_step else []):
+    for method, n_splits in [("cv", CV_SPLITS), ("pasif", PASIF_SPLITS)]:
         start = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             rec = recommend_estimator(
-                ds, inputs, estimators, method=method, ks=[K], seed=seed, n_splits=n_splits, reward_model=ridge
+                ds, inputs, estimators, method=method, ks=[K], seed=seed, n_splits=n_splits, reward_model=ridge if one_step else None
             )
         row["seconds"][method] = time.perf_counter() - start
         est = rec.table.set_index("estimator")[f"estimated_sharpe_ratio@{K}"]
         record(method, rec.pick, _spearman(est.reindex(names).to_numpy(dtype=np.float64), true_sr))
         tables.append(rec.table)
-    if one_step:
-        record("all", all_pick(tables, names))
+    record("all", all_pick(tables, names))
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
