@@ -92,6 +92,21 @@ def test_the_shipped_configs_load(name):
         assert [(t.inputs or config.inputs).weights for t in config.tasks] == ["bestdice"] * 3 + ["mwl"] * 4
 
 
+def test_the_tie_rule_defaults_to_average_and_a_run_takes_either(tmp_path):
+    from opelab.bench import ResultStore, run_benchmark
+
+    assert parse_config(TASK).ties == "average"
+    text = 'n_datasets = 1\nn_trajectories = 30\nestimators = ["dm", "snpdis"]\n' + TASK
+    values = {}
+    for rule in ("first", "average"):
+        config = parse_config(f'ties = "{rule}"\n' + text)
+        assert config.ties == rule
+        run_benchmark(config, tmp_path / f"{rule}.duckdb")
+        with ResultStore(tmp_path / f"{rule}.duckdb", read_only=True) as store:
+            values[rule] = store.table("metrics").set_index(["task", "dataset", "estimator", "metric"]).value
+    assert values["first"].index.equals(values["average"].index)  # same cells and metrics, whatever the rule
+
+
 def test_task_inputs_override_the_config_inputs():
     text = TASK_LEARNED + 'inputs = { weights = "none", fqe_steps = 7 }\n'
     config = parse_config('[inputs]\nweights = "mwl"\nfqe_steps = 3\nkernel = "cosine"\n' + text)
@@ -108,6 +123,7 @@ CASES = {
     "unknown top-level key": ("sed = 1  # <-\n" + TASK, "sed", "unknown key"),
     "seed of the wrong type": ('seed = "zero"  # <-\n' + TASK, "seed", "expected an integer, found 'zero'"),
     "negative seed": ("seed = -1  # <-\n" + TASK, "seed", "expected an integer >= 0, found -1"),
+    "unknown tie rule": ('ties = "random"  # <-\n' + TASK, "ties", "expected 'first', 'last' or 'average'"),
     "no datasets": ("n_datasets = 0  # <-\n" + TASK, "n_datasets", "expected an integer >= 1"),
     "a boolean is not an integer": ("n_datasets = true  # <-\n" + TASK, "n_datasets", "expected an integer, found True"),
     "k of zero": ("ks = [0, 2]  # <-\n" + TASK, "ks", "expected an array of integers >= 1"),

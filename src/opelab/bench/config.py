@@ -18,6 +18,7 @@ Example::
     n_datasets = 3
     n_trajectories = 200
     ks = [2, 3, 5]
+    ties = "average"  # optional: how tied estimates order the top-k ("first", "last" or "average")
     estimators = ["dm", "snpdis", "sndr", { name = "sam_dr", label = "sam_dr@1", options = { k = 1 } }]
 
     [intervals]
@@ -62,7 +63,7 @@ __all__ = [
 
 EXECUTORS = ("local", "ray")
 TOP_LEVEL_KEYS = (
-    "name", "seed", "n_datasets", "n_trajectories", "ks", "safety_threshold", "ground_truth_rollouts", "imports",
+    "name", "seed", "n_datasets", "n_trajectories", "ks", "ties", "safety_threshold", "ground_truth_rollouts", "imports",
     "estimators", "intervals", "inputs", "executor", "tasks",
 )  # fmt: skip
 TASK_KEYS = ("name", "id", "n_trajectories", "horizon", "behavior", "candidates", "inputs")
@@ -239,6 +240,7 @@ class BenchmarkConfig:
     inputs: InputsConfig = InputsConfig()
     executor: ExecutorConfig = ExecutorConfig()
     ks: tuple[int, ...] | None = None  # None: 2..P
+    ties: str = "average"  # how tied estimates order the top-k (opelab.select.metrics: first, last, average)
     safety_threshold: float | None = None
     ground_truth_rollouts: int = 100  # tasks without exact values estimate them with this many rollouts
     imports: tuple[str, ...] = ()  # modules imported first (e.g. registering extra estimators or tasks)
@@ -624,6 +626,9 @@ def parse_config(text: str, *, source: str = "<config>", name: str | None = None
     ks = r.take("ks", "int_list", None, _sizes(1, "ks"))
     if ks is not None and (len(ks) == 0 or len(set(ks)) != len(ks)):
         raise r.error("ks", f"expected a non-empty array of distinct integers, found {list(ks)!r}")
+    ties = r.take("ties", "str", "average")
+    if ties not in ("first", "last", "average"):
+        raise r.error("ties", f"expected 'first', 'last' or 'average' (how tied estimates order the top-k), found {ties!r}")
     threshold = r.take("safety_threshold", "float", None)
     rollouts = r.take("ground_truth_rollouts", "int", 100, _sized(2, "ground_truth_rollouts"))  # 2: a standard error
 
@@ -719,6 +724,7 @@ def parse_config(text: str, *, source: str = "<config>", name: str | None = None
         inputs=inputs,
         executor=executor,
         ks=ks,
+        ties=ties,
         safety_threshold=threshold,
         ground_truth_rollouts=rollouts,
         imports=imports,

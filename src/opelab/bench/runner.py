@@ -180,8 +180,8 @@ def _metrics_frame(assessment, truth: np.ndarray, table) -> pd.DataFrame:  # typ
         est = table.estimate(estimator)
         for k in assessment.ks:
             if k != 1:
-                rows.append((estimator, f"regret@{k}", float(regret_at_k(truth, est, k))))
-                rows.append((estimator, f"normalized_regret@{k}", float(normalized_regret_at_k(truth, est, k))))
+                rows.append((estimator, f"regret@{k}", float(regret_at_k(truth, est, k, ties=assessment.ties))))
+                rows.append((estimator, f"normalized_regret@{k}", float(normalized_regret_at_k(truth, est, k, ties=assessment.ties))))
     for row in assessment.topk.itertuples(index=False):
         for stat in ("best", "worst", "mean", "std"):
             rows.append((row.estimator, f"{stat}@{int(row.k)}", float(getattr(row, stat))))
@@ -227,7 +227,7 @@ def run_cell(config: BenchmarkConfig, cell: Cell) -> CellResult:
         seed=cell_seed(config.seed, cell, INTERVALS),
     )
     seconds["estimate"], clock = time.perf_counter() - clock, time.perf_counter()
-    assessment = assess(table, truth.values, ks=config.ks, safety_threshold=config.safety_threshold)
+    assessment = assess(table, truth.values, ks=config.ks, safety_threshold=config.safety_threshold, ties=config.ties)
     metrics = _metrics_frame(assessment, truth.values, table)
     seconds["assess"] = time.perf_counter() - clock
 
