@@ -116,7 +116,7 @@ def test_no_ties_all_rules_agree() -> None:
                 assert sharpes[0] == sharpes[1] == sharpes[2]
 
 
-@pytest.mark.parametrize("p", [7, 18])  # 18 tied of 20: some ks need Monte Carlo
+@pytest.mark.parametrize("p", [7, 18])  # a tie group of 7 or 18 (all enumerated)
 def test_average_is_invariant_to_listing_order(p: int) -> None:
     rng = np.random.default_rng(1)
     j = rng.normal(size=p + 2)
@@ -199,23 +199,147 @@ def test_enumeration_against_closed_form_and_monte_carlo() -> None:
     j = rng.normal(size=14)
     est = np.r_[np.zeros(12), 1.0, 1.0]  # 12 tied policies below two sure ones: C(12, r) <= 924
     ks = list(range(3, 14))
+    draws = 20_000
     exact = m._top_k_stats(j, est, ks, "average", 0.0, True)
-    sampled = m._top_k_stats(j, est, ks, "average", 0.0, True, max_enumerated=0, mc_draws=20_000)
+    sampled = m._top_k_stats(j, est, ks, "average", 0.0, True, max_enumerated=0, mc_draws=draws)
+    split = m._split(est, 3)
+    mc = m._monte_carlo(j[split.sure], m._tied_values(j, split), [k - 2 for k in ks], 0.0, True, draws)
     for k, a, b in zip(ks, exact, sampled):
         # best / worst by order statistics and mean by linearity: exact on both paths
         brute = _brute_force(j, est, k, 0.0)
         np.testing.assert_allclose([a.best, a.worst, a.mean], brute[:3], rtol=1e-12)
         np.testing.assert_allclose([b.best, b.worst, b.mean], brute[:3], rtol=1e-12)
-        # std and SharpeRatio: enumerated = brute force; Monte Carlo within 1 % with 20,000 draws
         np.testing.assert_allclose([a.std, a.sharpe], brute[3:], rtol=1e-12)
-        assert b.std == pytest.approx(a.std, rel=0.01)
-        assert b.sharpe == pytest.approx(a.sharpe, rel=0.01)
+        # std and SharpeRatio: Monte Carlo within 4 standard errors, estimated from the draws
+        # (22 comparisons: a false alarm has probability about 22 * 6e-5 for an unlucky seed)
+        r = k - 2
+        assert (b.std, b.sharpe) == (mc[r].std, mc[r].sharpe)
+        assert 0.0 < mc[r].std_se and 0.0 < mc[r].sharpe_se
+        assert abs(b.std - a.std) <= 4 * mc[r].std_se
+        assert abs(b.sharpe - a.sharpe) <= 4 * mc[r].sharpe_se
+
+
+def test_monte_carlo_standard_error_matches_the_exact_spread() -> None:
+    # The standard error reported by _monte_carlo is the subset std of the metric / sqrt(draws).
+    rng = np.random.default_rng(5)
+    j = rng.normal(size=9)
+    tied = m._TiedValues(np.sort(j), np.ones(9, dtype=np.int64), 4)
+    draws = 50_000
+    mc = m._monte_carlo(np.zeros(0), tied, [4], 0.0, True, draws)[4]
+    rows = np.array([[m._sample_std(j[list(c)]), m._sharpe(j[list(c)], 0.0, True)] for c in itertools.combinations(range(9), 4)])
+    spread = rows.std(axis=0)
+    assert mc.std_se == pytest.approx(spread[0] / math.sqrt(draws), rel=0.05)
+    assert mc.sharpe_se == pytest.approx(spread[1] / math.sqrt(draws), rel=0.05)
+    assert abs(mc.std - rows[:, 0].mean()) <= 4 * mc.std_se
+    assert abs(mc.sharpe - rows[:, 1].mean()) <= 4 * mc.sharpe_se
+
+
+def test_monte_carlo_draws_only_the_open_slots_uniformly() -> None:
+    # Partial draws without replacement: every ordered pair of distinct entries equally likely,
+    # on both the rejection path (slots^2 <= t) and the partial Fisher-Yates path.
+    for t, slots in [(9, 2), (5, 3)]:
+        rng = np.random.default_rng(6)
+        x = m._random_slots(rng, np.arange(t, dtype=float), 90_000, slots)
+        assert x.shape == (90_000, slots)
+        assert np.all(np.sort(x, axis=1)[:, 1:] != np.sort(x, axis=1)[:, :-1])  # no repeats
+        pairs = (x[:, 0] * t + x[:, 1]).astype(int)
+        freq = np.bincount(pairs, minlength=t * t).reshape(t, t)
+        assert np.all(np.diag(freq) == 0)
+        expected = 90_000 / (t * (t - 1))
+        off = freq[~np.eye(t, dtype=bool)]
+        assert np.all(np.abs(off - expected) <= 5 * math.sqrt(expected))
+
+
+def test_enumeration_replaces_monte_carlo_when_it_is_cheaper() -> None:
+    # 200 tied policies, k = 2: 19,900 pairs (x 2 slots) are enumerated, exactly; this was a slow,
+    # inexact Monte Carlo over full random orders of all 200 values.
+    rng = np.random.default_rng(7)
+    j = rng.normal(size=200)
+    est = np.zeros(200)
+    a, b = np.triu_indices(200, 1)
+    std = np.abs(j[a] - j[b]) / math.sqrt(2)
+    sharpe = np.maximum(np.maximum(j[a], j[b]), 0.0) / std
+    tk = topk_metrics(j, est, 0.0, [2])
+    assert tk.std[0] == pytest.approx(std.mean(), rel=1e-12)
+    assert tk.sharpe_ratio[0] == pytest.approx(sharpe.mean(), rel=1e-12)
+    assert sharpe_ratio_at_k(j, est, 0.0, 2) == pytest.approx(sharpe.mean(), rel=1e-12)
+
+
+def test_enumeration_by_slots_with_repeated_values_matches_brute_force() -> None:
+    # Many distinct tied values and few open slots (d > r): the slot-wise enumeration, with repeats.
+    rng = np.random.default_rng(8)
+    for _ in range(40):
+        p = int(rng.integers(4, 11))
+        j = rng.integers(0, 8, p).astype(float)
+        est = np.r_[np.zeros(p - 2), rng.integers(0, 2, 2).astype(float)]
+        for k in range(1, p + 1):
+            (stats,) = m._top_k_stats(j, est, [k], "average", 1.0, True)
+            np.testing.assert_allclose(_as_list(stats), _brute_force(j, est, k, 1.0), rtol=1e-12, atol=1e-12)
+
+
+def test_layouts_are_cached_across_calls() -> None:
+    rng = np.random.default_rng(9)
+    j, est = rng.normal(size=10), np.zeros(10)
+    ref = topk_metrics(j, est, 0.0, range(2, 11))
+    hits = m._cached_layout.cache_info().hits
+    again = topk_metrics(rng.normal(size=10), est, 0.0, range(2, 11))  # same multiplicities, new values
+    assert m._cached_layout.cache_info().hits >= hits + 8  # k = 2..9 cut the group
+    assert again.sharpe_ratio[0] != ref.sharpe_ratio[0]
+    np.testing.assert_array_equal(topk_metrics(j, est, 0.0, range(2, 11)).sharpe_ratio, ref.sharpe_ratio)
+
+
+def test_sharpe_average_is_inf_not_nan_when_weights_underflow() -> None:
+    # All-zero top-2000 (std 0, numerator 1 > 0) has probability ~1e-1200: its weight underflows to
+    # 0, and 0 * inf used to give nan. Every enumerated multiset is possible: the answer is inf.
+    j = np.r_[np.zeros(2000), np.ones(2000)]
+    est = np.zeros(4000)
+    assert sharpe_ratio_at_k(j, est, -1.0, 2000, ties="first") == math.inf
+    assert sharpe_ratio_at_k(j, est, -1.0, 2000) == math.inf
+    assert topk_metrics(j, est, -1.0, [2000]).sharpe_ratio[0] == math.inf
+    assert math.isfinite(topk_metrics(j, est, -1.0, [2000]).std[0])
+
+
+def test_monte_carlo_finds_rare_infinite_sharpe_exactly() -> None:
+    # 60 tied policies, one pair of equal true values: P(that pair at k = 2) = 1 / 1770.
+    rng = np.random.default_rng(10)
+    j = rng.normal(size=60)
+    j[1] = j[0] = abs(j[0]) + 0.1  # above J(pi_b) = 0
+    est = np.zeros(60)
+    (sampled,) = m._top_k_stats(j, est, [2], "average", 0.0, True, max_enumerated=0, mc_draws=10)
+    (exact,) = m._top_k_stats(j, est, [2], "average", 0.0, True)
+    assert sampled.sharpe == exact.sharpe == math.inf
+    assert math.isfinite(sampled.std)
+    # clip=False: equal pairs above and below J(pi_b) give +inf and -inf: nan on both paths
+    j[3] = j[2] = -abs(j[2]) - 0.1
+    (sampled,) = m._top_k_stats(j, est, [2], "average", 0.0, False, max_enumerated=0, mc_draws=10)
+    (exact,) = m._top_k_stats(j, est, [2], "average", 0.0, False)
+    assert math.isnan(sampled.sharpe) and math.isnan(exact.sharpe)
+    # a fixed policy with the same value as r tied copies: std 0 too
+    j2, est2 = np.array([2.0, 2.0, 1.0, 0.5]), np.array([1.0, 0.0, 0.0, 0.0])
+    (s,) = m._top_k_stats(j2, est2, [2], "average", 0.0, True, max_enumerated=0, mc_draws=10)
+    assert s.sharpe == math.inf
+
+
+def test_average_sharpe_is_inf_when_any_boundary_subset_has_zero_std() -> None:
+    # two tied policies with equal true values: one of the three pairs has std 0
+    j, est = np.array([3.0, 1.0, 1.0]), np.zeros(3)
+    assert math.isfinite(sharpe_ratio_at_k(j, est, 0.0, 2, ties="first"))
+    assert sharpe_ratio_at_k(j, est, 0.0, 2) == math.inf
+
+
+def test_last_is_the_reversed_stable_ascending_sort() -> None:
+    rng = np.random.default_rng(11)
+    for p in (5, 17, 40, 300):  # numpy's default sort is not stable beyond 16 elements
+        est = rng.integers(0, 3, p).astype(float)
+        order = np.argsort(est, kind="stable")[::-1]
+        for k in (1, p // 2, p):
+            np.testing.assert_array_equal(top_k_indices(est, k, ties="last"), order[:k])
 
 
 def test_large_tie_group_uses_monte_carlo_deterministically() -> None:
     rng = np.random.default_rng(4)
     j = rng.normal(size=30)
-    est = np.zeros(30)  # C(30, 10) > 10^4 distinct sets at k = 10
+    est = np.zeros(30)  # C(30, 10) x 10 > MAX_ENUMERATED at k = 10: Monte Carlo
     first = topk_metrics(j, est, 0.0, [2, 10, 29])
     again = topk_metrics(j, est, 0.0, [10])
     assert again.sharpe_ratio[0] == first.sharpe_ratio[1]  # fixed seed

@@ -17,18 +17,30 @@ estimates (no tolerance):
   depend on the order in which the policies are listed. best@k, worst@k and regret@k
   are exact, from the order statistics of a uniformly random r-subset, and mean@k is
   exact (it is linear: each tied policy is in with probability r / t, see
-  :func:`top_k_inclusion`). std@k and SharpeRatio@k are exact when the r slots can hold
-  at most ``MAX_ENUMERATED`` (10⁴) distinct multisets of true values: these are
-  enumerated with their multivariate hypergeometric weights (at most C(t, r) of them,
-  far fewer when tied policies share true values). Beyond that they are a Monte Carlo
-  mean over ``MC_DRAWS`` (10⁵) uniformly random orders of the tied policies, drawn with
-  a fixed seed (0), so the result is deterministic (relative error about 10⁻³).
+  :func:`top_k_inclusion`). std@k and SharpeRatio@k are exact when enumerating costs at
+  most ``MAX_ENUMERATED`` (2²⁰) entries: the N distinct multisets of true values the r slots
+  can hold (at most C(t, r), far fewer when tied policies share true values) times
+  min(d, r) entries each (d distinct tied values), enumerated with their multivariate
+  hypergeometric weights (tens of MB and well under a second at the limit). Beyond that
+  they are a Monte Carlo mean over ``MC_DRAWS`` (10⁵) uniformly random orders of the tied
+  policies, of which only the first r slots are drawn (without replacement), with a fixed
+  seed (0), so the result is deterministic but not exact: its standard error is the
+  metric's standard deviation over random subsets / √MC_DRAWS, i.e. a relative error of
+  about CV / 316 for a coefficient of variation CV (0.2-0.4 % measured on std@k and
+  SharpeRatio@k for a 9-policy group; much more for SharpeRatio@k when two tied true
+  values are very close, since 1 / std@k is then heavy-tailed). An infinite SharpeRatio@k
+  (below) is detected exactly on both paths, however unlikely the subset that causes it.
+  Under "average", SharpeRatio@k is +inf whenever *any* boundary subset has std@k = 0 with
+  a positive numerator (e.g. k = 2 and two tied policies with equal true values above
+  J(π_b)), even if that subset is unlikely, so means of SharpeRatio@k across datasets
+  become inf more often than under "first" or "last".
   Across k, every random order gives nested top-k sets; the value at each k is the
   expectation at that k, so e.g. E[best@k] is non-decreasing and E[worst@k]
   non-increasing in k, but no single set realises all ks at once.
 - ``"first"``: the tied policy listed first ranks higher (``argsort(-Ĵ, kind="stable")``).
 - ``"last"``: the tied policy listed last ranks higher (the order of
-  ``argsort(Ĵ)[::-1]``, as in the reference implementation of Kiyohara et al.).
+  ``argsort(Ĵ, kind="stable")[::-1]``, the order of the reference implementation of
+  Kiyohara et al.; numpy's default sort is not stable beyond 16 elements).
 
 ``"first"`` and ``"last"`` give top-k sets nested in k. Without ties the three rules
 agree. Example (the toy example of Kiyohara et al., ICLR 2024): J = 1, 3, 4, 5, 6, 7,
@@ -49,6 +61,7 @@ References
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from collections.abc import Iterable
@@ -85,7 +98,7 @@ _Arr = TypeVar("_Arr", bound=np.ndarray)
 
 TieRule = Literal["first", "last", "average"]
 TIE_RULES: tuple[str, ...] = ("first", "last", "average")
-MAX_ENUMERATED = 10_000  # "average": enumerate up to this many distinct multisets of tied values
+MAX_ENUMERATED = 1 << 20  # "average": enumerate while N multisets × min(d, r) entries fit in this
 MC_DRAWS = 100_000  # "average": Monte Carlo subsets for std@k / SharpeRatio@k beyond that
 _MC_SEED = 0
 
@@ -210,7 +223,7 @@ def _check(
 def _order(estimates: FloatArray, ties: str) -> IntArray:
     """All indices by descending estimate; ties in listing order ("first") or reversed ("last")."""
     if ties == "last":
-        return np.lexsort((-np.arange(estimates.shape[0]), -estimates)).astype(np.int64)
+        return np.argsort(estimates, kind="stable")[::-1].astype(np.int64)
     return np.argsort(-estimates, kind="stable").astype(np.int64)
 
 
@@ -291,20 +304,28 @@ def _expected_extremes(fixed: FloatArray, tied: _TiedValues) -> tuple[float, flo
     return min(max(best, float(w_hi[0])), float(w_hi[-1])), min(max(worst, float(w_lo[0])), float(w_lo[-1]))
 
 
-def _compositions(tied: _TiedValues, limit: int) -> IntArray | None:
-    """Every count vector c (0 ≤ c_i ≤ counts_i, Σ c_i = r), shape (N, d); None if N > limit."""
-    caps = tied.counts
-    d, r = caps.shape[0], tied.r
-    # ways[i, j]: number of count vectors over values i.. summing to j, saturated at limit + 1
-    # (a window sum of saturated terms, saturated again, is still exact below the cap).
-    ways = np.zeros((d + 1, r + 1), dtype=np.int64)
+def _count_multisets(caps: tuple[int, ...], r: int, limit: int) -> int:
+    """Number N of count vectors c (0 ≤ c_i ≤ caps_i, Σ c_i = r), saturated at limit + 1."""
+    # ways[j]: number of count vectors over the values seen so far summing to j, saturated at
+    # limit + 1 (a window sum of saturated terms, saturated again, is still exact below the cap).
+    ways = np.zeros(r + 1, dtype=np.int64)
+    ways[0] = 1
+    j = np.arange(r + 1)
+    for cap in caps:
+        prefix = np.concatenate(([0], np.cumsum(ways)))
+        ways = np.minimum(prefix[j + 1] - prefix[np.maximum(j - cap, 0)], limit + 1)
+    return int(ways[r])
+
+
+def _dense_compositions(caps: IntArray, r: int) -> IntArray:
+    """Every count vector c (0 ≤ c_i ≤ caps_i, Σ c_i = r), shape (N, d): one column per distinct value."""
+    d = caps.shape[0]
+    ways = np.zeros((d + 1, r + 1), dtype=np.int64)  # ways[i, j]: vectors over values i.. summing to j
     ways[d, 0] = 1
+    j = np.arange(r + 1)
     for i in range(d - 1, -1, -1):
         prefix = np.concatenate(([0], np.cumsum(ways[i + 1])))
-        j = np.arange(r + 1)
-        ways[i] = np.minimum(prefix[j + 1] - prefix[np.maximum(j - caps[i], 0)], limit + 1)
-    if ways[0, r] > limit:
-        return None
+        ways[i] = np.minimum(prefix[j + 1] - prefix[np.maximum(j - caps[i], 0)], 1)  # > 0 is all we need
     # Level by level: every partial vector can be completed, so no level holds more than N.
     left = np.array([r], dtype=np.int64)
     parents: list[IntArray] = []
@@ -330,16 +351,128 @@ def _compositions(tied: _TiedValues, limit: int) -> IntArray | None:
     return out
 
 
-def _composition_weights(tied: _TiedValues, counts: IntArray) -> FloatArray:
-    """Multivariate hypergeometric probabilities Π_i C(m_i, c_i) / C(t, r) of the rows of ``counts``."""
-    log_w = np.zeros(counts.shape[0])
-    for i, m in enumerate(tied.counts.tolist()):
-        c = np.arange(min(m, tied.r) + 1)
-        log_binom = np.array([math.lgamma(m + 1) - math.lgamma(x + 1) - math.lgamma(m - x + 1) for x in c.tolist()])
-        log_w += log_binom[counts[:, i]]
-    log_w -= np.max(log_w)
-    w = np.exp(log_w)
+def _sorted_selections(caps: IntArray, r: int) -> IntArray:
+    """Every multiset of r distinct-value indices as a non-decreasing row (index i at most caps_i
+    times), shape (N, r): one column per slot, built slot by slot and pruned to completable rows."""
+    d = caps.shape[0]
+    suffix = np.concatenate((np.cumsum(caps[::-1])[::-1], [0]))  # suffix[i] = Σ_{i' ≥ i} caps_i'
+    last = np.array([-1], dtype=np.int64)  # index chosen in the previous slot (-1: none yet)
+    run = np.array([0], dtype=np.int64)  # how often it has been chosen
+    parents: list[IntArray] = []
+    chosen: list[IntArray] = []
+    for s in range(1, r + 1):
+        need = r - s  # slots left after this one
+        # a new index j > last keeps the row completable iff suffix[j] - 1 >= need (suffix decreases)
+        jmax = int(np.count_nonzero(suffix[:d] >= need + 1)) - 1
+        n_new = np.maximum(jmax - last, 0)
+        new_parent = np.repeat(np.arange(last.shape[0]), n_new)
+        offset = np.arange(new_parent.shape[0]) - np.repeat(np.cumsum(n_new) - n_new, n_new)
+        new_index = last[new_parent] + 1 + offset
+        if s > 1:  # the same index again, if it has copies left and the row stays completable
+            left_of_last = caps[last] - run - 1
+            stay = np.flatnonzero((left_of_last >= 0) & (left_of_last + suffix[last + 1] >= need))
+        else:
+            stay = np.zeros(0, dtype=np.int64)
+        parent = np.concatenate((new_parent, stay))
+        last = np.concatenate((new_index, last[stay]))
+        run = np.concatenate((np.ones(new_parent.shape[0], dtype=np.int64), run[stay] + 1))
+        parents.append(parent.astype(np.int32))
+        chosen.append(last.astype(np.int32))
+    n = last.shape[0]
+    out = np.empty((n, r), dtype=np.int32 if d < 2**31 else np.int64)
+    row = np.arange(n)
+    for s in range(r - 1, -1, -1):
+        out[:, s] = chosen[s][row]
+        row = parents[s][row]
+    return out
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Every distinct multiset of r tied true values, independent of the values themselves.
+
+    ``weights``: multivariate hypergeometric probabilities Π_i C(m_i, c_i) / C(t, r) (N,), which may
+    underflow to 0 for very unlikely multisets; ``lo`` / ``hi``: index of the smallest / largest
+    distinct value held (N,). Either ``counts`` (N, d), how often each distinct value is held, or
+    ``index`` (N, r), the held distinct-value indices in ascending order (whichever is smaller).
+    """
+
+    weights: FloatArray
+    lo: IntArray
+    hi: IntArray
+    counts: IntArray | None
+    index: IntArray | None
+
+    @property
+    def size(self) -> int:
+        arr = self.counts if self.counts is not None else self.index
+        assert arr is not None
+        return int(arr.size)
+
+
+def _normalised(log_w: FloatArray) -> FloatArray:
+    w = np.exp(log_w - np.max(log_w))
     return w / np.sum(w)  # the exact weights sum to 1; normalising removes the rounding of the logs
+
+
+def _build_layout(caps_key: tuple[int, ...], r: int) -> _Layout:
+    caps = np.asarray(caps_key, dtype=np.int64)
+    d = caps.shape[0]
+    log_binom = [
+        np.array([math.lgamma(m + 1) - math.lgamma(x + 1) - math.lgamma(m - x + 1) for x in range(min(m, r) + 1)])
+        for m in caps_key
+    ]
+    if d <= r:
+        counts = _dense_compositions(caps, r)
+        log_w = np.zeros(counts.shape[0])
+        for i in range(d):
+            log_w += log_binom[i][counts[:, i]]
+        present = counts > 0
+        lo = np.argmax(present, axis=1)
+        hi = d - 1 - np.argmax(present[:, ::-1], axis=1)
+        return _Layout(_normalised(log_w), lo, hi, counts, None)
+    index = _sorted_selections(caps, r)
+    if np.all(caps == 1):
+        log_w = np.zeros(index.shape[0])  # r distinct values: every subset equally likely
+    else:
+        held = np.zeros(index.shape[0], dtype=np.int64)  # Σ_i log C(m_i, c_i) from the run lengths
+        log_w = np.zeros(index.shape[0])
+        for s in range(r):
+            if s:
+                same = index[:, s] == index[:, s - 1]
+                held = np.where(same, held + 1, 1)
+            else:
+                held[:] = 1
+            m = caps[index[:, s]]
+            log_w += np.log((m - held + 1) / held)  # C(m, c) / C(m, c - 1) = (m - c + 1) / c
+    return _Layout(_normalised(log_w), index[:, 0].astype(np.int64), index[:, -1].astype(np.int64), None, index)
+
+
+_CACHED_LAYOUT_SIZE = 1 << 15  # layouts with at most this many entries are cached (≤ 64 of them)
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_layout(caps_key: tuple[int, ...], r: int) -> _Layout:
+    return _build_layout(caps_key, r)
+
+
+@functools.lru_cache(maxsize=1024)
+def _cached_count(caps_key: tuple[int, ...], r: int, limit: int) -> int:
+    return _count_multisets(caps_key, r, limit)
+
+
+def _layout(tied: _TiedValues, budget: int) -> _Layout | None:
+    """The enumeration of the tie group's r-multisets, or None when it would cost more than
+    ``budget`` entries (N multisets × min(d, r) columns)."""
+    caps_key = tuple(tied.counts.tolist())
+    width = min(len(caps_key), tied.r)
+    limit = budget // width
+    n = _cached_count(caps_key, tied.r, limit) if len(caps_key) <= 256 else _count_multisets(caps_key, tied.r, limit)
+    if n > limit:
+        return None
+    if n * width <= _CACHED_LAYOUT_SIZE:
+        return _cached_layout(caps_key, tied.r)
+    return _build_layout(caps_key, tied.r)
 
 
 def _sharpe_of(best: FloatArray, std: FloatArray, behavior_value: float, clip: bool) -> FloatArray:
@@ -353,26 +486,55 @@ def _sharpe_of(best: FloatArray, std: FloatArray, behavior_value: float, clip: b
     return np.where(numerator == 0.0, 0.0, np.where(std == 0.0, infinite, ratio))
 
 
-def _stats_of_counts(
-    fixed: FloatArray, tied: _TiedValues, counts: IntArray, behavior_value: float, clip: bool
-) -> tuple[FloatArray, ...]:
-    """best, worst, mean, std (ddof=1) and SharpeRatio of fixed ∪ S for each row of ``counts`` (N, d),
-    S holding counts[n, i] policies of true value values[i]; same conventions as :func:`_sharpe`."""
+def _expectation(weights: FloatArray, values: FloatArray) -> float:
+    """Σ w_n v_n over outcomes that all have positive probability (a weight may have underflowed
+    to 0): nan if some v_n is nan or +inf and -inf both occur, else ±inf if some v_n is, decided
+    before weighting, so that 0 · inf never turns an infinite expectation into nan."""
+    if np.isnan(values).any():
+        return float("nan")
+    pos, neg = bool(np.any(values == np.inf)), bool(np.any(values == -np.inf))
+    if pos and neg:
+        return float("nan")
+    if pos or neg:
+        return float("inf") if pos else float("-inf")
+    with np.errstate(over="ignore"):
+        return float(np.sum(weights * values))
+
+
+def _enumerated(
+    fixed: FloatArray, tied: _TiedValues, layout: _Layout, behavior_value: float, clip: bool
+) -> tuple[float, float]:
+    """Exact E[std@k] and E[SharpeRatio@k] over the multisets of ``layout`` (k = len(fixed) + r)."""
+    g, r = fixed.shape[0], tied.r
+    k = g + r
+    if k < 2:
+        return float("nan"), float("nan")
     u = tied.values
-    k = fixed.shape[0] + tied.r
-    present = counts > 0
-    hi = np.max(np.where(present, u, -np.inf), axis=1)
-    lo = np.min(np.where(present, u, np.inf), axis=1)
-    if fixed.shape[0]:
+    hi, lo = u[layout.hi], u[layout.lo]
+    if g:
         hi = np.maximum(hi, np.max(fixed))
         lo = np.minimum(lo, np.min(fixed))
-    mean = (float(np.sum(fixed)) + counts @ u) / k
-    if k < 2:
-        nan = np.full(counts.shape[0], np.nan)
-        return hi, lo, mean, nan, nan.copy()
-    spread = ((fixed[None, :] - mean[:, None]) ** 2).sum(axis=1) + (counts * (u[None, :] - mean[:, None]) ** 2).sum(axis=1)
+    fixed_sum = float(np.sum(fixed))
+    fixed_mean = fixed_sum / g if g else 0.0
+    fixed_sq = float(np.sum((fixed - fixed_mean) ** 2))  # Σ (f - m)² = fixed_sq + g (mean(f) - m)²
+    n = layout.weights.shape[0]
+    spread = np.empty(n)
+    step = max(1, (1 << 18) // max(1, layout.size // n))  # rows per chunk: temporaries of ~2^18 entries
+    for a in range(0, n, step):
+        b = min(n, a + step)
+        if layout.index is not None:
+            x = u[layout.index[a:b]]  # (rows, r)
+            mean = (fixed_sum + x.sum(axis=1)) / k
+            tied_sq = ((x - mean[:, None]) ** 2).sum(axis=1)
+        else:
+            assert layout.counts is not None
+            counts = layout.counts[a:b]
+            mean = (fixed_sum + counts @ u) / k
+            tied_sq = (counts * (u[None, :] - mean[:, None]) ** 2).sum(axis=1)
+        spread[a:b] = fixed_sq + g * (fixed_mean - mean) ** 2 + tied_sq
     std = np.where(hi == lo, 0.0, np.sqrt(spread / (k - 1)))  # identical values: exactly 0, as _sample_std
-    return hi, lo, mean, std, _sharpe_of(hi, std, behavior_value, clip)
+    sharpe = _sharpe_of(hi, std, behavior_value, clip)
+    return _expectation(layout.weights, std), _expectation(layout.weights, sharpe)
 
 
 @dataclass(frozen=True)
@@ -384,37 +546,96 @@ class _Stats:
     sharpe: float
 
 
-def _expectation(weights: FloatArray, values: FloatArray) -> float:
-    """Σ w_n v_n; ±inf when some v_n is, nan when both signs of inf occur (no warnings)."""
-    with np.errstate(invalid="ignore", over="ignore"):
-        return float(np.sum(weights * values))
+def _infinite_sharpe(fixed: FloatArray, tied: _TiedValues, r: int, behavior_value: float, clip: bool) -> float | None:
+    """±inf (nan if both) when some r-subset gives std@k = 0 with a non-zero numerator, else None.
+
+    std@k = 0 exactly when fixed ∪ S holds one value v: every fixed value equals v and the tie
+    group holds at least r copies of v (any v with r copies when there are no fixed values).
+    """
+    if fixed.shape[0] + r < 2:
+        return None
+    if fixed.shape[0]:
+        v = fixed[0]
+        if not np.all(fixed == v):
+            return None
+        candidates = tied.values[(tied.values == v) & (tied.counts >= r)]
+    else:
+        candidates = tied.values[tied.counts >= r]
+    numerators = candidates - behavior_value
+    if clip:
+        numerators = np.maximum(numerators, 0.0)
+    pos, neg = bool(np.any(numerators > 0.0)), bool(np.any(numerators < 0.0))
+    if pos and neg:
+        return float("nan")
+    if pos or neg:
+        return float("inf") if pos else float("-inf")
+    return None
+
+
+@dataclass(frozen=True)
+class _Sampled:
+    """Monte Carlo means of std@k and SharpeRatio@k and their standard errors (sample std / √draws;
+    0 for a SharpeRatio that is infinite for some subset, which is then returned exactly)."""
+
+    std: float
+    sharpe: float
+    std_se: float
+    sharpe_se: float
+
+
+def _random_slots(rng: np.random.Generator, values: FloatArray, n: int, slots: int) -> FloatArray:
+    """(n, slots) values: each row the first ``slots`` entries of a uniformly random order of ``values``
+    (drawn without replacement; only those slots are drawn)."""
+    t = values.shape[0]
+    if slots * slots <= t:  # rejection: i.i.d. indices, redraw rows with a repeat (P(repeat) ≲ 1/2)
+        idx = rng.integers(0, t, size=(n, slots))
+        while True:
+            srt = np.sort(idx, axis=1)
+            bad = np.flatnonzero(np.any(srt[:, 1:] == srt[:, :-1], axis=1))
+            if not bad.size:
+                return values[idx]
+            idx[bad] = rng.integers(0, t, size=(bad.shape[0], slots))
+    x = np.tile(values, (n, 1))  # partial Fisher–Yates: swap a uniform later entry into each slot
+    rows = np.arange(n)
+    for s in range(slots):
+        j = rng.integers(s, t, size=n)
+        picked = x[rows, j]
+        x[rows, j] = x[:, s]
+        x[:, s] = picked
+    return x[:, :slots]
 
 
 def _monte_carlo(
     fixed: FloatArray, tied: _TiedValues, rs: list[int], behavior_value: float, clip: bool, draws: int
-) -> dict[int, tuple[float, float]]:
+) -> dict[int, _Sampled]:
     """Monte Carlo E[std@k] and E[SharpeRatio@k] for each r in ``rs``, k = len(fixed) + r.
 
-    Each draw is a uniformly random order of the tied true values (seed ``_MC_SEED``); its first r
-    entries are a uniformly random r-subset, so one set of draws serves every r (common random
-    numbers: the estimates for different k come from nested sets). Only the multiset of tied values
-    enters, so the result does not depend on the listing order.
+    Each draw is the first R = max(rs) entries of a uniformly random order of the tied true values
+    (seed ``_MC_SEED``), drawn without replacement; its first r entries are a uniformly random
+    r-subset, so one set of draws serves every r (common random numbers: the estimates for different
+    k come from nested sets). Only the multiset of tied values enters, so the result does not depend
+    on the listing order. A SharpeRatio@k that is infinite for some subset (std@k = 0, see
+    :func:`_infinite_sharpe`) is returned exactly, however rare that subset.
     """
+    if not rs:
+        return {}
     values = np.repeat(tied.values, tied.counts)  # (t,) ascending
     t, g = values.shape[0], fixed.shape[0]
+    slots = max(rs)
     center = float(np.mean(np.concatenate((fixed, values))))  # shift: sums of squares without cancellation
     fixed_sum = float(np.sum(fixed - center))
     fixed_sq = float(np.sum((fixed - center) ** 2))
     fixed_hi = float(np.max(fixed)) if g else -np.inf
     fixed_lo = float(np.min(fixed)) if g else np.inf
+    infinite = {r: _infinite_sharpe(fixed, tied, r, behavior_value, clip) for r in rs}
     rng = np.random.default_rng(_MC_SEED)
-    chunk = max(1, 1_000_000 // t)
-    totals = {r: [0.0, 0.0] for r in rs}
+    chunk = max(1, (1 << 21) // (t if slots * slots > t else slots))
+    totals = {r: np.zeros(4) for r in rs}  # Σ std, Σ std², Σ sharpe, Σ sharpe²
     done = 0
     with np.errstate(invalid="ignore", over="ignore"):
         while done < draws:
             n = min(chunk, draws - done)
-            x = rng.permuted(np.tile(values, (n, 1)), axis=1)  # (n, t)
+            x = _random_slots(rng, values, n, slots)  # (n, slots)
             dev = x - center
             csum = np.cumsum(dev, axis=1)
             csq = np.cumsum(dev * dev, axis=1)
@@ -427,10 +648,30 @@ def _monte_carlo(
                 total = fixed_sum + csum[:, r - 1]
                 spread = np.maximum(fixed_sq + csq[:, r - 1] - total * total / k, 0.0)
                 std = np.where(hi == lo, 0.0, np.sqrt(spread / (k - 1)))
-                totals[r][0] += float(np.sum(std))
-                totals[r][1] += float(np.sum(_sharpe_of(hi, std, behavior_value, clip)))
+                sums = totals[r]
+                sums[0] += float(np.sum(std))
+                sums[1] += float(np.sum(std * std))
+                if infinite[r] is None:
+                    sharpe = _sharpe_of(hi, std, behavior_value, clip)
+                    sums[2] += float(np.sum(sharpe))
+                    sums[3] += float(np.sum(sharpe * sharpe))
             done += n
-    return {r: (std_sum / draws, sharpe_sum / draws) for r, (std_sum, sharpe_sum) in totals.items()}
+
+    def mean_se(total: float, total_sq: float) -> tuple[float, float]:
+        mean = total / draws
+        var = max(total_sq / draws - mean * mean, 0.0) * draws / max(draws - 1, 1)
+        return mean, math.sqrt(var / draws)
+
+    out: dict[int, _Sampled] = {}
+    for r, sums in totals.items():
+        std_mean, std_se = mean_se(sums[0], sums[1])
+        inf_value = infinite[r]
+        if inf_value is None:
+            sharpe_mean, sharpe_se = mean_se(sums[2], sums[3])
+        else:
+            sharpe_mean, sharpe_se = inf_value, 0.0
+        out[r] = _Sampled(std_mean, sharpe_mean, std_se, sharpe_se)
+    return out
 
 
 def _exact_location(fixed: FloatArray, tied: _TiedValues) -> tuple[float, float, float]:
@@ -470,11 +711,12 @@ def _top_k_stats(
 
     For "average" at a k that cuts a tie group: best@k and worst@k by order statistics and
     mean@k by linearity (exact); std@k and SharpeRatio@k over every distinct multiset of the
-    tied true values the r open slots can hold, with its hypergeometric weight, when there are
-    at most ``max_enumerated`` of them (default MAX_ENUMERATED), otherwise a Monte Carlo mean
-    over ``mc_draws`` (default MC_DRAWS) draws shared by the ks that cut the same group.
+    tied true values the r open slots can hold, with its hypergeometric weight, when the N
+    multisets × min(d, r) entries that takes are at most ``max_enumerated`` (default
+    MAX_ENUMERATED), otherwise a Monte Carlo mean over ``mc_draws`` (default MC_DRAWS) draws
+    shared by the ks that cut the same group.
     """
-    limit = MAX_ENUMERATED if max_enumerated is None else max_enumerated
+    budget = MAX_ENUMERATED if max_enumerated is None else max_enumerated
     draws = MC_DRAWS if mc_draws is None else mc_draws
     out: dict[int, _Stats] = {}
     pending: dict[float, list[int]] = {}  # boundary estimate -> ks left to Monte Carlo
@@ -489,11 +731,10 @@ def _top_k_stats(
             out[k] = _set_stats(true_values[_top_k(estimates, k)], behavior_value, clip)
             continue
         fixed = true_values[split.sure]
-        counts = _compositions(tied, limit)
-        if counts is not None:  # exact: every distinct multiset, hypergeometric weights
-            weights = _composition_weights(tied, counts)
-            _, _, _, std, sharpe = _stats_of_counts(fixed, tied, counts, behavior_value, clip)
-            out[k] = _Stats(*_exact_location(fixed, tied), _expectation(weights, std), _expectation(weights, sharpe))
+        layout = _layout(tied, budget)
+        if layout is not None:  # exact: every distinct multiset, hypergeometric weights
+            std, sharpe = _enumerated(fixed, tied, layout, behavior_value, clip)
+            out[k] = _Stats(*_exact_location(fixed, tied), std, sharpe)
         else:
             pending.setdefault(float(estimates[split.tied[0]]), []).append(k)
     for group in pending.values():
@@ -503,7 +744,7 @@ def _top_k_stats(
         rs = [splits[k].r for k in group]
         sampled = _monte_carlo(fixed, tied, [r for r, k in zip(rs, group) if k >= 2], behavior_value, clip, draws)
         for k, r in zip(group, rs):
-            std, sharpe = sampled.get(r, (float("nan"), float("nan")))
+            std, sharpe = (sampled[r].std, sampled[r].sharpe) if r in sampled else (float("nan"), float("nan"))
             out[k] = _Stats(*_exact_location(fixed, _TiedValues(tied.values, tied.counts, r)), std, sharpe)
     return [out[k] for k in ks]
 
@@ -718,8 +959,8 @@ def sharpe_ratio_at_k(
 
     ``ties`` is the rule for estimates tied at the k boundary (module docstring). With
     ``"average"`` the result is the expected SharpeRatio over the tied choice (inf if
-    some choice gives inf; nan if choices give both +inf and −inf, only with
-    ``clip=False``).
+    some choice gives inf, however unlikely; nan if choices give both +inf and −inf,
+    only with ``clip=False``).
     """
     c = _check(true_values, estimates, k=k, scalars={"behavior_value": behavior_value}, ties=ties)
     assert c.true_values is not None and c.k is not None and c.ties is not None
