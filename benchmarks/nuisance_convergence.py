@@ -45,6 +45,7 @@ def main() -> None:
     parser.add_argument("--tasks", nargs="*", default=None, help="task ids (default: every learned task)")
     parser.add_argument("--fqe-steps", type=int, nargs="*", default=[30, 100], help="Adam steps per FQE iteration to try")
     parser.add_argument("--extra-iterations", type=int, nargs="*", default=[0, 10], help="FQE iterations beyond H to try")
+    parser.add_argument("--lr-schedules", nargs="*", default=["constant"], help="FQE learning-rate schedules to try (constant, cosine)")
     parser.add_argument("--minimax-steps", type=int, nargs="*", default=[300, 1500], help="DICE steps to try")
     parser.add_argument("--out", type=Path, default=None, help="also write the rows as Markdown here")
     args = parser.parse_args()
@@ -85,14 +86,16 @@ def main() -> None:
                 budget = f"configured: {int(r.iterations)} it × {int(r.steps)}" if r.nuisance == "fqe" else f"configured: {int(r.steps)}"
                 row(task_config.id, d, r.nuisance, budget, r.last_change, r.trend, r.residual, r.residual_sample, r.converged, seconds)
             H, targets = dataset.horizon, fqe_targets(dataset, candidates)
-            for steps in args.fqe_steps:
-                for extra in args.extra_iterations:
-                    for holdout in (0.0, 0.1) if steps == args.fqe_steps[0] and extra == 0 else (0.0,):
-                        clock = time.perf_counter()
-                        cfg = FQEConfig(n_steps=steps, n_iterations=H + extra, seed=seed % 2**31, holdout=holdout)
-                        fit = fit_fqe(dataset, config=cfg, **targets)
-                        sample = "held-out" if fit.residual_heldout else "in-sample"
-                        row(task_config.id, d, "fqe", f"{H + extra} it × {steps}", fit.last_change, np.nan, fit.residual, sample, fit.converged, time.perf_counter() - clock)
+            for schedule in args.lr_schedules:
+                for steps in args.fqe_steps:
+                    for extra in args.extra_iterations:
+                        for holdout in (0.0, 0.1) if steps == args.fqe_steps[0] and extra == 0 and schedule == "constant" else (0.0,):
+                            clock = time.perf_counter()
+                            cfg = FQEConfig(n_steps=steps, n_iterations=H + extra, seed=seed % 2**31, holdout=holdout, lr_schedule=schedule)
+                            fit = fit_fqe(dataset, config=cfg, **targets)
+                            sample = "held-out" if fit.residual_heldout else "in-sample"
+                            label = f"{H + extra} it × {steps}" + ("" if schedule == "constant" else f", {schedule} lr")
+                            row(task_config.id, d, "fqe", label, fit.last_change, np.nan, fit.residual, sample, fit.converged, time.perf_counter() - clock)
             if dataset.action_space.is_discrete and inputs_config.weights not in ("auto", "none"):
                 probs = targets["eval_action_probs"]
                 for steps in args.minimax_steps:

@@ -95,3 +95,25 @@ def test_record_fits_collects_every_fit_made_in_the_block(case):
     assert [type(f).__name__ for f in outer] == ["MinimaxFit", "FQEFit"]
     fit_q(ds, probs, MinimaxConfig(n_steps=2), n_states=task.n_states)  # outside any block: recorded nowhere
     assert len(outer) == 2
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_cosine_learning_rate_lowers_the_minibatch_noise_floor(case, seed):
+    """With minibatches of 64 steps the change between iterates past the horizon stays at the noise of the last
+    Adam steps: measured 0.090–0.100 at a constant rate and 0.057–0.058 with the rate annealed within each
+    iteration (seeds 0–2); the fit itself is as good (relative Bellman residual 0.64 in both)."""
+    task, ds, probs = case
+    fits = {
+        schedule: fit_fqe(ds, probs, n_states=task.n_states, config=FQEConfig(
+            n_steps=100, n_iterations=task.horizon + 2, batch_size=64, seed=seed, lr_schedule=schedule))
+        for schedule in ("constant", "cosine")
+    }  # fmt: skip
+    assert fits["cosine"].last_change < 0.8 * fits["constant"].last_change
+    assert fits["cosine"].residual < 1.05 * fits["constant"].residual
+
+
+def test_the_learning_rate_schedule_is_checked():
+    with pytest.raises(ValueError, match="lr_schedule: expected 'constant' or 'cosine', found 'step'"):
+        FQEConfig(lr_schedule="step")
+    with pytest.raises(ValueError, match=r"lr_floor: expected a share in \(0, 1\], found 0"):
+        FQEConfig(lr_floor=0)

@@ -48,6 +48,13 @@ spawn_key=(1,))`` and ``(2,)``; the network's outputs are unchanged while ``hold
   where FQE is exact; about 4–5 after one iteration of a few steps): the change is the convergence test,
   the residual catches fits that explain nothing.
 
+Learning rate: ``lr_schedule="constant"`` (the default) trains every iteration at ``learning_rate``; the
+change between iterates then settles at the noise of constant-rate Adam on minibatches (2–7% of the value
+scale on CartPole whatever the budget, benchmarks/results/nuisance_convergence.md), above ``tol_change``.
+``"cosine"`` restarts each iteration at ``learning_rate`` and anneals it to ``lr_floor`` × it by the
+iteration's last step (SGDR-style warm restarts; Loshchilov & Hutter, ICLR 2017), so each iterate ends
+near its regression's minimum instead of wherever the last noisy step left it.
+
 Threads: these networks are small, and torch's default of one thread per core is slower on them (and
 collapses on a busy machine), so fit and prediction run with ``FQEConfig.torch_threads`` intra-op threads
 (1 by default; None leaves torch's setting alone) and restore the caller's setting afterwards.
@@ -87,6 +94,8 @@ class FQEConfig:
     residual_steps: int = 65_536  # at most this many (held-out) steps for the Bellman residual
     tol_change: float = 1e-2  # converged: the last iteration's relative change below this ...
     tol_residual: float = 1.0  # ... and the relative Bellman residual below this (1: no better than a constant)
+    lr_schedule: str = "constant"  # or "cosine": within each iteration, learning_rate annealed to lr_floor × it
+    lr_floor: float = 0.01
 
     def __post_init__(self) -> None:
         if not self.hidden or any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in self.hidden):
@@ -107,6 +116,10 @@ class FQEConfig:
                 raise ValueError(f"{name}: expected a finite number > 0, found {value!r}")
         if self.time_encoding not in ("onehot", "scalar"):
             raise ValueError(f"time_encoding: expected 'onehot' or 'scalar', found {self.time_encoding!r}")
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ValueError(f"lr_schedule: expected 'constant' or 'cosine', found {self.lr_schedule!r}")
+        if isinstance(self.lr_floor, bool) or not isinstance(self.lr_floor, (int, float)) or not 0 < self.lr_floor <= 1:
+            raise ValueError(f"lr_floor: expected a share in (0, 1], found {self.lr_floor!r}")
 
 
 @dataclass(frozen=True, eq=False)
@@ -292,7 +305,12 @@ def fit_fqe(
         changes = np.empty(iterations)
         for it in range(iterations):
             target_net = copy.deepcopy(net).requires_grad_(False)  # the previous iterate, frozen
-            for _ in range(cfg.n_steps):
+            for step in range(cfg.n_steps):
+                if cfg.lr_schedule == "cosine":  # warm restart each iteration, annealed towards its end
+                    share = step / max(cfg.n_steps - 1, 1)
+                    factor = cfg.lr_floor + (1.0 - cfg.lr_floor) * 0.5 * (1.0 + np.cos(np.pi * share))
+                    for group in opt.param_groups:
+                        group["lr"] = cfg.learning_rate * factor
                 if len(held) == 0:
                     i, t = logged.locate(np.arange(N) if B == N else rng.integers(N, size=B))
                 else:
