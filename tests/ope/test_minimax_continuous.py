@@ -309,3 +309,19 @@ def test_the_pipeline_passes_the_weights_on_for_continuous_actions(pendulum):
     assert inputs.marginal_weights is not None and np.isfinite(inputs.state_marginal_weights).all()
     plain = learned_inputs(pendulum, [policy], q_function="none", bandwidth=0.5, minimax=TINY)  # the benchmark's call
     assert plain.marginal_weights is None
+
+
+def test_continuous_fits_are_recorded_with_their_convergence(pendulum):
+    """A benchmark cell sees these fits (``record_fits``) and stores one row per nuisance; an under-trained fit
+    (3 steps) is flagged (by its loss trend: its flow residual, 0.05 measured, is already under 0.1 there)."""
+    from opelab.bench.runner import nuisance_frame
+    from opelab.ope.minimax import MinimaxConfig, record_fits
+
+    policy = pendulum_policy(0.8, 0.7, "gaussian")
+    with record_fits() as fits:
+        build_continuous_inputs(pendulum, [policy], bandwidth=None, weights="mwl", minimax=MinimaxConfig(n_steps=3, seed=0), n_weight_samples=2)
+    assert [f.kind for f in fits] == ["weights", "state_weights"]
+    frame = nuisance_frame(fits).set_index("nuisance")
+    assert list(frame.index) == ["weights", "state_weights"] and int(frame.loc["weights", "steps"]) == 3
+    assert not frame.loc["weights", "converged"] and abs(frame.loc["weights", "trend"]) >= 1e-2
+    assert np.isnan(frame.loc["weights", "last_change"])  # not measured for the continuous learner

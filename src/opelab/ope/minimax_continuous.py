@@ -70,6 +70,8 @@ from opelab.ope.minimax import (
     _penalty,
     _time_features,
     _torch,
+    _record,
+    _trend,
 )
 
 FEATURE_CHUNK = 65_536  # rows of (s, a) pairs turned into Fourier features at a time
@@ -150,6 +152,15 @@ class ContinuousWeightsFit:
     step_means: np.ndarray | None  # (P, H) normalisation constants of ζ (None: not normalised)
     losses: np.ndarray = field(repr=False)
     residual: float = float("nan")  # ‖m_ζ‖ / ‖m_0‖ (m_0: the residual of ζ ≡ 0), the largest over policies; NaN for w
+    # convergence, as opelab.ope.minimax's fits record it, except that the change of the weights between the
+    # last checkpoints is not measured here (NaN): converged = |trend| < tol_trend and residual < tol_residual
+    change: float = float("nan")
+    trend: float = float("nan")
+    converged: bool = False
+
+    @property
+    def n_steps(self) -> int:
+        return len(self.losses)
 
     @property
     def horizon(self) -> int:
@@ -281,15 +292,18 @@ def fit_continuous_weights(
     with torch.no_grad():
         zeta, means = zeta_of(net(x_t))
         left = torch.sqrt((residual_of(zeta) ** 2).sum(dim=(1, 2))) / torch.sqrt((init_t**2).sum(dim=1))
-    return ContinuousWeightsFit(
+    trend, residual = _trend(losses), float(left.max())
+    return _record(ContinuousWeightsFit(
         kind="weights",
         settings=s,
         features=features,
         network=net,
         step_means=None if means is None else means.numpy().copy(),
         losses=losses,
-        residual=float(left.max()),
-    )
+        residual=residual,
+        trend=trend,
+        converged=bool(abs(trend) < cfg.tol_trend and residual < cfg.tol_residual),
+    ))
 
 
 def _check_fit(fit: Any, dataset: LoggedDataset) -> None:
@@ -362,9 +376,11 @@ def fit_continuous_state_weights(
         opt.step()
         sched.step()
         losses[it] = float(loss.detach())
-    return ContinuousWeightsFit(
-        kind="state_weights", settings=fit.settings, features=fit.features, network=net, step_means=None, losses=losses
-    )
+    trend = _trend(losses)
+    return _record(ContinuousWeightsFit(
+        kind="state_weights", settings=fit.settings, features=fit.features, network=net, step_means=None, losses=losses,
+        trend=trend, converged=bool(abs(trend) < cfg.tol_trend),
+    ))
 
 
 def continuous_marginal_weights(
