@@ -1,17 +1,28 @@
 """Where cells run, and the driver that feeds them and writes the store.
 
 - ``InProcessExecutor``: cells one after another in this process (``local`` with one worker; debuggable).
-- ``LocalExecutor``: a ``ProcessPoolExecutor`` over N worker processes, started by a fork server that
-  imported opelab once (``spawn`` where there is none): no state inherited from the driver, and no
-  per-worker import cost.
+- ``LocalExecutor``: N worker processes with task affinity, started by a fork server that imported opelab
+  once (``spawn`` where there is none): no state inherited from the driver, and no per-worker import cost.
+  Every cell of a task that trains (``TaskShape.learned``, or sizes unknown) goes to the same worker, so
+  what the task trains and its ground truth (minutes of d3rlpy, cached per process:
+  ``opelab.bench.learned``) are computed in one process, not in each; the cells of a task that trains
+  nothing (tabular, bandit) are placed one by one. ``plan_workers`` assigns these units (a training task
+  with all its cells, or one cell): with at least as many units as workers, each in config order to the
+  worker with the fewest cells so far, one ``ProcessPoolExecutor`` of one process per worker; with fewer,
+  one pool per unit and the spare workers to the training tasks with the most cells per process, so that
+  no worker idles while a task has cells waiting (the price: such a task trains once per process of its
+  pool). Workers beyond the cells idle, and so does a worker that finished its cells (none moves to
+  another worker, where its task would train again).
 - ``RayExecutor``: Ray tasks of one CPU each, on an existing cluster (``address``) or a local one started
   with ``ray.init(num_cpus=workers)``. ``ray`` is imported only here, only when chosen (the ``[ray]`` extra).
 
 Workers compute; only the driver (``run_benchmark``) writes, one transaction per finished cell. A failed
-attempt is resubmitted up to ``retries`` times, then recorded as failed with its error (one line, never
-empty; a dead worker is described by its signal); the other cells go on. Worker processes run
-single-threaded numerical libraries (OMP_NUM_THREADS=1, torch.set_num_threads(1)): parallelism comes from
-the cells, and N workers × M threads each would oversubscribe the cores.
+attempt is resubmitted up to ``retries`` times (to its task's worker), then recorded as failed with its
+error (one line, never empty; a dead worker is described by its signal); the other cells go on. A dead
+worker breaks only its own pool: the cells running or queued there fail that attempt, and a fresh pool
+takes the rest. Worker processes run single-threaded numerical libraries (OMP_NUM_THREADS=1,
+torch.set_num_threads(1)): parallelism comes from the cells, and N workers × M threads each would
+oversubscribe the cores.
 
 Before any cell starts, ``run_benchmark`` compares an estimate of the memory the run needs (the largest
 cell, ``runner.cell_memory``, times the cells that run at once) with the memory available
@@ -38,8 +49,8 @@ import sys
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections import deque
-from collections.abc import Callable, Iterator
+from collections import Counter, deque
+from collections.abc import Callable, Hashable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -48,6 +59,7 @@ from typing import Any
 
 from opelab.bench.config import BenchmarkConfig
 from opelab.bench.runner import Cell, CellOutcome, cell_memory, describe_error, execute_cell, expand
+from opelab.bench.tasks import find_family
 from opelab.resources import THREAD_VARIABLES, ResourceError, check_memory, format_bytes, single_threaded_children
 
 __all__ = [
@@ -59,6 +71,7 @@ __all__ = [
     "RunSummary",
     "check_benchmark_memory",
     "make_executor",
+    "plan_workers",
     "run_benchmark",
 ]
 
@@ -206,8 +219,58 @@ def _dead_worker(processes: dict[int, Any]) -> str:
     return f"WorkerDied: the worker process died ({cause}) while this cell was running or queued; the pool was restarted"
 
 
+def plan_workers(loads: dict[Hashable, int], workers: int) -> tuple[list[int], dict[Hashable, int]]:
+    """Task affinity for ``workers`` processes: the number of processes of each pool, and each unit's pool.
+
+    ``loads``: the cells of each unit (a task that trains, by id; or one cell of a task that trains
+    nothing, with load 1), in config order. The cost proxy is the number of cells: a config gives every
+    task the same number of datasets, so on a fresh run the training tasks go round robin; on a resumed
+    one it counts the cells left. With at least as many units as workers there are ``workers`` pools of
+    one process, and each unit in turn goes to the pool with the least load so far (ties: the first). With
+    fewer there is one pool per unit, and each spare worker in turn goes to the unit with the most cells
+    per process (ties: the first), never more processes than cells: the extra workers of a task split its
+    cells and each trains it again, which costs CPU time that would otherwise be idle. Workers beyond
+    that idle.
+    """
+    units = list(loads)
+    if not units:
+        return [], {}
+    if len(units) >= workers:
+        sizes, load = [1] * workers, [0] * workers
+        group_of: dict[Hashable, int] = {}
+        for unit in units:
+            group = min(range(workers), key=load.__getitem__)
+            group_of[unit] = group
+            load[group] += loads[unit]
+        return sizes, group_of
+    sizes = [1] * len(units)
+    for _ in range(workers - len(units)):
+        open_ = [g for g, unit in enumerate(units) if sizes[g] < loads[unit]]
+        if not open_:
+            break
+        sizes[max(open_, key=lambda g: loads[units[g]] / sizes[g])] += 1
+    return sizes, {unit: g for g, unit in enumerate(units)}
+
+
+def task_trains(config: BenchmarkConfig, task_id: str) -> bool:
+    """Whether a task trains what its cells share (``TaskShape.learned``), so that its cells belong in one
+    process; True when its family cannot tell (no shape)."""
+    try:
+        task = config.task(task_id)
+        family = find_family(task.name)
+        shape = None if family is None else family.shape(task)
+    except Exception:  # noqa: BLE001 - unknown: keep the task's cells together
+        return True
+    return shape is None or shape.learned
+
+
 class LocalExecutor(Executor):
-    """A process pool of ``workers`` processes; a pool broken by a dying worker is replaced."""
+    """``workers`` processes with task affinity (``plan_workers``): one process pool per group of workers,
+    every cell of a task that trains in its group's pool; a pool broken by a dying worker is replaced.
+
+    Cells submitted before ``completed()`` is first iterated are planned together (their tasks and cell
+    counts); a unit first submitted later goes to the pool with the fewest cells submitted so far. A cell
+    submitted again (a retry) goes to the pool of its first attempt's unit."""
 
     def __init__(self, workers: int) -> None:
         import multiprocessing
@@ -217,42 +280,84 @@ class LocalExecutor(Executor):
         self._context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
         if self._context.get_start_method() == "forkserver":  # import once in the server, fork workers from it
             self._context.set_forkserver_preload(["opelab.bench.runner"])
-        self._pool: ProcessPoolExecutor | None = None
-        self._futures: dict[Future[CellOutcome], tuple[Cell, ProcessPoolExecutor]] = {}
+        self._waiting: list[tuple[BenchmarkConfig, Cell]] = []  # submitted before the plan
+        self._sizes: list[int] = []  # processes per pool, once planned
+        self._pools: list[ProcessPoolExecutor | None] = []
+        self._group_of: dict[Hashable, int] = {}  # unit (a training task's id, or a cell) -> pool index
+        self._trains: dict[str, bool] = {}  # task id -> task_trains
+        self._submitted: list[int] = []  # cells submitted to each pool
+        self._futures: dict[Future[CellOutcome], tuple[Cell, int, ProcessPoolExecutor]] = {}
         self._broken: dict[ProcessPoolExecutor, str] = {}  # broken pools and why they broke
 
-    def _current_pool(self) -> ProcessPoolExecutor:
-        if self._pool is None:
+    @property
+    def assignment(self) -> dict[Hashable, int]:
+        """Each placed unit's pool index: a training task by id, a cell of any other task by itself (empty
+        before the plan)."""
+        return dict(self._group_of)
+
+    def _unit(self, config: BenchmarkConfig, cell: Cell) -> Hashable:
+        if cell.task not in self._trains:
+            self._trains[cell.task] = task_trains(config, cell.task)
+        return cell.task if self._trains[cell.task] else cell
+
+    def _plan(self) -> None:
+        waiting, self._waiting = self._waiting, []
+        loads = Counter(self._unit(config, cell) for config, cell in waiting)  # in submission (config) order
+        self._sizes, self._group_of = plan_workers(dict(loads), self.workers)
+        self._pools = [None] * len(self._sizes)
+        self._submitted = [0] * len(self._sizes)
+        for config, cell in waiting:
+            self._dispatch(config, cell)
+
+    def _pool(self, group: int) -> ProcessPoolExecutor:
+        pool = self._pools[group]
+        if pool is None:
             driver = (os.getpid(), process_start_time(os.getpid()))
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=self._context, initializer=init_worker, initargs=driver)
-        return self._pool
+            pool = ProcessPoolExecutor(self._sizes[group], mp_context=self._context, initializer=init_worker, initargs=driver)
+            self._pools[group] = pool
+        return pool
+
+    def _dispatch(self, config: BenchmarkConfig, cell: Cell) -> None:
+        unit = self._unit(config, cell)
+        group = self._group_of.get(unit)
+        if group is None:  # a unit first submitted after the plan
+            group = self._group_of[unit] = min(range(len(self._sizes)), key=self._submitted.__getitem__)
+        pool = self._pool(group)
+        with single_threaded_children():  # workers start on submit
+            self._futures[pool.submit(execute_cell, config, cell)] = (cell, group, pool)
+        self._submitted[group] += 1
 
     def submit(self, config: BenchmarkConfig, cell: Cell) -> None:
-        pool = self._current_pool()
-        with single_threaded_children():  # workers start on submit
-            self._futures[pool.submit(execute_cell, config, cell)] = (cell, pool)
+        if not self._sizes:
+            self._waiting.append((config, cell))
+        else:
+            self._dispatch(config, cell)
 
     def completed(self) -> Iterator[CellOutcome]:
+        if not self._sizes and self._waiting:
+            self._plan()
         while self._futures:
             done, _ = wait(list(self._futures), return_when=FIRST_COMPLETED)
             for future in done:
-                cell, pool = self._futures.pop(future)
+                cell, group, pool = self._futures.pop(future)
                 try:
                     yield future.result()
-                except BrokenProcessPool as exc:  # a worker died (killed, out of memory): new pool
+                except BrokenProcessPool as exc:  # a worker died (killed, out of memory): new pool for its group
                     if pool not in self._broken:
                         processes = dict(getattr(pool, "_processes", None) or {})
                         pool.shutdown(wait=True, cancel_futures=True)  # its manager thread joins every worker
                         self._broken[pool] = _dead_worker(processes)
-                        if pool is self._pool:
-                            self._pool = None
+                        if self._pools[group] is pool:
+                            self._pools[group] = None
                     yield _failed(cell, exc, self._broken[pool])
 
     def close(self) -> None:
         self._broken.clear()
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+        self._waiting.clear()
+        for group, pool in enumerate(self._pools):
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+                self._pools[group] = None
 
 
 def _ray_execute(config: BenchmarkConfig, cell: Cell) -> CellOutcome:

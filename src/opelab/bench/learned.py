@@ -10,8 +10,11 @@ ratios from kernel smoothing (``opelab.ope.build_continuous_inputs``).
 
 Everything a task trains (the behavior base, the candidates) and its ground truth are computed once per
 process and task, from seeds derived from the config seed and the task id, so every cell of a task sees
-the same policies on every executor (d3rlpy training is seeded and runs single-threaded). A run with
-several workers trains them once per worker.
+the same policies on every executor (d3rlpy training is seeded and runs single-threaded). The local
+executor sends every cell of a task to the same worker (task affinity, ``opelab.bench.executors``), so a
+run trains each task once, except when there are fewer tasks than workers: then a task's cells may be
+split over several workers, and each trains it. Ray tasks land on any worker and train a task once per
+worker that gets one of its cells.
 """
 
 from __future__ import annotations
