@@ -3,6 +3,8 @@ chunks, and torch's thread setting is the caller's again afterwards."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import tracemalloc
 
 import numpy as np
@@ -72,7 +74,9 @@ def test_fit_memory_does_not_grow_with_the_number_of_steps(monkeypatch):
 
 def test_fit_work_follows_the_gradient_steps_not_the_data(monkeypatch):
     """Rows through the network (counted by a forward hook, the frozen target network included) are
-    n_iterations × n_steps × 2 batch_size for N and 4N logged steps alike."""
+    n_iterations × n_steps × 2 batch_size for N and 4N logged steps alike, plus the convergence signals'
+    fixed-size passes: the probe before the first and after every iteration ((n_iterations + 1) × probe_size)
+    and the final Bellman residual (its targets and predictions, 2 × residual_steps)."""
     rows: list[int] = []
     make = fqe_module._network
 
@@ -83,12 +87,13 @@ def test_fit_work_follows_the_gradient_steps_not_the_data(monkeypatch):
 
     monkeypatch.setattr(fqe_module, "_network", counted)
     totals = []
+    config = dataclasses.replace(SMALL, probe_size=64, residual_steps=256)  # both below the N = 2,000 logged steps
     for n in (100, 400):
         ds, probs = _cartpole_like(n, 20, seed=1)
         rows.clear()
-        fit_fqe(ds, probs, config=SMALL)
+        fit_fqe(ds, probs, config=config)
         totals.append(sum(rows))
-    assert totals == [3 * 4 * 2 * 128] * 2, totals
+    assert totals == [3 * 4 * 2 * 128 + (3 + 1) * 64 + 2 * 256] * 2, totals
 
 
 def test_chunked_prediction_equals_one_pass(monkeypatch):
