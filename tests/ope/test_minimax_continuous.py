@@ -18,7 +18,6 @@ import time
 
 import numpy as np
 import pytest
-import torch
 from scipy import integrate
 
 from opelab.data import ActionSpace, DatasetInfo, LoggedDataset
@@ -37,6 +36,7 @@ from opelab.ope.continuous import kernel_noise
 from opelab.ope.kernels import KERNELS
 from opelab.policies.continuous import DeterministicPolicy, GaussianPolicy
 
+torch = pytest.importorskip("torch")  # the [rl] extra
 torch.set_num_threads(1)
 
 ALPHA, BETA, TAU, SIGMA0 = 0.9, 0.5, 0.3, 1.0
