@@ -91,15 +91,22 @@ def _headless(browser: str, *args: str) -> subprocess.CompletedProcess[str]:
         shutil.rmtree(profile, ignore_errors=True)
 
 
-def test_report_renders_in_headless_chromium(report_folder, tmp_path):
+def dom_attributes(page: Path) -> dict[str, str]:
+    """The ``<body data-*>`` attributes of ``page`` after headless Chromium ran its script (figures laid out,
+    script errors; ``opelab.report.html``); skips the test when no Chromium is installed."""
     browser = _chromium()
     if browser is None:
         pytest.skip("no Chromium found: install Debian's `chromium` package (.ci/run does) to run this check")
-    url = (report_folder / "report.html").resolve().as_uri()
-    dom = _headless(browser, "--virtual-time-budget=10000", "--dump-dom", url)
+    dom = _headless(browser, "--virtual-time-budget=10000", "--dump-dom", page.resolve().as_uri())
     body = re.search(r"<body([^>]*)>", dom.stdout)
     assert body, f"no <body> in the dumped DOM; stderr: {dom.stderr[-500:]}"
-    attributes = dict(re.findall(r'data-([\w-]+)="([^"]*)"', body.group(1)))
+    return dict(re.findall(r'data-([\w-]+)="([^"]*)"', body.group(1)))
+
+
+def test_report_renders_in_headless_chromium(report_folder, tmp_path):
+    attributes = dom_attributes(report_folder / "report.html")
+    browser = _chromium()
+    url = (report_folder / "report.html").resolve().as_uri()
     assert attributes.get("errors") == "", f"script errors: {attributes.get('errors')}"
     assert int(attributes["figures"]) == 8
     assert attributes["sized-figures"] == attributes["figures"], "a figure was laid out with zero size"

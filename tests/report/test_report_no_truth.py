@@ -3,7 +3,6 @@ opens with the assessment estimated from the logs, and `opelab report` reads it 
 
 from __future__ import annotations
 
-import re
 
 import numpy as np
 import pandas as pd
@@ -20,7 +19,7 @@ from opelab.report.results import evaluation_report, load_task_report, save_task
 from opelab.report.validation import ReportError
 from opelab.select import recommend_estimator
 
-from test_report_html import _chromium, _headless
+from test_report_html import dom_attributes
 
 
 @pytest.fixture(scope="module")
@@ -104,11 +103,5 @@ def test_evaluate_writes_a_report_folder_that_opelab_report_reads(logs, tmp_path
     assert result.exit_code == 0, result.output
     assert "no ground truth; estimated from the logs" in out.read_text(encoding="utf-8")
 
-    browser = _chromium()
-    if browser is None:
-        pytest.skip("no Chromium found: install Debian's `chromium` package (.ci/run does) to run this check")
-    dom = _headless(browser, "--virtual-time-budget=10000", "--dump-dom", out.resolve().as_uri())
-    body = re.search(r"<body([^>]*)>", dom.stdout)
-    assert body, f"no <body> in the dumped DOM; stderr: {dom.stderr[-500:]}"
-    attributes = dict(re.findall(r'data-([\w-]+)="([^"]*)"', body.group(1)))
+    attributes = dom_attributes(out)
     assert attributes.get("errors") == "" and attributes["figures"] == "1" and attributes["sized-figures"] == "1"

@@ -3,8 +3,6 @@ hand-built store, and the page in headless Chromium."""
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 import pytest
 from typer.testing import CliRunner
@@ -13,7 +11,7 @@ from opelab.bench import ResultStore, parse_config, run_benchmark
 from opelab.cli import app
 from opelab.report.store import read_store_report, render_store_report
 
-from test_report_html import _chromium, _headless
+from test_report_html import dom_attributes
 
 CONFIG = """
 name = "store-report"
@@ -150,11 +148,5 @@ def test_the_cli_reads_a_store_and_names_bad_requests(store_file, tmp_path):
     result = runner.invoke(app, ["report", str(tmp_path / "notes.txt"), "--out", str(tmp_path / "y.html")])
     assert result.exit_code == 1 and result.stdout.startswith("error: RESULTS: expected result folders or one benchmark store"), result.output
 
-    browser = _chromium()
-    if browser is None:
-        pytest.skip("no Chromium found: install Debian's `chromium` package (.ci/run does) to run this check")
-    dom = _headless(browser, "--virtual-time-budget=10000", "--dump-dom", out.resolve().as_uri())
-    body = re.search(r"<body([^>]*)>", dom.stdout)
-    assert body, f"no <body> in the dumped DOM; stderr: {dom.stderr[-500:]}"
-    attributes = dict(re.findall(r'data-([\w-]+)="([^"]*)"', body.group(1)))
+    attributes = dom_attributes(out)
     assert attributes.get("errors") == "" and attributes["figures"] == "6" and attributes["sized-figures"] == "6"

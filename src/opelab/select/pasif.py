@@ -261,6 +261,24 @@ def _objective(theta: np.ndarray, x: np.ndarray, pi_b: np.ndarray, rows: np.ndar
     return loss, grad, {"weight_loss": weight_loss, "share_loss": share_loss, "mean_share": float(m.mean()), "w_tilde": w_tilde}
 
 
+def _grid_fit(objective: Any, start: np.ndarray, regularization: float | None, max_iter: int, share: str, k: float) -> tuple[float, np.ndarray, dict[str, Any]]:
+    """L-BFGS fits of ``objective(θ, λ) -> (loss, grad, info)`` for λ in ``LAMBDA_GRID`` (or the given
+    ``regularization``), then the authors' rule: among fits whose ``info[share]`` is within k ± SHARE_TOLERANCE
+    the smallest weight loss, else the fit whose share is closest to k. Returns (λ, θ, info)."""
+    from scipy.optimize import minimize  # here: scipy.optimize is slow to import
+
+    fits = []
+    for lam in LAMBDA_GRID if regularization is None else (float(regularization),):
+        result = minimize(lambda t: objective(t, lam)[:2], start, jac=True, method="L-BFGS-B", options={"maxiter": max_iter})
+        fits.append((lam, result.x, objective(result.x, lam)[2]))
+    inside = [f for f in fits if abs(f[2][share] - k) <= SHARE_TOLERANCE]
+    return min(inside, key=lambda f: f[2]["weight_loss"]) if inside else min(fits, key=lambda f: abs(f[2][share] - k))
+
+
+def _correlation(fitted: np.ndarray, target: np.ndarray) -> float:
+    return float(np.corrcoef(fitted, target)[0, 1]) if target.std() > 0 and fitted.std() > 0 else float("nan")
+
+
 def fit_subsampling(
     dataset: LoggedDataset,
     target_weights: np.ndarray,
@@ -276,8 +294,6 @@ def fit_subsampling(
     ``target_ratio`` k: the share of rounds the split should put in D_e. ``regularization`` λ: None runs the
     authors' grid ``LAMBDA_GRID`` and rule. ``l2``: a small ridge penalty on W (conditioning only).
     """
-    from scipy.optimize import minimize  # here: scipy.optimize is slow to import
-
     _check_one_step(dataset)
     k = _check_ratio(target_ratio)
     n, A = dataset.n_trajectories, dataset.action_space.n_actions
@@ -296,15 +312,9 @@ def fit_subsampling(
     d = x.shape[1]
     start = np.concatenate([np.zeros(d * A), np.full(A, np.log(k / (1.0 - k)))])  # ρ ≡ k, w̃ ≡ 1
 
-    fits = []
-    for lam in LAMBDA_GRID if regularization is None else (float(regularization),):
-        args = (x, pi_b, rows, actions, w, k, lam, l2)
-        result = minimize(lambda t: _objective(t, *args)[:2], start, jac=True, method="L-BFGS-B", options={"maxiter": max_iter})
-        fits.append((lam, result.x, _objective(result.x, *args)[2]))
-    inside = [f for f in fits if abs(f[2]["mean_share"] - k) <= SHARE_TOLERANCE]
-    lam, theta, info = min(inside, key=lambda f: f[2]["weight_loss"]) if inside else min(fits, key=lambda f: abs(f[2]["mean_share"] - k))
-    w_tilde = info["w_tilde"]
-    corr = float(np.corrcoef(w_tilde, w)[0, 1]) if w.std() > 0 and w_tilde.std() > 0 else float("nan")
+    objective = lambda t, lam: _objective(t, x, pi_b, rows, actions, w, k, lam, l2)  # noqa: E731
+    lam, theta, info = _grid_fit(objective, start, regularization, max_iter, "mean_share", k)
+    corr = _correlation(info["w_tilde"], w)
     return SubsamplingRule(
         coef=freeze(theta[: d * A].reshape(d, A)), intercept=freeze(theta[d * A :].copy()), center=freeze(center),
         scale=freeze(scale), target_ratio=k, regularization=lam, weight_loss=info["weight_loss"],
@@ -415,8 +425,6 @@ def fit_trajectory_subsampling(
     to k). Integer state ids are one-hot coded (g can then be any function of (s, a)); other observations
     are standardised.
     """
-    from scipy.optimize import minimize  # here: scipy.optimize is slow to import
-
     _check_trajectories(dataset)
     k = _check_ratio(target_ratio)
     n, H, A = dataset.n_trajectories, dataset.horizon, dataset.action_space.n_actions
@@ -444,20 +452,14 @@ def fit_trajectory_subsampling(
     c = _step_share(k, dataset.lengths)
     start = np.concatenate([np.zeros(d * A), np.full(A, np.log(c / (1.0 - c)))])  # g ≡ c, w̃ ≡ 1
 
-    fits = []
-    for lam in LAMBDA_GRID if regularization is None else (float(regularization),):
-        args = (x, d, pi_b, actions, w, c, lam, l2)
-        result = minimize(lambda t: _trajectory_objective(t, *args)[:2], start, jac=True, method="L-BFGS-B", options={"maxiter": max_iter})
-        info = _trajectory_objective(result.x, *args)[2]
+    def objective(t: np.ndarray, lam: float) -> tuple[float, np.ndarray, dict[str, Any]]:
+        loss, grad, info = _trajectory_objective(t, x, d, pi_b, actions, w, c, lam, l2)
         log_accept = np.bincount(rows, weights=np.log(info["g"]), minlength=n)  # Σ_t log g(s_t, a_t) per trajectory
         info["mean_acceptance"] = float(np.exp(log_accept).mean())
-        fits.append((lam, result.x, info))
-    inside = [f for f in fits if abs(f[2]["mean_acceptance"] - k) <= SHARE_TOLERANCE]
-    lam, theta, info = (
-        min(inside, key=lambda f: f[2]["weight_loss"]) if inside else min(fits, key=lambda f: abs(f[2]["mean_acceptance"] - k))
-    )
-    w_tilde = info["w_tilde"]
-    corr = float(np.corrcoef(w_tilde, w)[0, 1]) if w.std() > 0 and w_tilde.std() > 0 else float("nan")
+        return loss, grad, info
+
+    lam, theta, info = _grid_fit(objective, start, regularization, max_iter, "mean_acceptance", k)
+    corr = _correlation(info["w_tilde"], w)
     return SubsamplingRule(
         coef=freeze(theta[: d * A].reshape(d, A)), intercept=freeze(theta[d * A :].copy()), center=freeze(center),
         scale=freeze(scale), target_ratio=k, regularization=lam, weight_loss=info["weight_loss"],
