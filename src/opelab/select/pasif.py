@@ -231,6 +231,11 @@ def _check_one_step(dataset: LoggedDataset, what: str = "dataset") -> None:
         )
 
 
+def _check_regularization(regularization: object) -> None:
+    if regularization is not None and (isinstance(regularization, bool) or not isinstance(regularization, numbers.Real) or regularization < 0):
+        raise PasifError(f"regularization: expected a non-negative number or None (grid search), found {regularization!r}")
+
+
 def _check_ratio(target_ratio: object) -> float:
     if isinstance(target_ratio, bool) or not isinstance(target_ratio, numbers.Real) or not 0.0 < float(target_ratio) < 1.0:
         raise PasifError(f"target_ratio: expected a number in (0, 1) (the share k of rounds in D_e), found {target_ratio!r}")
@@ -261,16 +266,22 @@ def _objective(theta: np.ndarray, x: np.ndarray, pi_b: np.ndarray, rows: np.ndar
     return loss, grad, {"weight_loss": weight_loss, "share_loss": share_loss, "mean_share": float(m.mean()), "w_tilde": w_tilde}
 
 
-def _grid_fit(objective: Any, start: np.ndarray, regularization: float | None, max_iter: int, share: str, k: float) -> tuple[float, np.ndarray, dict[str, Any]]:
+def _grid_fit(
+    objective: Any, start: np.ndarray, regularization: float | None, max_iter: int, share: str, k: float, finish: Any = None
+) -> tuple[float, np.ndarray, dict[str, Any]]:
     """L-BFGS fits of ``objective(θ, λ) -> (loss, grad, info)`` for λ in ``LAMBDA_GRID`` (or the given
     ``regularization``), then the authors' rule: among fits whose ``info[share]`` is within k ± SHARE_TOLERANCE
-    the smallest weight loss, else the fit whose share is closest to k. Returns (λ, θ, info)."""
+    the smallest weight loss, else the fit whose share is closest to k. ``finish(info)`` adds what only the
+    fitted θ needs (once per λ, not per L-BFGS evaluation). Returns (λ, θ, info)."""
     from scipy.optimize import minimize  # here: scipy.optimize is slow to import
 
     fits = []
     for lam in LAMBDA_GRID if regularization is None else (float(regularization),):
         result = minimize(lambda t: objective(t, lam)[:2], start, jac=True, method="L-BFGS-B", options={"maxiter": max_iter})
-        fits.append((lam, result.x, objective(result.x, lam)[2]))
+        info = objective(result.x, lam)[2]
+        if finish is not None:
+            finish(info)
+        fits.append((lam, result.x, info))
     inside = [f for f in fits if abs(f[2][share] - k) <= SHARE_TOLERANCE]
     return min(inside, key=lambda f: f[2]["weight_loss"]) if inside else min(fits, key=lambda f: abs(f[2][share] - k))
 
@@ -300,8 +311,7 @@ def fit_subsampling(
     w = np.asarray(target_weights, dtype=np.float64)
     if w.shape != (n,) or not np.isfinite(w).all() or (w < 0).any():
         raise PasifError(f"target_weights: expected {n} finite non-negative importance weights, found shape {w.shape}")
-    if regularization is not None and (isinstance(regularization, bool) or not isinstance(regularization, numbers.Real) or regularization < 0):
-        raise PasifError(f"regularization: expected a non-negative number or None (grid search), found {regularization!r}")
+    _check_regularization(regularization)
     raw = _contexts(dataset)
     center, scale = raw.mean(axis=0), raw.std(axis=0)
     scale = np.where(scale > 0, scale, 1.0)
@@ -434,8 +444,7 @@ def fit_trajectory_subsampling(
     mask = dataset.mask
     if not np.isfinite(w_all[mask]).all() or (w_all[mask] < 0).any():
         raise PasifError("target_weights: expected finite non-negative importance weights on the valid steps")
-    if regularization is not None and (isinstance(regularization, bool) or not isinstance(regularization, numbers.Real) or regularization < 0):
-        raise PasifError(f"regularization: expected a non-negative number or None (grid search), found {regularization!r}")
+    _check_regularization(regularization)
     rows, steps = np.nonzero(mask)
     features, n_states = _step_features(dataset, rows, steps)
     if n_states is None:
@@ -452,13 +461,12 @@ def fit_trajectory_subsampling(
     c = _step_share(k, dataset.lengths)
     start = np.concatenate([np.zeros(d * A), np.full(A, np.log(c / (1.0 - c)))])  # g ≡ c, w̃ ≡ 1
 
-    def objective(t: np.ndarray, lam: float) -> tuple[float, np.ndarray, dict[str, Any]]:
-        loss, grad, info = _trajectory_objective(t, x, d, pi_b, actions, w, c, lam, l2)
+    def acceptance(info: dict[str, Any]) -> None:
         log_accept = np.bincount(rows, weights=np.log(info["g"]), minlength=n)  # Σ_t log g(s_t, a_t) per trajectory
         info["mean_acceptance"] = float(np.exp(log_accept).mean())
-        return loss, grad, info
 
-    lam, theta, info = _grid_fit(objective, start, regularization, max_iter, "mean_acceptance", k)
+    objective = lambda t, lam: _trajectory_objective(t, x, d, pi_b, actions, w, c, lam, l2)  # noqa: E731
+    lam, theta, info = _grid_fit(objective, start, regularization, max_iter, "mean_acceptance", k, finish=acceptance)
     corr = _correlation(info["w_tilde"], w)
     return SubsamplingRule(
         coef=freeze(theta[: d * A].reshape(d, A)), intercept=freeze(theta[d * A :].copy()), center=freeze(center),
