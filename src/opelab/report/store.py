@@ -185,7 +185,7 @@ def read_store_report(store: Any, run_id: int | None = None, *, k: int = 4, alph
         .reset_index()
     )
     convergence = convergence_summary = None
-    nuisances = store.nuisances(run) if hasattr(store, "nuisances") else None
+    nuisances = store.nuisances(run)  # None: a schema-1 store records no convergence
     if nuisances is not None:
         nuisances = nuisances[nuisances.task.isin(tasks)]
         flags = nuisances.converged.astype("boolean").fillna(False).astype(bool)
