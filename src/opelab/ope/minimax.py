@@ -393,6 +393,67 @@ def _penalty(torch: Any, norm: Any, alpha_q: float, radius: float) -> Any:
     return radius * norm
 
 
+FLOW_STATS_BYTES = 1 << 28  # at most this much (256 MiB) for the per-distinct-input statistics of fit_weights
+
+
+def _flow_terms_distinct(data: dict, nxt_probs: np.ndarray, occurrences: Any, step_u: np.ndarray, act_u: np.ndarray, per_step: np.ndarray, dims: tuple, t: Any) -> Any:
+    """The two sums of m_ζ from statistics per distinct input (tabular data): a function of ζ (P, U) that
+    returns Σ ζ φ(t, s_t, a_t) and Σ ζ Σ_a' π(a'|s_{t+1}) φ(s_{t+1}, a'), both (P, H, A, D), the second on
+    the step it leaves from. The distinct inputs are padded per step, so both are batched matrix products
+    (no (P, U, A, D) temporaries in the loop): slot[u] is u's position among the inputs of its step."""
+    torch = _torch()
+    P, n, H, A, D = dims
+    U = len(step_u)
+    feat_u = occurrences @ data["k_current"].reshape(n * H, D)  # (U, D)
+    pi_flat = nxt_probs.reshape(P, n * H, A)
+    k_next_flat = data["k_next"].reshape(n * H, D)
+    moved_u = np.stack([np.stack([occurrences @ (pi_flat[p, :, a, None] * k_next_flat) for a in range(A)], axis=1) for p in range(P)])
+    order = np.argsort(step_u, kind="stable")
+    slot = np.empty(U, dtype=np.int64)
+    slot[order] = np.arange(U) - np.repeat(np.cumsum(per_step) - per_step, per_step)
+    width = int(per_step.max())
+    current_pad = np.zeros((H, width, A, D))
+    current_pad[step_u, slot, act_u] = feat_u  # φ(s) in the block of the logged action
+    moved_pad = np.zeros((P, H, width, A * D))
+    moved_pad[:, step_u, slot] = moved_u.reshape(P, U, A * D)
+    current_stats, moved_stats = t(current_pad.reshape(H, width, A * D)), t(moved_pad)
+    flat_idx = torch.as_tensor(step_u * width + slot)
+
+    def terms(zeta: Any) -> tuple[Any, Any]:
+        padded = torch.zeros(P, H * width, dtype=torch.float64).index_add(1, flat_idx, zeta).reshape(P, H, width)
+        current = torch.bmm(padded.transpose(0, 1), current_stats).transpose(0, 1).reshape(P, H, A, D)
+        moved = torch.matmul(padded[:, :, None, :], moved_stats)[:, :, 0].reshape(P, H, A, D)
+        return current, moved
+
+    return terms
+
+
+def _flow_terms_logged(actions: np.ndarray, k_current: np.ndarray, nxt_probs: np.ndarray, k_next: np.ndarray, rows: np.ndarray, dims: tuple) -> Any:
+    """The two sums of m_ζ as ``_flow_terms_distinct`` returns them, taken over the n·H logged steps:
+    ζ of each step is gathered from its distinct input (``rows``, in the steps' (n, H) order), and each
+    sum is one batched matrix product over the steps t of (P·A, n) by (n, D). Holds the (n, H, D)
+    features and (P, n, H, A) π, step-major and in float32 (the products are the cost of every iteration,
+    about twice as fast as in float64; each term of the sums is O(1), so float32's relative error of
+    6·10⁻⁸ stays far below the residuals these fits reach)."""
+    torch = _torch()
+    P, n, H, A, D = dims
+    f32 = lambda x: torch.as_tensor(np.ascontiguousarray(x, dtype=np.float32))  # noqa: E731
+    onehot = f32(np.eye(A, dtype=np.float32)[actions].transpose(1, 2, 0)[:, None])  # (H, 1, A, n)
+    pi = f32(nxt_probs.transpose(2, 0, 3, 1))  # (H, P, A, n)
+    k_cur, k_nxt = f32(k_current.transpose(1, 0, 2)), f32(k_next.transpose(1, 0, 2))  # (H, n, D)
+    step_rows = torch.as_tensor(np.ascontiguousarray(rows.reshape(n, H).T).reshape(-1))  # (t, i) order
+
+    def terms(zeta: Any) -> tuple[Any, Any]:
+        z = torch.index_select(zeta.to(torch.float32), 1, step_rows).reshape(P, H, n).transpose(0, 1)[:, :, None]  # (H, P, 1, n)
+
+        def summed(coef: Any, feats: Any) -> Any:  # Σ_i coef[t, p, a, i] feats[t, i, :] -> (P, H, A, D)
+            return torch.bmm(coef.reshape(H, P * A, n), feats).reshape(H, P, A, D).transpose(0, 1).double()
+
+        return summed(z * onehot, k_cur), summed(z * pi, k_nxt)
+
+    return terms
+
+
 def fit_weights(
     dataset: LoggedDataset,
     eval_action_probs: np.ndarray,
@@ -423,27 +484,23 @@ def fit_weights(
     act_u[rows] = data["actions"].reshape(-1)
     occurrences = sparse.csr_matrix((np.ones(n * H), (rows, np.arange(n * H))), shape=(U, n * H))
     count_u = np.asarray(occurrences.sum(axis=1)).ravel()
-    feat_u = occurrences @ data["k_current"].reshape(n * H, D)  # (U, D)
-    pi_flat = nxt_probs.reshape(P, n * H, A)
-    k_next_flat = data["k_next"].reshape(n * H, D)
-    moved_u = np.stack([np.stack([occurrences @ (pi_flat[p, :, a, None] * k_next_flat) for a in range(A)], axis=1) for p in range(P)])
     reward_u = occurrences @ np.where(mask, dataset.rewards, 0.0).reshape(-1)  # (U,)
-    # Distinct inputs padded per step, so that both sums of m are batched matrix products (no (P, U, A, D)
-    # temporaries in the loop): slot[u] is u's position among the inputs of its step.
-    order = np.argsort(step_u, kind="stable")
-    per_step = np.bincount(step_u, minlength=H)
-    slot = np.empty(U, dtype=np.int64)
-    slot[order] = np.arange(U) - np.repeat(np.cumsum(per_step) - per_step, per_step)
-    width = int(per_step.max())
-    current_pad = np.zeros((H, width, A, D))
-    current_pad[step_u, slot, act_u] = feat_u  # φ(s) in the block of the logged action
-    moved_pad = np.zeros((P, H, width, A * D))
-    moved_pad[:, step_u, slot] = moved_u.reshape(P, U, A * D)
     t = lambda x: torch.as_tensor(np.ascontiguousarray(x), dtype=torch.float64)  # noqa: E731
+    # Per distinct input the statistics take P·U·A·D numbers. When that is more than the logged arrays
+    # they summarise (vector states: nearly every input is distinct) or more than FLOW_STATS_BYTES, the
+    # two sums of m_ζ are taken over the logged steps instead (_flow_terms_logged), which holds only
+    # (n, H, D) features and (P, n, H, A) probabilities.
+    per_step = np.bincount(step_u, minlength=H)
+    width = int(per_step.max())
+    stats_bytes = 8 * (P + 1) * H * width * A * D
+    logged = stats_bytes > FLOW_STATS_BYTES or stats_bytes > 8 * (P * n * H * A + 2 * n * H * D)
+    if logged:
+        flow_terms = _flow_terms_logged(data["actions"], data["k_current"], nxt_probs, data["k_next"], rows, (P, n, H, A, D))
+    else:
+        flow_terms = _flow_terms_distinct(data, nxt_probs, occurrences, step_u, act_u, per_step, (P, n, H, A, D), t)
     x_cur = torch.as_tensor(x_unique, dtype=torch.float32)  # the network runs in float32, the kernel algebra in float64
     rewards, counts = t(reward_u), t(count_u)
-    current_stats, moved_stats = t(current_pad.reshape(H, width, A * D)), t(moved_pad)
-    step_idx, flat_idx = torch.as_tensor(step_u), torch.as_tensor(step_u * width + slot)
+    step_idx = torch.as_tensor(step_u)
     init_t = torch.zeros(P, H, A, D, dtype=torch.float64)
     init_t[:, 0] = t(init)
     net = _network(torch, x_cur.shape[1], cfg.hidden, P, torch.float32)
@@ -464,11 +521,9 @@ def fit_weights(
     def flow_norm(zeta: Any) -> Any:
         """‖m_ζ‖ per policy, (P,)."""
         # m = init − E[ζ φ(t, s_t, a_t)] + E[ζ Σ_a' π(a'|s_{t+1}) φ(t+1, s_{t+1}, a')], per (t, a) cell.
-        padded = torch.zeros(P, H * width, dtype=torch.float64).index_add(1, flat_idx, zeta).reshape(P, H, width)
-        current = torch.bmm(padded.transpose(0, 1), current_stats).transpose(0, 1)  # (P, H, A·D)
-        moved = torch.matmul(padded[:, :, None, :], moved_stats)[:, :, 0].reshape(P, H, A, D)
+        current, moved = flow_terms(zeta)
         nxt = torch.cat([torch.zeros_like(moved[:, :1]), moved[:, :-1]], dim=1)  # lands on step t + 1
-        m = init_t + (nxt - current.reshape(P, H, A, D)) / n
+        m = init_t + (nxt - current) / n
         return torch.sqrt((m**2).sum(dim=(1, 2, 3)) + 1e-24)
 
     probe = rows[_probe(mask, cfg.probe_size, cfg.seed)]  # distinct-input index of each probe step
