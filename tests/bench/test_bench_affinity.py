@@ -1,6 +1,7 @@
 """Task affinity of the local executor: every cell of a task that trains runs in one worker process, so
-what the task trains is trained once per run, whatever the number of workers; the cells of a task that
-trains nothing are spread; results do not depend on the number of workers."""
+what the task trains is trained once per run, whatever the number of workers (with work stealing off);
+the cells of a task that trains nothing are spread; an idle worker takes waiting cells of another when the
+measured costs say so (work stealing); results do not depend on the number of workers or on stealing."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pandas as pd
 import pytest
 
 from opelab.bench import Cell, ResultStore, parse_config, run_benchmark
-from opelab.bench.executors import LocalExecutor, plan_workers
+from opelab.bench.executors import LocalExecutor, make_executor, plan_workers, steal_choice
 from opelab.bench.store import TABLES
 
 HERE = Path(__file__).parent
@@ -26,6 +27,7 @@ estimators = ["dm", "pdis"]
 [executor]
 workers = {workers}
 retries = 0
+steal = {steal}
 {tasks}
 """
 TASK = '[[tasks]]\nname = "{name}"\nid = "{id}"\ncandidates = {{ epsilons = [0.0, 0.3], temperatures = [], adversarial_epsilons = [] }}\n'
@@ -49,9 +51,9 @@ def ids():
         affinity_cells.LOG.rmdir()  # only when no other run left files
 
 
-def config(tasks: list[tuple[str, str]], n_datasets: int, workers: int):  # type: ignore[no-untyped-def]
+def config(tasks: list[tuple[str, str]], n_datasets: int, workers: int, steal: bool = False):  # type: ignore[no-untyped-def]
     text = "".join(TASK.format(name=name, id=task_id) for name, task_id in tasks)
-    return parse_config(CONFIG.format(n_datasets=n_datasets, workers=workers, tasks=text))
+    return parse_config(CONFIG.format(n_datasets=n_datasets, workers=workers, tasks=text, steal=str(steal).lower()))
 
 
 def processes(task_id: str, what: str) -> list[int]:
@@ -146,3 +148,44 @@ def test_cells_submitted_while_iterating_are_picked_up_and_a_late_task_is_placed
         assert executor.assignment == {ids[0]: 0, ids[1]: 1, ids[2]: executor.assignment[ids[2]]}
     assert sorted(seen) == sorted([Cell(ids[0], 0), Cell(ids[1], 0), Cell(ids[0], 1), Cell(ids[2], 0)])
     assert len(set(processes(ids[0], "cell"))) == 1
+
+
+def test_steal_choice_takes_a_cell_only_when_the_measured_costs_say_the_run_ends_sooner():
+    cell_s, train_s = {"a": 10.0, "b": 1.0}, {"a": 30.0}
+    four_a = [("a", "a")] * 4
+    # pool 0 needs 5 + 4 x 10 = 45 s more; the idle pool 1 trains a (30 s) and runs a cell (10 s): 40 < 45
+    assert steal_choice([four_a, []], [5.0, 0.0], [1, 1], 1, set(), cell_s, train_s) == (0, 3)  # the last cell
+    assert steal_choice([four_a[:3], []], [5.0, 0.0], [1, 1], 1, set(), cell_s, train_s) is None  # 35 s < 40 s
+    assert steal_choice([four_a[:1], []], [5.0, 0.0], [1, 1], 1, {"a"}, cell_s, train_s) == (0, 0)  # trained: 15 > 10
+    assert steal_choice([four_a, []], [5.0, 0.0], [2, 1], 1, set(), cell_s, train_s) is None  # two processes: 22.5 s
+    assert steal_choice([[("c", "c")] * 9, []], [0.0, 0.0], [1, 1], 1, set(), cell_s, train_s) is None  # unknown cost
+    assert steal_choice([[], []], [99.0, 0.0], [1, 1], 1, set(), cell_s, train_s) is None  # nothing waits
+    # the largest gain wins: a cell of a task that trains nothing (its unit a cell, no training) over a's
+    mixed = [("a", "a"), ("a", "a"), (Cell("b", 0), "b"), (Cell("b", 1), "b")]
+    assert steal_choice([mixed, []], [40.0, 0.0], [1, 1], 1, set(), cell_s, train_s) == (0, 3)
+    assert steal_choice([[], four_a], [0.0, 50.0], [1, 1], 0, set(), cell_s, train_s) == (1, 3)  # any pool steals
+
+
+def test_an_idle_worker_steals_waiting_cells_and_the_store_does_not_change(ids, tmp_path):
+    """Two tasks of four cells on two workers: the fast one (pid_chain) finishes first, while the slow one
+    (each cell sleeps 1 s in its inputs stage) still has cells waiting: the idle worker trains the slow task
+    too and takes its last cell(s). The store is the same as without stealing."""
+    tasks = [("pid_chain_slow", ids[0]), ("pid_chain", ids[1])]
+    cfg = config(tasks, 4, workers=2, steal=True)
+    with make_executor(cfg) as executor:
+        assert isinstance(executor, LocalExecutor) and executor.steal
+    summary = run_benchmark(cfg, tmp_path / "steal.duckdb", memory_limit="off")
+    assert (summary.n_done, summary.n_failed) == (8, 0)
+    slow, fast = processes(ids[0], "cell"), processes(ids[1], "cell")
+    assert len(set(fast)) == 1
+    assert len(set(slow)) == 2 and len(set(processes(ids[0], "train"))) == 2, slow  # trained again where stolen
+    assert set(fast) <= set(slow)  # the fast task's worker took some of the slow task's cells
+    import affinity_cells
+
+    for path in affinity_cells.LOG.glob(f"{ids[0]}.*"):
+        path.unlink()
+    still = run_benchmark(cfg.with_executor(steal=False), tmp_path / "still.duckdb", memory_limit="off")  # the same text
+    assert still.n_done == 8 and len(set(processes(ids[0], "cell"))) == 1
+    left, right = stable_tables(tmp_path / "steal.duckdb"), stable_tables(tmp_path / "still.duckdb")
+    for name in TABLES:
+        pd.testing.assert_frame_equal(left[name], right[name], check_exact=True, obj=name)

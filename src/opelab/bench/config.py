@@ -219,12 +219,16 @@ class InputsConfig:
 @dataclass(frozen=True)
 class ExecutorConfig:
     """Where cells run: ``local`` (process pool; 1 worker runs in-process) or ``ray``. A failed cell is
-    retried ``retries`` times before it is recorded as failed."""
+    retried ``retries`` times before it is recorded as failed. ``steal``: an idle local worker may take a
+    waiting cell of a task placed on another worker when the measured costs say it finishes sooner, even
+    training that task again (``opelab.bench.executors.steal_choice``); false keeps every task's cells on
+    its worker."""
 
     kind: str = "local"
     workers: int = 1
     retries: int = 1
     address: str | None = None
+    steal: bool = True
 
 
 @dataclass(frozen=True)
@@ -654,6 +658,7 @@ def parse_config(text: str, *, source: str = "<config>", name: str | None = None
         workers=er.take("workers", "int", 1, _sized(1, "workers")),
         retries=er.take("retries", "int", 1, _sized(0, "retries")),
         address=er.take("address", "str", None),
+        steal=er.take("steal", "bool", True),
     )
     er.finish()
 

@@ -11,16 +11,18 @@
   worker with the fewest cells so far, one ``ProcessPoolExecutor`` of one process per worker; with fewer,
   one pool per unit and the spare workers to the training tasks with the most cells per process, so that
   no worker idles while a task has cells waiting (the price: such a task trains once per process of its
-  pool). Workers beyond the cells idle, and so does a worker that finished its cells (none moves to
-  another worker, where its task would train again).
+  pool). Workers beyond the cells idle. Work stealing (``steal``, on by default): each pool gets one cell
+  per process at a time and the rest wait in the driver, so a worker that finished its cells can take a
+  waiting cell of another worker, training that task again, when the costs measured so far in the run say
+  the run ends sooner that way (``steal_choice``).
 - ``RayExecutor``: Ray tasks of one CPU each, on an existing cluster (``address``) or a local one started
   with ``ray.init(num_cpus=workers)``. ``ray`` is imported only here, only when chosen (the ``[ray]`` extra).
 
 Workers compute; only the driver (``run_benchmark``) writes, one transaction per finished cell. A failed
 attempt is resubmitted up to ``retries`` times (to its task's worker), then recorded as failed with its
 error (one line, never empty; a dead worker is described by its signal); the other cells go on. A dead
-worker breaks only its own pool: the cells running or queued there fail that attempt, and a fresh pool
-takes the rest. Worker processes run single-threaded numerical libraries (OMP_NUM_THREADS=1,
+worker breaks only its own pool: the cells running there fail that attempt, and a fresh pool takes the
+rest. Worker processes run single-threaded numerical libraries (OMP_NUM_THREADS=1,
 torch.set_num_threads(1)): parallelism comes from the cells, and N workers × M threads each would
 oversubscribe the cores.
 
@@ -50,7 +52,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections import Counter, deque
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Collection, Hashable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -73,8 +75,8 @@ __all__ = [
     "make_executor",
     "plan_workers",
     "run_benchmark",
+    "steal_choice",
 ]
-
 
 
 def limit_threads() -> None:
@@ -264,18 +266,65 @@ def task_trains(config: BenchmarkConfig, task_id: str) -> bool:
     return shape is None or shape.learned
 
 
+def steal_choice(
+    backlogs: Sequence[Sequence[tuple[Hashable, str]]],
+    busy_s: Sequence[float],
+    sizes: Sequence[int],
+    thief: int,
+    ran: Collection[Hashable],
+    cell_s: Mapping[str, float],
+    train_s: Mapping[str, float],
+) -> tuple[int, int] | None:
+    """The waiting cell an idle pool ``thief`` should take from another pool: (pool, position in its
+    backlog), or None to take nothing.
+
+    ``backlogs[h]``: the (unit, task id) of each cell waiting for pool h, in order; ``busy_s[h]``: the
+    seconds its running cells still need (estimated); ``ran``: the units the thief's processes have run
+    (what they trained is cached there); ``cell_s`` and ``train_s``: the measured seconds of one cell of a
+    task (without what it trains) and of what a training task trains. Pool h would finish its work in
+    R_h = (busy_s[h] + Σ cell_s of its backlog) / sizes[h] seconds; the thief finishes a cell of task t in
+    cell_s[t], plus train_s[t] when its unit is a training task it has not run. The choice is the cell
+    with the largest R_h minus that cost, if positive: taking it can only bring the end of the run closer.
+    Among a backlog's cells of one unit the last is taken (and of equal gains, the later cell); a task with
+    no finished cell (unknown cost) is never taken.
+    """
+    best, choice = 0.0, None
+    for h, backlog in enumerate(backlogs):
+        if h == thief or not backlog:
+            continue
+        remaining = (busy_s[h] + sum(cell_s.get(task, 0.0) for _, task in backlog)) / sizes[h]
+        last = {unit: i for i, (unit, _) in enumerate(backlog)}
+        for unit, i in sorted(last.items(), key=lambda item: -item[1]):  # ties: the later cell
+            task = backlog[i][1]
+            if task not in cell_s:
+                continue
+            cost = cell_s[task] + (0.0 if unit in ran else train_s.get(task, 0.0))
+            if remaining - cost > best:
+                best, choice = remaining - cost, (h, i)
+    return choice
+
+
 class LocalExecutor(Executor):
     """``workers`` processes with task affinity (``plan_workers``): one process pool per group of workers,
     every cell of a task that trains in its group's pool; a pool broken by a dying worker is replaced.
 
     Cells submitted before ``completed()`` is first iterated are planned together (their tasks and cell
     counts); a unit first submitted later goes to the pool with the fewest cells submitted so far. A cell
-    submitted again (a retry) goes to the pool of its first attempt's unit."""
+    submitted again (a retry) goes to the pool of its first attempt's unit.
 
-    def __init__(self, workers: int) -> None:
+    Each pool is handed only as many cells as it has processes; the rest wait here, in order. With
+    ``steal`` (the default), a pool that has run out of cells takes a waiting cell of another pool when
+    the costs measured so far in the run say it finishes sooner (``steal_choice``): the task then trains
+    again in the thief's process, which pays off when its waiting cells outlast that training. Results do
+    not depend on where a cell runs (every seed is the cell's). ``stolen`` lists the cells taken, with the
+    pool that took each.
+    """
+
+    def __init__(self, workers: int, steal: bool = True) -> None:
         import multiprocessing
 
         self.workers = workers
+        self.steal = steal
         methods = multiprocessing.get_all_start_methods()
         self._context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
         if self._context.get_start_method() == "forkserver":  # import once in the server, fork workers from it
@@ -286,13 +335,19 @@ class LocalExecutor(Executor):
         self._group_of: dict[Hashable, int] = {}  # unit (a training task's id, or a cell) -> pool index
         self._trains: dict[str, bool] = {}  # task id -> task_trains
         self._submitted: list[int] = []  # cells submitted to each pool
-        self._futures: dict[Future[CellOutcome], tuple[Cell, int, ProcessPoolExecutor]] = {}
+        self._backlog: list[deque[tuple[BenchmarkConfig, Cell]]] = []  # cells waiting for each pool
+        self._running: list[int] = []  # cells each pool is running
+        self._ran: list[set[Hashable]] = []  # units each pool's current processes have run
+        self._futures: dict[Future[CellOutcome], tuple[Cell, int, ProcessPoolExecutor, float, bool]] = {}
         self._broken: dict[ProcessPoolExecutor, str] = {}  # broken pools and why they broke
+        self._cell_s: dict[str, list[float]] = {}  # task id -> seconds of its finished cells, without training
+        self._train_s: dict[str, float] = {}  # training task id -> seconds of its training (collect + truth)
+        self.stolen: list[tuple[Cell, int]] = []
 
     @property
     def assignment(self) -> dict[Hashable, int]:
         """Each placed unit's pool index: a training task by id, a cell of any other task by itself (empty
-        before the plan)."""
+        before the plan). Cells taken by another pool (``stolen``) keep their unit's entry."""
         return dict(self._group_of)
 
     def _unit(self, config: BenchmarkConfig, cell: Cell) -> Hashable:
@@ -306,6 +361,9 @@ class LocalExecutor(Executor):
         self._sizes, self._group_of = plan_workers(dict(loads), self.workers)
         self._pools = [None] * len(self._sizes)
         self._submitted = [0] * len(self._sizes)
+        self._backlog = [deque() for _ in self._sizes]
+        self._running = [0] * len(self._sizes)
+        self._ran = [set() for _ in self._sizes]
         for config, cell in waiting:
             self._dispatch(config, cell)
 
@@ -322,10 +380,57 @@ class LocalExecutor(Executor):
         group = self._group_of.get(unit)
         if group is None:  # a unit first submitted after the plan
             group = self._group_of[unit] = min(range(len(self._sizes)), key=self._submitted.__getitem__)
+        self._backlog[group].append((config, cell))
+        self._submitted[group] += 1
+        self._fill(group)
+
+    def _fill(self, group: int) -> None:
+        while self._running[group] < self._sizes[group] and self._backlog[group]:
+            self._start(group, *self._backlog[group].popleft())
+
+    def _start(self, group: int, config: BenchmarkConfig, cell: Cell) -> None:
+        unit = self._unit(config, cell)
+        first = self._trains[cell.task] and unit not in self._ran[group]  # trains in this pool's process
         pool = self._pool(group)
         with single_threaded_children():  # workers start on submit
-            self._futures[pool.submit(execute_cell, config, cell)] = (cell, group, pool)
-        self._submitted[group] += 1
+            future = pool.submit(execute_cell, config, cell)
+        self._futures[future] = (cell, group, pool, time.monotonic(), first)
+        self._running[group] += 1
+        self._ran[group].add(unit)
+
+    def _measure(self, outcome: CellOutcome) -> None:
+        """Record a finished cell's cost: its wall time without the collect and truth stages (where a task's
+        training and ground truth land, once per process), and those stages as the task's training."""
+        if outcome.result is None:
+            return
+        seconds = outcome.result.seconds
+        shared = float(seconds.get("collect", 0.0) + seconds.get("truth", 0.0))
+        task = outcome.cell.task
+        self._cell_s.setdefault(task, []).append(max(0.0, outcome.wall_s - shared))
+        if self._trains.get(task):
+            self._train_s[task] = max(self._train_s.get(task, 0.0), shared)
+
+    def _rebalance(self) -> None:
+        """Let every pool with a free process and nothing waiting take cells from the others (``steal``)."""
+        if not self.steal:
+            return
+        cell_s = {task: sum(times) / len(times) for task, times in self._cell_s.items()}
+        now = time.monotonic()
+        for thief in range(len(self._sizes)):
+            while self._running[thief] < self._sizes[thief] and not self._backlog[thief]:
+                busy = [0.0] * len(self._sizes)
+                for cell, group, _, started, first in self._futures.values():
+                    expected = cell_s.get(cell.task, 0.0) + (self._train_s.get(cell.task, 0.0) if first else 0.0)
+                    busy[group] += max(0.0, expected - (now - started))
+                backlogs = [[(self._unit(config, cell), cell.task) for config, cell in queue] for queue in self._backlog]
+                choice = steal_choice(backlogs, busy, self._sizes, thief, self._ran[thief], cell_s, self._train_s)
+                if choice is None:
+                    break
+                victim, position = choice
+                config, cell = self._backlog[victim][position]
+                del self._backlog[victim][position]
+                self.stolen.append((cell, thief))
+                self._start(thief, config, cell)
 
     def submit(self, config: BenchmarkConfig, cell: Cell) -> None:
         if not self._sizes:
@@ -339,9 +444,10 @@ class LocalExecutor(Executor):
         while self._futures:
             done, _ = wait(list(self._futures), return_when=FIRST_COMPLETED)
             for future in done:
-                cell, group, pool = self._futures.pop(future)
+                cell, group, pool, _, _ = self._futures.pop(future)
+                self._running[group] -= 1
                 try:
-                    yield future.result()
+                    outcome = future.result()
                 except BrokenProcessPool as exc:  # a worker died (killed, out of memory): new pool for its group
                     if pool not in self._broken:
                         processes = dict(getattr(pool, "_processes", None) or {})
@@ -349,11 +455,19 @@ class LocalExecutor(Executor):
                         self._broken[pool] = _dead_worker(processes)
                         if self._pools[group] is pool:
                             self._pools[group] = None
-                    yield _failed(cell, exc, self._broken[pool])
+                            self._ran[group] = set()  # the new pool's processes have trained nothing
+                    outcome = _failed(cell, exc, self._broken[pool])
+                else:
+                    self._measure(outcome)
+                self._fill(group)
+                self._rebalance()
+                yield outcome
 
     def close(self) -> None:
         self._broken.clear()
         self._waiting.clear()
+        for queue in self._backlog:
+            queue.clear()
         for group, pool in enumerate(self._pools):
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
@@ -419,7 +533,7 @@ def make_executor(config: BenchmarkConfig) -> Executor:
         return RayExecutor(ex.workers, ex.address)
     if ex.kind != "local":
         raise ValueError(f"executor.kind: expected one of {list(EXECUTORS)}, found {ex.kind!r}")
-    return InProcessExecutor() if ex.workers == 1 else LocalExecutor(ex.workers)
+    return InProcessExecutor() if ex.workers == 1 else LocalExecutor(ex.workers, steal=ex.steal)
 
 
 @dataclass(frozen=True)
