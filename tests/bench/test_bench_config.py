@@ -59,6 +59,7 @@ n_sampled = 3
     assert (config.intervals.method, config.intervals.alpha) == ("t", 0.1)
     assert (config.inputs.weights, config.inputs.n_folds) == ("none", 2)
     assert (config.executor.kind, config.executor.workers, config.executor.retries) == ("ray", 2, 3)
+    assert config.executor.steal is True  # the default
     task = config.tasks[0]
     assert (task.id, task.name, task.n_trajectories) == ("grid-eps", "gridworld", 50)
     assert (task.behavior.head, task.behavior.epsilon) == ("epsilon_greedy", 0.2)
@@ -219,6 +220,7 @@ CASES = {
     "unknown executor": ('[executor]\nkind = "dask"  # <-\n' + TASK, "executor.kind", "expected one of ['local', 'ray'], found 'dask'"),
     "zero workers": ("[executor]\nworkers = 0  # <-\n" + TASK, "executor.workers", "expected an integer >= 1"),
     "retries of the wrong type": ("[executor]\nretries = 1.5  # <-\n" + TASK, "executor.retries", "expected an integer, found 1.5"),
+    "steal of the wrong type": ("[executor]\nsteal = \"yes\"  # <-\n" + TASK, "executor.steal", "expected true or false, found 'yes'"),
     "unknown executor key": ("[executor]\nthreads = 4  # <-\n" + TASK, "executor.threads", "unknown key"),
     "a table where a number belongs": ("[executor]\nworkers = { n = 2 }  # <-\n" + TASK, "executor.workers", "found a table"),
     "weights the tabular family lacks": ('[inputs]\nweights = "dice"  # <-\n' + TASK, "inputs.weights", "'auto', 'tabular' or 'none'"),
