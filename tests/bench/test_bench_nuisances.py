@@ -1,5 +1,6 @@
-"""A cell's learned nuisances are stored with their convergence (schema 2); a schema-1 store still opens,
-reads (nuisances "not recorded") and is migrated when written."""
+"""A cell's learned nuisances are stored with their convergence (schema 2) and their fits' wall time
+(schema 3); older stores still open, read (nuisances "not recorded", seconds NaN) and are migrated when
+written."""
 
 from __future__ import annotations
 
@@ -45,6 +46,7 @@ def test_a_cell_with_neural_fqe_records_its_convergence():
     assert rows[["nuisance", "policy", "n_fits", "steps", "residual_sample"]].values.tolist() == [["fqe", "all", 1, 100, "in-sample"]]
     row = rows.iloc[0]
     assert row.iterations >= 1 and 0 <= row.last_change and np.isfinite(row.residual) and isinstance(row.converged, (bool, np.bool_))
+    assert 0 < row.seconds < result.seconds["inputs"]  # the fit is part of the inputs stage
 
 
 def test_exact_nuisances_record_nothing():
@@ -55,17 +57,20 @@ def test_the_store_holds_one_row_per_cell_and_nuisance(neural_store):
     with ResultStore(neural_store, read_only=True) as store:
         rows = store.nuisances()
         assert rows[["task", "dataset", "nuisance", "policy"]].values.tolist() == [["chain", 0, "fqe", "all"]]
-        assert store.query(f"SELECT value FROM {MARKER} WHERE key = 'schema_version'").value[0] == "2" == str(SCHEMA_VERSION)
+        assert store.query(f"SELECT value FROM {MARKER} WHERE key = 'schema_version'").value[0] == "3" == str(SCHEMA_VERSION)
+        assert rows.seconds.iloc[0] > 0
 
 
 class Fit:  # a MinimaxFit's signals
-    def __init__(self, change, converged, kind="weights"):
+    def __init__(self, change, converged, kind="weights", seconds=2.0):
         self.kind, self.n_steps, self.change, self.trend, self.residual, self.converged = kind, 10, change, -change, 0.2, converged
+        self.seconds = seconds
 
 
-def test_folds_keep_the_worst_fit():
-    rows = nuisance_frame([Fit(0.1, False), Fit(0.01, True)])
-    assert rows[["nuisance", "n_fits", "last_change", "trend", "converged"]].values.tolist() == [["weights", 2, 0.1, -0.1, False]]
+def test_folds_keep_the_worst_fit_and_add_their_seconds():
+    rows = nuisance_frame([Fit(0.1, False), Fit(0.01, True, seconds=3.0)])
+    assert rows[["nuisance", "n_fits", "last_change", "trend", "converged", "seconds"]].values.tolist() == [["weights", 2, 0.1, -0.1, False, 5.0]]
+    assert np.isnan(nuisance_frame([Fit(0.1, False, seconds=np.nan)]).seconds.iloc[0])  # not measured
 
 
 def test_fqe_and_minimax_rows_are_stored_together(neural_store, tmp_path):
@@ -101,8 +106,26 @@ def test_a_schema_1_store_reads_as_not_recorded_and_is_migrated_when_written(tmp
         assert "nuisances" not in {n for (n,) in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
     run_benchmark(parse_config(NEURAL), old)  # written: migrated, then the new run's rows
     with ResultStore(old, read_only=True) as store:
-        assert store.query(f"SELECT value FROM {MARKER} WHERE key = 'schema_version'").value[0] == "2"
+        assert store.query(f"SELECT value FROM {MARKER} WHERE key = 'schema_version'").value[0] == "3"
         assert store.latest_run() == 2 and len(store.nuisances(2)) == 1 and store.nuisances(1).empty
+
+
+def test_a_schema_2_store_reads_seconds_as_not_measured_and_gains_the_column_when_written(neural_store, tmp_path):
+    old = tmp_path / "two.duckdb"
+    shutil.copy(neural_store, old)
+    with duckdb.connect(str(old)) as con:  # back to schema 2: no seconds column
+        con.execute("ALTER TABLE nuisances DROP COLUMN seconds")
+        con.execute(f"UPDATE {MARKER} SET value = '2' WHERE key = 'schema_version'")
+    with ResultStore(old, read_only=True) as store:
+        rows = store.nuisances()
+        assert list(rows.columns)[-1] == "seconds" and rows.seconds.isna().all() and len(rows) == 1
+    with duckdb.connect(str(old), read_only=True) as con:  # reading changed nothing
+        assert "seconds" not in {c for (c,) in con.execute("SELECT column_name FROM information_schema.columns WHERE table_name = 'nuisances'").fetchall()}
+    run_benchmark(parse_config(NEURAL), old)  # written: migrated, then the new run's rows
+    with ResultStore(old, read_only=True) as store:
+        assert store.query(f"SELECT value FROM {MARKER} WHERE key = 'schema_version'").value[0] == "3"
+        rows = store.nuisances()
+        assert rows.run_id.tolist() == [1, 2] and np.isnan(rows.seconds.iloc[0]) and rows.seconds.iloc[1] > 0
 
 
 def test_results_print_the_unconverged_cells(neural_store, tmp_path):

@@ -125,6 +125,7 @@ class CellResult:
 
 NUISANCE_FIELDS = (
     "nuisance", "policy", "n_fits", "iterations", "steps", "last_change", "trend", "residual", "residual_sample", "converged",
+    "seconds",
 )  # fmt: skip
 _MINIMAX_NUISANCES = {"weights": "weights", "state_weights": "state_weights", "q": "mql"}
 
@@ -133,7 +134,8 @@ def nuisance_frame(fits: Sequence[object]) -> pd.DataFrame:
     """One row per nuisance (``fqe``, ``weights``, ``state_weights``, ``mql``) of the fits a cell made
     (``opelab.ope.minimax.record_fits``), policy ``all`` (one network serves every policy). Cross-fitted
     nuisances (one fit per fold) keep the worst fold: the largest last_change and residual, the trend of
-    largest size, and converged only when every fold converged; n_fits counts the folds.
+    largest size, and converged only when every fold converged; n_fits counts the folds; seconds is the
+    wall time of all its fits together.
 
     FQE: iterations and Adam steps per iteration, last_change = ``FQEFit.last_change``, trend NaN, residual
     and its sample (``held-out`` / ``in-sample``). Minimax learners: iterations NULL, steps = Adam steps,
@@ -146,12 +148,13 @@ def nuisance_frame(fits: Sequence[object]) -> pd.DataFrame:
             name, row = "fqe", {
                 "iterations": fit.n_iterations, "steps": fit.config.n_steps, "last_change": fit.last_change, "trend": np.nan,
                 "residual": fit.residual, "residual_sample": "held-out" if fit.residual_heldout else "in-sample", "converged": fit.converged,
+                "seconds": fit.seconds,
             }  # fmt: skip
         else:
             name, row = _MINIMAX_NUISANCES[fit.kind], {  # type: ignore[attr-defined]
                 "iterations": None, "steps": fit.n_steps, "last_change": fit.change, "trend": fit.trend,  # type: ignore[attr-defined]
                 "residual": fit.residual, "residual_sample": None if np.isnan(fit.residual) else "in-sample",  # type: ignore[attr-defined]
-                "converged": fit.converged,  # type: ignore[attr-defined]
+                "converged": fit.converged, "seconds": fit.seconds,  # type: ignore[attr-defined]
             }  # fmt: skip
         rows.setdefault(name, []).append(row)
     out = []
@@ -163,6 +166,7 @@ def nuisance_frame(fits: Sequence[object]) -> pd.DataFrame:
             "steps": folds[0]["steps"], "last_change": worst("last_change"), "residual": worst("residual"),
             "trend": np.nan if all(np.isnan(trends)) else max((t for t in trends if not np.isnan(t)), key=abs),
             "residual_sample": folds[0]["residual_sample"], "converged": all(bool(f["converged"]) for f in folds),
+            "seconds": float(np.nansum([f["seconds"] for f in folds])) if not all(np.isnan(f["seconds"]) for f in folds) else np.nan,
         })  # fmt: skip
     frame = pd.DataFrame(out, columns=list(NUISANCE_FIELDS))
     # FQE's iterations next to the minimax learners' NULL: nullable integers, not floats with NaN

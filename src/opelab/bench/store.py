@@ -17,17 +17,18 @@ Tables (primary keys in brackets; ``task`` is the task id of the config):
   serves every policy) — with n_fits (cross-fitting folds), iterations (FQE; NULL for the minimax
   learners), steps (Adam steps per FQE iteration / of the minimax fit), last_change, trend, residual,
   residual_sample (``held-out`` / ``in-sample``), converged (every fold's; the signals are defined in
-  ``opelab.ope.fqe`` and ``opelab.ope.minimax``; the worst fold's value is kept). Tabular tasks, whose
-  nuisances are exact solutions, record none.
+  ``opelab.ope.fqe`` and ``opelab.ope.minimax``; the worst fold's value is kept), seconds (schema 3: the
+  wall time of its fits, all folds). Tabular tasks, whose nuisances are exact solutions, record none.
 
-- ``opelab_store`` [key]: value; ``format`` = ``opelab results store`` and ``schema_version`` (2) mark the
+- ``opelab_store`` [key]: value; ``format`` = ``opelab results store`` and ``schema_version`` (3) mark the
   file as a store (stores written before the marker, with exactly the five tables of schema 1, are
   recognised and marked when next opened for writing).
 
-Schema versions: 1 had the five tables ``runs`` … ``metrics``; 2 adds ``nuisances``. A schema-1 store
-opened for writing is migrated in one transaction (the table created, the version set to 2); opened
-read-only it is read as it is, and readers take a missing ``nuisances`` table as "not recorded"
-(``ResultStore.nuisances`` returns None, ``table("nuisances")`` an empty frame).
+Schema versions: 1 had the five tables ``runs`` … ``metrics``; 2 adds ``nuisances``; 3 adds its ``seconds``
+column. An older store opened for writing is migrated in one transaction (the table created or the column
+added, the version set to 3); opened read-only it is read as it is, and readers take a missing
+``nuisances`` table as "not recorded" (``ResultStore.nuisances`` returns None, ``table("nuisances")`` an
+empty frame) and a missing ``seconds`` column as NaN (not measured).
 
 Crash safety: a cell's rows (its ``cells`` row and all its estimates, truth, metrics and nuisances) are written in one
 transaction, so a crash loses only unfinished cells; the primary keys make a duplicate impossible, and a
@@ -53,6 +54,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from opelab.bench.config import BenchmarkConfig
@@ -96,15 +98,17 @@ NUISANCE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS nuisances (
     run_id INTEGER, task VARCHAR, dataset INTEGER, nuisance VARCHAR, policy VARCHAR, n_fits INTEGER,
     iterations INTEGER, steps INTEGER, last_change DOUBLE, trend DOUBLE, residual DOUBLE, residual_sample VARCHAR,
-    converged BOOLEAN, PRIMARY KEY (run_id, task, dataset, nuisance, policy));
+    converged BOOLEAN, seconds DOUBLE, PRIMARY KEY (run_id, task, dataset, nuisance, policy));
 """
+#: Added by schema 3 (the same column, on a nuisances table of schema 2).
+NUISANCE_SECONDS = "ALTER TABLE nuisances ADD COLUMN IF NOT EXISTS seconds DOUBLE;"
 NUISANCE_COLUMNS = (
     "run_id", "task", "dataset", "nuisance", "policy", "n_fits", "iterations", "steps", "last_change", "trend",
-    "residual", "residual_sample", "converged",
+    "residual", "residual_sample", "converged", "seconds",
 )  # fmt: skip
 MARKER = "opelab_store"
 STORE_FORMAT = "opelab results store"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 MARKER_SCHEMA = f"CREATE TABLE IF NOT EXISTS {MARKER} (key VARCHAR PRIMARY KEY, value VARCHAR);"
 #: DuckDB settings of a read-only store: no files, no network, no extensions, and no way to switch them back.
 READ_ONLY_CONFIG = {
@@ -115,7 +119,7 @@ READ_ONLY_CONFIG = {
 }
 EXPORT_BATCH_ROWS = 100_000
 #: Columns that change from run to run of the same config (left out when comparing stores).
-VOLATILE_COLUMNS = ("created_at", "finished_at", "wall_s", *(f"{stage}_s" for stage in STAGES), "traceback")
+VOLATILE_COLUMNS = ("created_at", "finished_at", "wall_s", *(f"{stage}_s" for stage in STAGES), "traceback", "seconds")
 
 PACKAGES = ("opelab", "numpy", "scipy", "pandas", "pyarrow", "duckdb", "gymnasium", "torch", "d3rlpy", "ray")
 
@@ -210,9 +214,9 @@ class ResultStore:
                 f"tables: {listed}; pass a new file (--db) instead"
             )
         self._tables = names
-        if not self.read_only:  # create, mark or migrate (schema 1 → 2: the nuisances table) in one transaction
+        if not self.read_only:  # create, mark or migrate (1 → 3: the nuisances table; 2 → 3: its seconds) in one transaction
             self.con.begin()
-            self.con.execute(SCHEMA + NUISANCE_SCHEMA + MARKER_SCHEMA)
+            self.con.execute(SCHEMA + NUISANCE_SCHEMA + NUISANCE_SECONDS + MARKER_SCHEMA)
             self.con.execute(f"INSERT OR IGNORE INTO {MARKER} VALUES ('format', ?)", [STORE_FORMAT])
             self.con.execute(f"INSERT OR REPLACE INTO {MARKER} VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
             self.con.commit()
@@ -320,6 +324,8 @@ class ResultStore:
             return pd.DataFrame(columns=list(NUISANCE_COLUMNS))
         where = "" if run_id is None else f" WHERE run_id = {int(run_id)}"
         frame = self.con.execute(f"SELECT * FROM {name}{where} ORDER BY {', '.join(KEYS[name])}").df()
+        if name == "nuisances" and "seconds" not in frame.columns:  # a schema-2 store opened read-only: not measured
+            frame["seconds"] = np.nan
         if stable:
             frame = frame.drop(columns=[c for c in VOLATILE_COLUMNS if c in frame.columns])
         return frame

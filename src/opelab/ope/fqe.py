@@ -62,6 +62,7 @@ collapses on a busy machine), so fit and prediction run with ``FQEConfig.torch_t
 
 from __future__ import annotations
 
+import time
 import copy
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -140,6 +141,7 @@ class FQEFit:
     residual: float = float("nan")  # MSBE of the final iterate / Var(targets)
     residual_heldout: bool = False  # residual measured on held-out steps (else on the training steps)
     converged: bool = False
+    seconds: float = float("nan")  # wall time of the fit
 
     @property
     def n_iterations(self) -> int:
@@ -226,6 +228,7 @@ def fit_fqe(
     """Fit Q_t for P policies. Discrete actions: ``eval_action_probs`` (P, n, H, A), π_t(· | s_t) on the
     logged steps. Continuous actions: ``eval_actions`` (P, n, H, d), π_e's action at s_t on every step."""
     torch = _torch()
+    started = time.perf_counter()
     cfg = config or FQEConfig()
     mask = dataset.mask
     n, H = mask.shape
@@ -330,6 +333,7 @@ def fit_fqe(
         pool = held if len(held) else None
         residual = _bellman_residual(net, bellman_target, logged_q, logged, pool, cfg)
     return _record(FQEFit(
+        seconds=time.perf_counter() - started,
         encoder=encoder, network=net, horizon=H, n_policies=P, n_actions=A, action_dim=d, config=cfg, losses=losses,
         changes=changes, residual=residual, residual_heldout=len(held) > 0,
         converged=bool(changes[-1] < cfg.tol_change and residual < cfg.tol_residual),

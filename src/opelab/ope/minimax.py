@@ -56,6 +56,7 @@ construction; the residual is the signal that tells an under-trained fit from a 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -213,6 +214,7 @@ class MinimaxFit:
     trend: float = float("nan")  # (last 5% − previous 5% of the losses) / their range
     residual: float = float("nan")  # relative flow residual (ζ) or Bellman moment (MQL); NaN for state weights
     converged: bool = False
+    seconds: float = float("nan")  # wall time of the fit
 
     @property
     def n_steps(self) -> int:
@@ -465,6 +467,7 @@ def fit_weights(
     (P, n, H, A) is π_t(· | s_t) on the logged steps, 0 on padding). ``fit_state_weights`` turns the fit
     into state weights w_t(s)."""
     torch = _torch()
+    started = time.perf_counter()
     cfg, s = config or MinimaxConfig(), dice_settings(settings)
     probs, encoder, data, nxt_probs, _ = _prepare(torch, dataset, eval_action_probs, cfg, n_states)
     P, n, H, A = probs.shape
@@ -550,6 +553,7 @@ def fit_weights(
         residual = float((flow_norm(final) / start).max())
     change, trend = _relative_change(checkpoint, final[:, probe].numpy()), _trend(losses)
     return _record(MinimaxFit(
+        seconds=time.perf_counter() - started,
         kind="weights",
         settings=s,
         encoder=encoder,
@@ -611,6 +615,7 @@ def fit_state_weights(fit: MinimaxFit, dataset: LoggedDataset, config: MinimaxCo
     exactly from the tabular ζ; the network generalises it to vector states.
     """
     torch = _torch()
+    started = time.perf_counter()
     if fit.kind != "weights":
         raise ValueError(f"fit: expected a weights fit, found a {fit.kind!r} fit")
     cfg = config or MinimaxConfig()
@@ -651,6 +656,7 @@ def fit_state_weights(fit: MinimaxFit, dataset: LoggedDataset, config: MinimaxCo
         change = _relative_change(checkpoint, net(x_t[probe]).double().numpy())
     trend = _trend(losses)
     return _record(MinimaxFit(
+        seconds=time.perf_counter() - started,
         kind="state_weights", settings=fit.settings, encoder=fit.encoder, network=net, horizon=H, n_actions=A, step_means=None, losses=losses,
         change=change, trend=trend, converged=_converged(cfg, change, trend, None),
     ))  # fmt: skip
@@ -675,6 +681,7 @@ def fit_q(
     """Minimax Q-learning (MQL) of the per-step Q-functions q_t(s, a) of P policies (``eval_action_probs``
     (P, n, H, A) as for ``fit_weights``). Values include the dataset's discount, like FQE's."""
     torch = _torch()
+    started = time.perf_counter()
     cfg = config or MinimaxConfig()
     probs, encoder, data, nxt_probs, live_next = _prepare(torch, dataset, eval_action_probs, cfg, n_states)
     P, n, H, A = probs.shape
@@ -721,6 +728,7 @@ def fit_q(
         change = _relative_change(checkpoint, out[: n * H][probe].numpy())
     trend = _trend(losses)
     return _record(MinimaxFit(
+        seconds=time.perf_counter() - started,
         kind="q", settings=None, encoder=encoder, network=net, horizon=H, n_actions=A, step_means=None, losses=losses,
         change=change, trend=trend, residual=residual, converged=_converged(cfg, change, trend, residual),
     ))  # fmt: skip

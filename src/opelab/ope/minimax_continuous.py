@@ -54,6 +54,7 @@ are), so ζ targets the smoothed policy's ratios, consistently with the kernel e
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -157,6 +158,7 @@ class ContinuousWeightsFit:
     change: float = float("nan")
     trend: float = float("nan")
     converged: bool = False
+    seconds: float = float("nan")  # wall time of the fit
 
     @property
     def n_steps(self) -> int:
@@ -225,6 +227,7 @@ def fit_continuous_weights(
     (P, n, H, d): one draw, e.g. a deterministic policy's μ(s_t)); padded steps are ignored.
     ``fit_continuous_state_weights`` turns the fit into state weights w_t(s)."""
     torch = _torch()
+    started = time.perf_counter()
     cfg, s = config or MinimaxConfig(), dice_settings(settings)
     acts = _check(dataset, eval_actions)
     torch.manual_seed(cfg.seed)
@@ -294,6 +297,7 @@ def fit_continuous_weights(
         left = torch.sqrt((residual_of(zeta) ** 2).sum(dim=(1, 2))) / torch.sqrt((init_t**2).sum(dim=1))
     trend, residual = _trend(losses), float(left.max())
     return _record(ContinuousWeightsFit(
+        seconds=time.perf_counter() - started,
         kind="weights",
         settings=s,
         features=features,
@@ -347,6 +351,7 @@ def fit_continuous_state_weights(
     a least-squares regression of the previous step's ζ on (t + 1, s_{t+1}) (the absorbing state after the
     end), in minibatches of ``REGRESSION_BATCH`` steps, as ``minimax.fit_state_weights``."""
     torch = _torch()
+    started = time.perf_counter()
     if not isinstance(fit, ContinuousWeightsFit) or fit.kind != "weights":
         found = getattr(fit, "kind", type(fit).__name__)
         raise ValueError(f"fit: expected a ContinuousWeightsFit of kind 'weights', found {found!r}")
@@ -378,6 +383,7 @@ def fit_continuous_state_weights(
         losses[it] = float(loss.detach())
     trend = _trend(losses)
     return _record(ContinuousWeightsFit(
+        seconds=time.perf_counter() - started,
         kind="state_weights", settings=fit.settings, features=fit.features, network=net, step_means=None, losses=losses,
         trend=trend, converged=bool(abs(trend) < cfg.tol_trend),
     ))
