@@ -21,10 +21,12 @@ import pandas as pd
 from opelab.bench import ResultStore
 from opelab.report.store import read_store_report
 
-PAPER_AGREEMENT = {"nMSE": (3, 70), "rank correlation": (41, 70), "normalised regret": (8, 70)}
+PAPER_AGREEMENT = {"nMSE": (3, 70), "rank correlation": (41, 70), "normalised regret": (8, 70)}  # at k = 4
 
 
 def _interval(row: pd.Series, digits: int) -> str:
+    if np.isinf(row["mean"]):
+        return "inf" if row["mean"] > 0 else "-inf"
     if not np.isfinite(row["mean"]):
         return "undefined"
     text = f"{row['mean']:.{digits}f}"
@@ -55,7 +57,7 @@ def tables(db: Path, k: int, n_bootstrap: int) -> str:
         inputs_s=("inputs_s", "median"), transitions=("n_transitions", "mean"),
     ).reset_index()  # fmt: skip
     cost["total (min)"] = (cost.pop("total_s") / 60).round(1)
-    cost["training: first collect (s)"] = cost.pop("first_collect_s").round(0).astype(int)
+    cost["largest collect stage (s; training tasks: their training)"] = cost.pop("first_collect_s").round(0).astype(int)
     cost["inputs per cell, median (s)"] = cost.pop("inputs_s").round(0).astype(int)
     cost["logged steps per dataset"] = cost.pop("transitions").round(0).astype(int)
     out += ["## Cost per task (cells that finished)", "", _markdown(cost), ""]
@@ -73,19 +75,18 @@ def tables(db: Path, k: int, n_bootstrap: int) -> str:
         "std": spread["std"].round(2),
         "distinct values": spread["nunique"],
     })  # fmt: skip
-    out += ["## Candidate sets (ground truth from on-policy rollouts)", "", _markdown(spread), ""]
+    out += ["## Candidate sets (true values: on-policy rollouts for learned tasks, exact for tabular ones)", "", _markdown(spread), ""]
 
-    efficient = report.efficient.copy()
     out += ["## Most efficient estimator per task (mean SharpeRatio@%d over the datasets)" % k, ""]
     rows = []
-    for e in efficient.itertuples(index=False):
-        value = getattr(e, f"sharpe_ratio_{k}", None) if hasattr(e, f"sharpe_ratio_{k}") else e[2]
+    for e in report.efficient.to_dict("records"):
+        value, lower, upper = (e.get(key, np.nan) for key in (f"sharpe_ratio@{k}", "lower", "upper"))
+        runner_up = e.get("runner_up")
         rows.append({
-            "task": e.task,
-            "estimator": "none (undefined)" if pd.isna(e.estimator) else e.estimator,
-            f"SharpeRatio@{k}": "undefined" if pd.isna(value) else f"{value:.2f}"
-            + ("" if pd.isna(e.lower) else f" [{e.lower:.2f}, {e.upper:.2f}]"),
-            "runner-up": "" if pd.isna(e.runner_up) else f"{e.runner_up} ({e.runner_up_value:.2f})",
+            "task": e["task"],
+            "estimator": "none (undefined)" if pd.isna(e.get("estimator")) else e["estimator"],
+            f"SharpeRatio@{k}": "undefined" if pd.isna(value) else f"{value:.2f}" + ("" if pd.isna(lower) else f" [{lower:.2f}, {upper:.2f}]"),
+            "runner-up": "" if runner_up is None or pd.isna(runner_up) else f"{runner_up} ({e['runner_up_value']:.2f})",
         })  # fmt: skip
     out += [_markdown(pd.DataFrame(rows)), ""]
 
@@ -109,7 +110,7 @@ def tables(db: Path, k: int, n_bootstrap: int) -> str:
     rows = []
     for comparison in counts.comparison:
         agree, trials = counts.loc[counts.comparison == comparison, "total"].iloc[0]
-        paper = next((f"{a} of {b} ({a / b:.0%})" for key, (a, b) in PAPER_AGREEMENT.items() if key in comparison), "")
+        paper = next((f"{a} of {b} ({a / b:.0%})" for key, (a, b) in PAPER_AGREEMENT.items() if key in comparison and k == 4), "")
         rows.append({"comparison": comparison, "this run": f"{agree:.3g} of {trials} ({agree / trials:.0%})" if trials else "", "paper": paper})
     out += [_markdown(pd.DataFrame(rows)), "", "Per task:", "", _markdown(report.agreement), ""]
 

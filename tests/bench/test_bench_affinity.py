@@ -164,6 +164,7 @@ def test_steal_choice_takes_a_cell_only_when_the_measured_costs_say_the_run_ends
     mixed = [("a", "a"), ("a", "a"), (Cell("b", 0), "b"), (Cell("b", 1), "b")]
     assert steal_choice([mixed, []], [40.0, 0.0], [1, 1], 1, set(), cell_s, train_s) == (0, 3)
     assert steal_choice([[], four_a], [0.0, 50.0], [1, 1], 0, set(), cell_s, train_s) == (1, 3)  # any pool steals
+    assert steal_choice([[("a", None)] * 9, []], [50.0, 0.0], [1, 1], 1, set(), cell_s, train_s) is None  # a deadly task
 
 
 def test_an_idle_worker_steals_waiting_cells_and_the_store_does_not_change(ids, tmp_path):
@@ -189,3 +190,46 @@ def test_an_idle_worker_steals_waiting_cells_and_the_store_does_not_change(ids, 
     left, right = stable_tables(tmp_path / "steal.duckdb"), stable_tables(tmp_path / "still.duckdb")
     for name in TABLES:
         pd.testing.assert_frame_equal(left[name], right[name], check_exact=True, obj=name)
+
+
+def test_a_pool_that_broke_while_a_cell_finished_takes_no_new_cell_until_it_is_replaced(monkeypatch):
+    """One wait() returns a finished cell and a cell whose worker died: the finished one is handled first
+    and its pool (already broken) must not be handed the next waiting cell, which would raise; the cell
+    waits for the replacement pool instead. No cell is lost, none runs twice."""
+    from concurrent.futures import Future
+    from concurrent.futures.process import BrokenProcessPool
+    from types import SimpleNamespace
+
+    import opelab.bench.executors as ex
+    from opelab.bench.runner import CellOutcome
+
+    pools = []
+
+    class FakePool:  # the first pool: cell 0 finishes, cell 1's worker dies; later pools finish everything
+        def __init__(self, processes, **_):
+            self._broken, self._processes, self.cells = False, {}, []
+            pools.append(self)
+
+        def submit(self, fn, config, cell):
+            if self._broken:
+                raise BrokenProcessPool("submit to a broken pool")
+            future = Future()
+            self.cells.append(cell.dataset)
+            if len(pools) == 1 and cell.dataset == 1:
+                self._broken = True
+                future.set_exception(BrokenProcessPool("a worker died"))
+            else:
+                future.set_result(CellOutcome(cell, SimpleNamespace(seconds={"collect": 0.0, "truth": 0.0}), None, None, 1.0))
+            return future
+
+        def shutdown(self, wait=True, cancel_futures=False):
+            pass
+
+    monkeypatch.setattr(ex, "ProcessPoolExecutor", FakePool)
+    monkeypatch.setattr(ex, "task_trains", lambda config, task: True)
+    executor = ex.LocalExecutor(2)
+    for dataset in range(4):
+        executor.submit(None, Cell("a", dataset))
+    outcomes = {o.cell.dataset: o.ok for o in executor.completed()}
+    assert outcomes == {0: True, 1: False, 2: True, 3: True}
+    assert [pool.cells for pool in pools] == [[0, 1], [2, 3]]

@@ -70,7 +70,7 @@ class Fit:  # a MinimaxFit's signals
 def test_folds_keep_the_worst_fit_and_add_their_seconds():
     rows = nuisance_frame([Fit(0.1, False), Fit(0.01, True, seconds=3.0)])
     assert rows[["nuisance", "n_fits", "last_change", "trend", "converged", "seconds"]].values.tolist() == [["weights", 2, 0.1, -0.1, False, 5.0]]
-    assert np.isnan(nuisance_frame([Fit(0.1, False, seconds=np.nan)]).seconds.iloc[0])  # not measured
+    assert np.isnan(nuisance_frame([Fit(0.1, False, seconds=np.nan), Fit(0.1, False)]).seconds.iloc[0])  # a fold not timed
 
 
 def test_fqe_and_minimax_rows_are_stored_together(neural_store, tmp_path):

@@ -189,7 +189,8 @@ def test_flow_sums_over_logged_steps_equal_the_distinct_input_statistics(vectors
     data) or over the logged steps (vector states, where nearly every input is distinct and the statistics
     would take P·U·A·D numbers): the two are the same sums in another order, so the same network follows
     the same training curve and predicts the same weights, to the rounding of the logged path's float32
-    products (measured: 1.4e-5 relative on the losses); a wrong sum would be off by O(1)."""
+    products (measured: 1.4e-5 relative on the losses); a wrong sum would be off by O(1). The size rule
+    picks the statistics on tabular data and the logged steps on vector states with distinct inputs."""
     import opelab.ope.minimax as mm
 
     task, _, _, ds, inputs, _ = learned_case
@@ -197,11 +198,28 @@ def test_flow_sums_over_logged_steps_equal_the_distinct_input_statistics(vectors
         ds = dataclasses.replace(ds, observations=np.eye(task.n_states)[ds.observations] * ds.mask[..., None])
     cfg = MinimaxConfig(n_steps=60, n_features=32)
     fits = {}
-    for budget in (mm.FLOW_STATS_BYTES, 0):
-        monkeypatch.setattr(mm, "FLOW_STATS_BYTES", budget)
-        fits[budget] = fit_weights(ds, inputs.eval_action_probs, "bestdice", cfg, n_states=None if vectors else task.n_states)
+    for path in ("distinct", "logged"):
+        monkeypatch.setattr(mm, "_sum_over_logged_steps", lambda distinct, logged, path=path: path == "logged")
+        fits[path] = fit_weights(ds, inputs.eval_action_probs, "bestdice", cfg, n_states=None if vectors else task.n_states)
     distinct, logged = fits.values()
     assert np.ptp(distinct.losses) > 0
     np.testing.assert_allclose(logged.losses, distinct.losses, rtol=1e-4)
     np.testing.assert_allclose(predict_weights(logged, ds), predict_weights(distinct, ds), rtol=1e-3, atol=1e-5)
     assert logged.residual == pytest.approx(distinct.residual, rel=1e-4)
+
+
+def test_the_size_rule_picks_the_smaller_arrays(learned_case):
+    import opelab.ope.minimax as mm
+
+    task, _, _, ds, inputs, _ = learned_case
+    probs = inputs.eval_action_probs
+    P, n, H, A = probs.shape
+    assert not mm._sum_over_logged_steps(10, 20) and mm._sum_over_logged_steps(20, 10)
+    noisy = dataclasses.replace(ds, observations=np.random.default_rng(0).normal(size=(n, H, 3)) * ds.mask[..., None])  # distinct inputs
+    chosen = []
+    real = mm._sum_over_logged_steps
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(mm, "_sum_over_logged_steps", lambda a, b: chosen.append(real(a, b)) or chosen[-1])
+        fit_weights(ds, probs, "mwl", MinimaxConfig(n_steps=2), n_states=task.n_states)
+        fit_weights(noisy, probs, "mwl", MinimaxConfig(n_steps=2, n_features=16))
+    assert chosen == [False, True]

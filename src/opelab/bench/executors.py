@@ -267,7 +267,7 @@ def task_trains(config: BenchmarkConfig, task_id: str) -> bool:
 
 
 def steal_choice(
-    backlogs: Sequence[Sequence[tuple[Hashable, str]]],
+    backlogs: Sequence[Sequence[tuple[Hashable, str | None]]],
     busy_s: Sequence[float],
     sizes: Sequence[int],
     thief: int,
@@ -286,7 +286,7 @@ def steal_choice(
     cell_s[t], plus train_s[t] when its unit is a training task it has not run. The choice is the cell
     with the largest R_h minus that cost, if positive: taking it can only bring the end of the run closer.
     Among a backlog's cells of one unit the last is taken (and of equal gains, the later cell); a task with
-    no finished cell (unknown cost) is never taken.
+    no finished cell (unknown cost), or given as None, is never taken (and adds nothing to R_h).
     """
     best, choice = 0.0, None
     for h, backlog in enumerate(backlogs):
@@ -313,11 +313,14 @@ class LocalExecutor(Executor):
     submitted again (a retry) goes to the pool of its first attempt's unit.
 
     Each pool is handed only as many cells as it has processes; the rest wait here, in order. With
-    ``steal`` (the default), a pool that has run out of cells takes a waiting cell of another pool when
-    the costs measured so far in the run say it finishes sooner (``steal_choice``): the task then trains
-    again in the thief's process, which pays off when its waiting cells outlast that training. Results do
-    not depend on where a cell runs (every seed is the cell's). ``stolen`` lists the cells taken, with the
-    pool that took each.
+    ``steal`` (the default), an idle pool of one process that has run out of cells takes a waiting cell of
+    another pool when the costs measured so far in the run say it finishes sooner (``steal_choice``): the
+    task then trains again in the thief's process, which pays off when its waiting cells outlast that
+    training. Costs: a cell that trained (the first of its unit in a process) counts its collect and truth
+    stages as the task's training and the rest as its own work; any other cell counts its whole wall time.
+    Never stolen: cells of a task whose worker died (they could take the thief's pool down with them).
+    Results do not depend on where a cell runs (every seed is the cell's). ``stolen`` lists the cells
+    taken, with the pool that took each.
     """
 
     def __init__(self, workers: int, steal: bool = True) -> None:
@@ -337,8 +340,9 @@ class LocalExecutor(Executor):
         self._submitted: list[int] = []  # cells submitted to each pool
         self._backlog: list[deque[tuple[BenchmarkConfig, Cell]]] = []  # cells waiting for each pool
         self._running: list[int] = []  # cells each pool is running
-        self._ran: list[set[Hashable]] = []  # units each pool's current processes have run
+        self._ran: list[Counter[Hashable]] = []  # cells of each unit started in each pool's current processes
         self._futures: dict[Future[CellOutcome], tuple[Cell, int, ProcessPoolExecutor, float, bool]] = {}
+        self._deadly: set[str] = set()  # tasks with a cell whose worker died
         self._broken: dict[ProcessPoolExecutor, str] = {}  # broken pools and why they broke
         self._cell_s: dict[str, list[float]] = {}  # task id -> seconds of its finished cells, without training
         self._train_s: dict[str, float] = {}  # training task id -> seconds of its training (collect + truth)
@@ -363,7 +367,7 @@ class LocalExecutor(Executor):
         self._submitted = [0] * len(self._sizes)
         self._backlog = [deque() for _ in self._sizes]
         self._running = [0] * len(self._sizes)
-        self._ran = [set() for _ in self._sizes]
+        self._ran = [Counter() for _ in self._sizes]
         for config, cell in waiting:
             self._dispatch(config, cell)
 
@@ -386,29 +390,43 @@ class LocalExecutor(Executor):
 
     def _fill(self, group: int) -> None:
         while self._running[group] < self._sizes[group] and self._backlog[group]:
-            self._start(group, *self._backlog[group].popleft())
+            config, cell = self._backlog[group].popleft()
+            if not self._start(group, config, cell):
+                self._backlog[group].appendleft((config, cell))
+                break
 
-    def _start(self, group: int, config: BenchmarkConfig, cell: Cell) -> None:
+    def _start(self, group: int, config: BenchmarkConfig, cell: Cell) -> bool:
+        """Submit ``cell`` to ``group``'s pool; False (nothing submitted) when that pool broke and its
+        failed cells have not come back yet: they will, and the pool's replacement takes the cell then."""
         unit = self._unit(config, cell)
-        first = self._trains[cell.task] and unit not in self._ran[group]  # trains in this pool's process
+        # the first cells of a unit in a pool, one per process, train it there
+        first = self._trains[cell.task] and self._ran[group][unit] < self._sizes[group]
         pool = self._pool(group)
-        with single_threaded_children():  # workers start on submit
-            future = pool.submit(execute_cell, config, cell)
+        if getattr(pool, "_broken", False):
+            return False
+        try:
+            with single_threaded_children():  # workers start on submit
+                future = pool.submit(execute_cell, config, cell)
+        except BrokenProcessPool:
+            return False
         self._futures[future] = (cell, group, pool, time.monotonic(), first)
         self._running[group] += 1
-        self._ran[group].add(unit)
+        self._ran[group][unit] += 1
+        return True
 
-    def _measure(self, outcome: CellOutcome) -> None:
-        """Record a finished cell's cost: its wall time without the collect and truth stages (where a task's
-        training and ground truth land, once per process), and those stages as the task's training."""
+    def _measure(self, outcome: CellOutcome, first: bool) -> None:
+        """Record a finished cell's cost (the class docstring): a cell that trained counts its collect and
+        truth stages (where the task's training and ground truth land, with its own small collection) as
+        the task's training, and the rest as its own work; any other cell its whole wall time."""
         if outcome.result is None:
             return
-        seconds = outcome.result.seconds
-        shared = float(seconds.get("collect", 0.0) + seconds.get("truth", 0.0))
         task = outcome.cell.task
-        self._cell_s.setdefault(task, []).append(max(0.0, outcome.wall_s - shared))
-        if self._trains.get(task):
+        shared = 0.0
+        if first:
+            seconds = outcome.result.seconds
+            shared = float(seconds.get("collect", 0.0) + seconds.get("truth", 0.0))
             self._train_s[task] = max(self._train_s.get(task, 0.0), shared)
+        self._cell_s.setdefault(task, []).append(max(0.0, outcome.wall_s - shared))
 
     def _rebalance(self) -> None:
         """Let every pool with a free process and nothing waiting take cells from the others (``steal``)."""
@@ -417,20 +435,26 @@ class LocalExecutor(Executor):
         cell_s = {task: sum(times) / len(times) for task, times in self._cell_s.items()}
         now = time.monotonic()
         for thief in range(len(self._sizes)):
-            while self._running[thief] < self._sizes[thief] and not self._backlog[thief]:
+            # one process, idle: nothing else of the thief's can fail with a stolen cell or wait behind it
+            while self._sizes[thief] == 1 and self._running[thief] == 0 and not self._backlog[thief]:
                 busy = [0.0] * len(self._sizes)
                 for cell, group, _, started, first in self._futures.values():
                     expected = cell_s.get(cell.task, 0.0) + (self._train_s.get(cell.task, 0.0) if first else 0.0)
                     busy[group] += max(0.0, expected - (now - started))
-                backlogs = [[(self._unit(config, cell), cell.task) for config, cell in queue] for queue in self._backlog]
-                choice = steal_choice(backlogs, busy, self._sizes, thief, self._ran[thief], cell_s, self._train_s)
+                backlogs = [
+                    [(self._unit(config, cell), cell.task if cell.task not in self._deadly else None) for config, cell in queue]
+                    for queue in self._backlog
+                ]  # a task whose worker died has no cost to go by: never taken
+                choice = steal_choice(backlogs, busy, self._sizes, thief, set(self._ran[thief]), cell_s, self._train_s)
                 if choice is None:
                     break
                 victim, position = choice
                 config, cell = self._backlog[victim][position]
                 del self._backlog[victim][position]
+                if not self._start(thief, config, cell):
+                    self._backlog[victim].insert(position, (config, cell))
+                    break
                 self.stolen.append((cell, thief))
-                self._start(thief, config, cell)
 
     def submit(self, config: BenchmarkConfig, cell: Cell) -> None:
         if not self._sizes:
@@ -444,7 +468,7 @@ class LocalExecutor(Executor):
         while self._futures:
             done, _ = wait(list(self._futures), return_when=FIRST_COMPLETED)
             for future in done:
-                cell, group, pool, _, _ = self._futures.pop(future)
+                cell, group, pool, _, first = self._futures.pop(future)
                 self._running[group] -= 1
                 try:
                     outcome = future.result()
@@ -455,10 +479,11 @@ class LocalExecutor(Executor):
                         self._broken[pool] = _dead_worker(processes)
                         if self._pools[group] is pool:
                             self._pools[group] = None
-                            self._ran[group] = set()  # the new pool's processes have trained nothing
+                            self._ran[group] = Counter()  # the new pool's processes have trained nothing
+                    self._deadly.add(cell.task)
                     outcome = _failed(cell, exc, self._broken[pool])
                 else:
-                    self._measure(outcome)
+                    self._measure(outcome, first)
                 self._fill(group)
                 self._rebalance()
                 yield outcome

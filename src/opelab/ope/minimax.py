@@ -395,7 +395,10 @@ def _penalty(torch: Any, norm: Any, alpha_q: float, radius: float) -> Any:
     return radius * norm
 
 
-FLOW_STATS_BYTES = 1 << 28  # at most this much (256 MiB) for the per-distinct-input statistics of fit_weights
+def _sum_over_logged_steps(distinct_size: int, logged_size: int) -> bool:
+    """Whether fit_weights takes the flow residual's sums over the logged steps (``_flow_terms_logged``)
+    rather than from per-distinct-input statistics: when those statistics would be the larger arrays."""
+    return distinct_size > logged_size
 
 
 def _flow_terms_distinct(data: dict, nxt_probs: np.ndarray, occurrences: Any, step_u: np.ndarray, act_u: np.ndarray, per_step: np.ndarray, dims: tuple, t: Any) -> Any:
@@ -489,15 +492,14 @@ def fit_weights(
     count_u = np.asarray(occurrences.sum(axis=1)).ravel()
     reward_u = occurrences @ np.where(mask, dataset.rewards, 0.0).reshape(-1)  # (U,)
     t = lambda x: torch.as_tensor(np.ascontiguousarray(x), dtype=torch.float64)  # noqa: E731
-    # Per distinct input the statistics take P·U·A·D numbers. When that is more than the logged arrays
-    # they summarise (vector states: nearly every input is distinct) or more than FLOW_STATS_BYTES, the
-    # two sums of m_ζ are taken over the logged steps instead (_flow_terms_logged), which holds only
-    # (n, H, D) features and (P, n, H, A) probabilities.
+    # Per distinct input the statistics take (P + 1)·H·width·A·D numbers (width: the most distinct inputs
+    # of a step). When that is more than the logged arrays they summarise (vector states: nearly every
+    # input is distinct), the two sums of m_ζ are taken over the logged steps instead
+    # (_flow_terms_logged), which holds only (n, H, D) features and (P, n, H, A) probabilities: the
+    # smaller of the two is also the faster (each iteration's products scale with the same sizes).
     per_step = np.bincount(step_u, minlength=H)
     width = int(per_step.max())
-    stats_bytes = 8 * (P + 1) * H * width * A * D
-    logged = stats_bytes > FLOW_STATS_BYTES or stats_bytes > 8 * (P * n * H * A + 2 * n * H * D)
-    if logged:
+    if _sum_over_logged_steps((P + 1) * H * width * A * D, P * n * H * A + 2 * n * H * D):
         flow_terms = _flow_terms_logged(data["actions"], data["k_current"], nxt_probs, data["k_next"], rows, (P, n, H, A, D))
     else:
         flow_terms = _flow_terms_distinct(data, nxt_probs, occurrences, step_u, act_u, per_step, (P, n, H, A, D), t)
