@@ -81,7 +81,7 @@ def _hand_built(path):
         # task a's cells learned FQE and weights: dataset 1's weights did not converge
         for dataset, nuisance, converged in ((0, "fqe", True), (0, "weights", True), (1, "fqe", True), (1, "weights", False)):
             store.con.execute(
-                "INSERT INTO nuisances VALUES (1, 'a', ?, ?, 'all', 1, NULL, 300, 0.001, 0.0, ?, 'in-sample', ?)",
+                "INSERT INTO nuisances VALUES (1, 'a', ?, ?, 'all', 1, NULL, 300, 0.001, 0.0, ?, 'in-sample', ?, 2.5)",
                 [dataset, nuisance, 0.05 if converged else 1.5, converged],
             )
 
@@ -117,6 +117,22 @@ def test_the_agreement_table_on_a_hand_built_store(tmp_path):
     assert summary.loc["a"].tolist() == [2, 1] and summary.loc["b"].tolist() == [0, 0]
     assert report.convergence[["task", "dataset", "nuisance"]].values.tolist() == [["a", 1, "weights"]]
     assert "1 cell(s) hold a learned nuisance (FQE, marginal weights, MQL) that did not converge" in page
+
+
+def test_a_task_without_a_finite_sharpe_ratio_is_named_as_such(tmp_path):
+    """Every candidate with the same true value: SharpeRatio@4 is undefined for every estimator (NaN), the
+    summary says so instead of naming a pick."""
+    db = tmp_path / "flat.duckdb"
+    with ResultStore(db) as store:
+        store.con.execute("INSERT INTO runs VALUES (1, 'flat', 'h', '', 0, '{}', now())")
+        store.con.execute("INSERT INTO cells (run_id, task, dataset, status, attempts, behavior_value, logged_value) VALUES (1, 'flat', 0, 'done', 1, -1, -1)")
+        for estimator in ("e1", "e2"):
+            for metric, value in (("sharpe_ratio@4", np.nan), ("nmse", 0.1), ("rank_correlation", np.nan), ("normalized_regret@4", 0.0)):
+                store.con.execute("INSERT INTO metrics VALUES (1, 'flat', 0, ?, ?, ?)", [estimator, metric, value])
+    with ResultStore(db, read_only=True) as store:
+        report = read_store_report(store, k=4, n_bootstrap=50)
+    page = render_store_report(report)
+    assert "flat: no estimator has a finite SharpeRatio@4." in page and "is <b>nan</b>" not in page
 
 
 def test_a_schema_1_store_says_it_records_no_convergence(tmp_path):

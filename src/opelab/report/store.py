@@ -305,10 +305,11 @@ def render_store_report(report: StoreReport, title: str | None = None) -> str:
     efficient = report.efficient.copy()
     items = []
     for row in efficient.to_dict("records"):
-        if row.get("estimator") is None:
+        if pd.isna(row.get("estimator")):  # None in a column of names reads back as NaN
             items.append(f"<li>{html.escape(row['task'])}: no estimator has a finite SharpeRatio@{k}.</li>")
             continue
-        runner = f"; next {html.escape(str(row['runner_up']))} at {_number(row['runner_up_value'])}" if row.get("runner_up") else ""
+        runner_up = row.get("runner_up")
+        runner = f"; next {html.escape(str(runner_up))} at {_number(row['runner_up_value'])}" if pd.notna(runner_up) and runner_up else ""
         items.append(
             f"<li><a href=\"#task-{html.escape(row['task'])}\">{html.escape(row['task'])}</a>: most efficient by SharpeRatio@{k} is "
             f"<b>{html.escape(str(row['estimator']))}</b>, {_number(row[sharpe])} ({level} interval [{_number(row['lower'])}, "
