@@ -47,6 +47,7 @@ def tables(db: Path, k: int, n_bootstrap: int) -> str:
         report = read_store_report(store, k=k, n_bootstrap=n_bootstrap)
         cells = store.table("cells")
         truth = store.table("ground_truth")
+        nuisances = store.nuisances(report.run_id)
     run = report.run_id
     cells, truth = cells[cells.run_id == run], truth[truth.run_id == run]
     out = [f"Run {run} of `{report.name}`, k = {k}, {n_bootstrap} bootstrap resamples over the datasets.", ""]
@@ -114,8 +115,6 @@ def tables(db: Path, k: int, n_bootstrap: int) -> str:
         rows.append({"comparison": comparison, "this run": f"{agree:.3g} of {trials} ({agree / trials:.0%})" if trials else "", "paper": paper})
     out += [_markdown(pd.DataFrame(rows)), "", "Per task:", "", _markdown(report.agreement), ""]
 
-    with ResultStore(db, read_only=True) as store:
-        nuisances = store.nuisances(run)
     if nuisances is not None and nuisances.seconds.notna().any():
         cost = nuisances.groupby(["task", "nuisance"], sort=False).seconds.median().round(1).reset_index(name="seconds per cell (median)")
         out += ["## Nuisance cost (wall time of the fits)", "", _markdown(cost), ""]

@@ -429,32 +429,33 @@ class LocalExecutor(Executor):
         self._cell_s.setdefault(task, []).append(max(0.0, outcome.wall_s - shared))
 
     def _rebalance(self) -> None:
-        """Let every pool with a free process and nothing waiting take cells from the others (``steal``)."""
+        """Let every idle one-process pool with nothing waiting take one cell from the others (``steal``)."""
         if not self.steal:
             return
         cell_s = {task: sum(times) / len(times) for task, times in self._cell_s.items()}
         now = time.monotonic()
         for thief in range(len(self._sizes)):
             # one process, idle: nothing else of the thief's can fail with a stolen cell or wait behind it
-            while self._sizes[thief] == 1 and self._running[thief] == 0 and not self._backlog[thief]:
-                busy = [0.0] * len(self._sizes)
-                for cell, group, _, started, first in self._futures.values():
-                    expected = cell_s.get(cell.task, 0.0) + (self._train_s.get(cell.task, 0.0) if first else 0.0)
-                    busy[group] += max(0.0, expected - (now - started))
-                backlogs = [
-                    [(self._unit(config, cell), cell.task if cell.task not in self._deadly else None) for config, cell in queue]
-                    for queue in self._backlog
-                ]  # a task whose worker died has no cost to go by: never taken
-                choice = steal_choice(backlogs, busy, self._sizes, thief, set(self._ran[thief]), cell_s, self._train_s)
-                if choice is None:
-                    break
-                victim, position = choice
-                config, cell = self._backlog[victim][position]
-                del self._backlog[victim][position]
-                if not self._start(thief, config, cell):
-                    self._backlog[victim].insert(position, (config, cell))
-                    break
+            if self._sizes[thief] != 1 or self._running[thief] or self._backlog[thief]:
+                continue
+            busy = [0.0] * len(self._sizes)
+            for cell, group, _, started, first in self._futures.values():
+                expected = cell_s.get(cell.task, 0.0) + (self._train_s.get(cell.task, 0.0) if first else 0.0)
+                busy[group] += max(0.0, expected - (now - started))
+            backlogs = [
+                [(self._unit(config, cell), cell.task if cell.task not in self._deadly else None) for config, cell in queue]
+                for queue in self._backlog
+            ]  # a task whose worker died has no cost to go by: never taken
+            choice = steal_choice(backlogs, busy, self._sizes, thief, set(self._ran[thief]), cell_s, self._train_s)
+            if choice is None:
+                continue
+            victim, position = choice
+            config, cell = self._backlog[victim][position]
+            del self._backlog[victim][position]
+            if self._start(thief, config, cell):
                 self.stolen.append((cell, thief))
+            else:  # the thief's pool broke: the cell stays where it was
+                self._backlog[victim].insert(position, (config, cell))
 
     def submit(self, config: BenchmarkConfig, cell: Cell) -> None:
         if not self._sizes:

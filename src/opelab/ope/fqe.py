@@ -62,7 +62,6 @@ collapses on a busy machine), so fit and prediction run with ``FQEConfig.torch_t
 
 from __future__ import annotations
 
-import time
 import copy
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -72,7 +71,7 @@ from typing import Any
 import numpy as np
 
 from opelab.data import LoggedDataset
-from opelab.ope.minimax import StateEncoder, _network, _record, _torch
+from opelab.ope.minimax import StateEncoder, _network, _recorded, _torch
 
 PREDICT_CHUNK = 65_536  # logged steps per forward pass in predict_fqe / fqe_q_function
 
@@ -217,6 +216,7 @@ def _logged_actions(dataset: LoggedDataset, i: np.ndarray, t: np.ndarray, d: int
     return np.asarray(dataset.actions)[i, t].reshape(len(i), d).astype(np.float32)
 
 
+@_recorded
 def fit_fqe(
     dataset: LoggedDataset,
     eval_action_probs: np.ndarray | None = None,
@@ -228,7 +228,6 @@ def fit_fqe(
     """Fit Q_t for P policies. Discrete actions: ``eval_action_probs`` (P, n, H, A), π_t(· | s_t) on the
     logged steps. Continuous actions: ``eval_actions`` (P, n, H, d), π_e's action at s_t on every step."""
     torch = _torch()
-    started = time.perf_counter()
     cfg = config or FQEConfig()
     mask = dataset.mask
     n, H = mask.shape
@@ -332,12 +331,11 @@ def fit_fqe(
             previous = current
         pool = held if len(held) else None
         residual = _bellman_residual(net, bellman_target, logged_q, logged, pool, cfg)
-    return _record(FQEFit(
-        seconds=time.perf_counter() - started,
+    return FQEFit(
         encoder=encoder, network=net, horizon=H, n_policies=P, n_actions=A, action_dim=d, config=cfg, losses=losses,
         changes=changes, residual=residual, residual_heldout=len(held) > 0,
         converged=bool(changes[-1] < cfg.tol_change and residual < cfg.tol_residual),
-    ))  # fmt: skip
+    )  # fmt: skip
 
 
 def _draw(N: int, size: int, seed: int, stream: int) -> np.ndarray:

@@ -56,12 +56,14 @@ construction; the residual is the signal that tells an under-trained fit from a 
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 from scipy import sparse
@@ -239,12 +241,23 @@ def record_fits() -> Iterator[list[Any]]:
             outer.extend(fits)
 
 
-def _record(fit: Any) -> Any:
-    """Hand ``fit`` to the innermost ``record_fits`` block, if any, and return it."""
-    fits = _RECORDED.get()
-    if fits is not None:
-        fits.append(fit)
-    return fit
+_Learner = TypeVar("_Learner", bound=Callable[..., Any])
+
+
+def _recorded(learner: _Learner) -> _Learner:
+    """Decorate a fitting function: its fit gets ``seconds``, the wall time of the call, and goes to the
+    innermost ``record_fits`` block, if any."""
+
+    @functools.wraps(learner)
+    def fit_and_record(*args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        fit = dataclasses.replace(learner(*args, **kwargs), seconds=time.perf_counter() - started)
+        fits = _RECORDED.get()
+        if fits is not None:
+            fits.append(fit)
+        return fit
+
+    return fit_and_record  # type: ignore[return-value]
 
 
 def _probe(mask: np.ndarray, size: int, seed: int) -> np.ndarray:
@@ -459,6 +472,7 @@ def _flow_terms_logged(actions: np.ndarray, k_current: np.ndarray, nxt_probs: np
     return terms
 
 
+@_recorded
 def fit_weights(
     dataset: LoggedDataset,
     eval_action_probs: np.ndarray,
@@ -470,7 +484,6 @@ def fit_weights(
     (P, n, H, A) is π_t(· | s_t) on the logged steps, 0 on padding). ``fit_state_weights`` turns the fit
     into state weights w_t(s)."""
     torch = _torch()
-    started = time.perf_counter()
     cfg, s = config or MinimaxConfig(), dice_settings(settings)
     probs, encoder, data, nxt_probs, _ = _prepare(torch, dataset, eval_action_probs, cfg, n_states)
     P, n, H, A = probs.shape
@@ -554,8 +567,7 @@ def fit_weights(
         start = torch.sqrt((init_t**2).sum(dim=(1, 2, 3)) + 1e-24)  # ‖m_0‖, the residual of ζ ≡ 0
         residual = float((flow_norm(final) / start).max())
     change, trend = _relative_change(checkpoint, final[:, probe].numpy()), _trend(losses)
-    return _record(MinimaxFit(
-        seconds=time.perf_counter() - started,
+    return MinimaxFit(
         kind="weights",
         settings=s,
         encoder=encoder,
@@ -568,7 +580,7 @@ def fit_weights(
         trend=trend,
         residual=residual,
         converged=_converged(cfg, change, trend, residual),
-    ))  # fmt: skip
+    )  # fmt: skip
 
 
 def predict_weights(fit: MinimaxFit, dataset: LoggedDataset, every_action: bool = False) -> np.ndarray:
@@ -607,6 +619,7 @@ def predict_weights(fit: MinimaxFit, dataset: LoggedDataset, every_action: bool 
 REGRESSION_BATCH = 1024  # distinct inputs per step of the state-weight regression
 
 
+@_recorded
 def fit_state_weights(fit: MinimaxFit, dataset: LoggedDataset, config: MinimaxConfig | None = None) -> MinimaxFit:
     """State weights w_t(s) from a fit of state-action weights, by the flow identity
 
@@ -617,7 +630,6 @@ def fit_state_weights(fit: MinimaxFit, dataset: LoggedDataset, config: MinimaxCo
     exactly from the tabular ζ; the network generalises it to vector states.
     """
     torch = _torch()
-    started = time.perf_counter()
     if fit.kind != "weights":
         raise ValueError(f"fit: expected a weights fit, found a {fit.kind!r} fit")
     cfg = config or MinimaxConfig()
@@ -657,11 +669,10 @@ def fit_state_weights(fit: MinimaxFit, dataset: LoggedDataset, config: MinimaxCo
     with torch.no_grad():
         change = _relative_change(checkpoint, net(x_t[probe]).double().numpy())
     trend = _trend(losses)
-    return _record(MinimaxFit(
-        seconds=time.perf_counter() - started,
+    return MinimaxFit(
         kind="state_weights", settings=fit.settings, encoder=fit.encoder, network=net, horizon=H, n_actions=A, step_means=None, losses=losses,
         change=change, trend=trend, converged=_converged(cfg, change, trend, None),
-    ))  # fmt: skip
+    )  # fmt: skip
 
 
 def _with_every_action(current: np.ndarray, n_actions: int) -> np.ndarray:
@@ -674,6 +685,7 @@ def _with_every_action(current: np.ndarray, n_actions: int) -> np.ndarray:
     )
 
 
+@_recorded
 def fit_q(
     dataset: LoggedDataset,
     eval_action_probs: np.ndarray,
@@ -683,7 +695,6 @@ def fit_q(
     """Minimax Q-learning (MQL) of the per-step Q-functions q_t(s, a) of P policies (``eval_action_probs``
     (P, n, H, A) as for ``fit_weights``). Values include the dataset's discount, like FQE's."""
     torch = _torch()
-    started = time.perf_counter()
     cfg = config or MinimaxConfig()
     probs, encoder, data, nxt_probs, live_next = _prepare(torch, dataset, eval_action_probs, cfg, n_states)
     P, n, H, A = probs.shape
@@ -729,11 +740,10 @@ def fit_q(
         residual = float((end / torch.clamp(start, min=1e-12)).max())
         change = _relative_change(checkpoint, out[: n * H][probe].numpy())
     trend = _trend(losses)
-    return _record(MinimaxFit(
-        seconds=time.perf_counter() - started,
+    return MinimaxFit(
         kind="q", settings=None, encoder=encoder, network=net, horizon=H, n_actions=A, step_means=None, losses=losses,
         change=change, trend=trend, residual=residual, converged=_converged(cfg, change, trend, residual),
-    ))  # fmt: skip
+    )  # fmt: skip
 
 
 def predict_q(fit: MinimaxFit, dataset: LoggedDataset) -> np.ndarray:

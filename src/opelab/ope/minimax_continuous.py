@@ -54,7 +54,6 @@ are), so ζ targets the smoothed policy's ratios, consistently with the kernel e
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,9 +68,9 @@ from opelab.ope.minimax import (
     _forward,
     _network,
     _penalty,
+    _recorded,
     _time_features,
     _torch,
-    _record,
     _trend,
 )
 
@@ -216,6 +215,7 @@ def _policy_features(features: PairFeatures, dataset: LoggedDataset, acts: np.nd
     return out.reshape(P, n, H, -1)
 
 
+@_recorded
 def fit_continuous_weights(
     dataset: LoggedDataset,
     eval_actions: np.ndarray,
@@ -227,7 +227,6 @@ def fit_continuous_weights(
     (P, n, H, d): one draw, e.g. a deterministic policy's μ(s_t)); padded steps are ignored.
     ``fit_continuous_state_weights`` turns the fit into state weights w_t(s)."""
     torch = _torch()
-    started = time.perf_counter()
     cfg, s = config or MinimaxConfig(), dice_settings(settings)
     acts = _check(dataset, eval_actions)
     torch.manual_seed(cfg.seed)
@@ -296,8 +295,7 @@ def fit_continuous_weights(
         zeta, means = zeta_of(net(x_t))
         left = torch.sqrt((residual_of(zeta) ** 2).sum(dim=(1, 2))) / torch.sqrt((init_t**2).sum(dim=1))
     trend, residual = _trend(losses), float(left.max())
-    return _record(ContinuousWeightsFit(
-        seconds=time.perf_counter() - started,
+    return ContinuousWeightsFit(
         kind="weights",
         settings=s,
         features=features,
@@ -307,7 +305,7 @@ def fit_continuous_weights(
         residual=residual,
         trend=trend,
         converged=bool(abs(trend) < cfg.tol_trend and residual < cfg.tol_residual),
-    ))
+    )
 
 
 def _check_fit(fit: Any, dataset: LoggedDataset) -> None:
@@ -341,6 +339,7 @@ def predict_continuous_weights(fit: ContinuousWeightsFit, dataset: LoggedDataset
     return np.maximum(z, 0.0)  # an unconstrained setting's negative outputs are projected to 0
 
 
+@_recorded
 def fit_continuous_state_weights(
     fit: ContinuousWeightsFit, dataset: LoggedDataset, config: MinimaxConfig | None = None
 ) -> ContinuousWeightsFit:
@@ -351,7 +350,6 @@ def fit_continuous_state_weights(
     a least-squares regression of the previous step's ζ on (t + 1, s_{t+1}) (the absorbing state after the
     end), in minibatches of ``REGRESSION_BATCH`` steps, as ``minimax.fit_state_weights``."""
     torch = _torch()
-    started = time.perf_counter()
     if not isinstance(fit, ContinuousWeightsFit) or fit.kind != "weights":
         found = getattr(fit, "kind", type(fit).__name__)
         raise ValueError(f"fit: expected a ContinuousWeightsFit of kind 'weights', found {found!r}")
@@ -382,11 +380,10 @@ def fit_continuous_state_weights(
         sched.step()
         losses[it] = float(loss.detach())
     trend = _trend(losses)
-    return _record(ContinuousWeightsFit(
-        seconds=time.perf_counter() - started,
+    return ContinuousWeightsFit(
         kind="state_weights", settings=fit.settings, features=fit.features, network=net, step_means=None, losses=losses,
         trend=trend, converged=bool(abs(trend) < cfg.tol_trend),
-    ))
+    )
 
 
 def continuous_marginal_weights(
