@@ -108,6 +108,37 @@ def test_the_tie_rule_defaults_to_average_and_a_run_takes_either(tmp_path):
     assert values["first"].index.equals(values["average"].index)  # same cells and metrics, whatever the rule
 
 
+def test_a_behavior_train_table_is_read_sorted_and_reaches_train_online(monkeypatch):
+    text = (
+        '[[tasks]]\nname = "cartpole"\nn_trajectories = 10\n'
+        'behavior = { base = "double_dqn", head = "softmax", temperature = 0.1, train_steps = 50, '
+        "train = { update_interval = 16, learning_rate = 4e-3, n_updates = 8, buffer_size = 1000, final_epsilon = 0.07 } }\n"
+        'candidates = { family = "offline" }\n'
+    )
+    config = parse_config(text)
+    assert config.tasks[0].behavior.train == (
+        ("buffer_size", 1000), ("final_epsilon", 0.07), ("learning_rate", 4e-3), ("n_updates", 8), ("update_interval", 16),
+    )  # fmt: skip
+    pytest.importorskip("d3rlpy")
+    import opelab.learn
+    from opelab.bench.tasks import find_family
+
+    seen = {}
+
+    def fake_train_online(task, algorithm, **kwargs):
+        seen.update(kwargs, algorithm=algorithm)
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(opelab.learn, "train_online", fake_train_online)
+    task = find_family("cartpole").create(config.tasks[0], config.inputs, 10)
+    with pytest.raises(RuntimeError, match="stop here"):
+        task.behavior_policy()
+    assert seen["options"] == {"learning_rate": 4e-3}  # d3rlpy config fields; the rest is the schedule
+    assert {k: seen[k] for k in ("update_interval", "n_updates", "buffer_size", "final_epsilon", "n_steps")} == {
+        "update_interval": 16, "n_updates": 8, "buffer_size": 1000, "final_epsilon": 0.07, "n_steps": 50,
+    }  # fmt: skip
+
+
 def test_task_inputs_override_the_config_inputs():
     text = TASK_LEARNED + 'inputs = { weights = "none", fqe_steps = 7 }\n'
     config = parse_config('[inputs]\nweights = "mwl"\nfqe_steps = 3\nkernel = "cosine"\n' + text)
@@ -170,6 +201,34 @@ CASES = {
     "continuous task with a discrete head": (
         '[[tasks]]\nname = "pendulum"\nbehavior = { base = "sac", head = "softmax", temperature = 1.0 }  # <-\ncandidates = { family = "offline" }\n',
         "tasks[0].behavior.head", "expected one of ['gaussian']",
+    ),
+    "unknown key in a behavior's train table": (
+        '[[tasks]]\nname = "cartpole"\nbehavior = { base = "double_dqn", head = "softmax", temperature = 1.0, train = { lr = 0.01 } }  # <-\ncandidates = { family = "offline" }\n',
+        "tasks[0].behavior.train.lr", "unknown key (expected one of learning_rate, batch_size",
+    ),
+    "final epsilon outside [0, 1]": (
+        '[[tasks]]\nname = "cartpole"\nbehavior = { base = "double_dqn", head = "softmax", temperature = 1.0, train = { final_epsilon = 1.5 } }  # <-\ncandidates = { family = "offline" }\n',
+        "tasks[0].behavior.train.final_epsilon", "expected a number in [0, 1], found 1.5",
+    ),
+    "zero updates per interval": (
+        '[[tasks]]\nname = "cartpole"\nbehavior = { base = "double_dqn", head = "softmax", temperature = 1.0, train = { n_updates = 0 } }  # <-\ncandidates = { family = "offline" }\n',
+        "tasks[0].behavior.train.n_updates", "expected an integer >= 1, found 0",
+    ),
+    "a train table on a tabular task": (
+        '[[tasks]]\nname = "chain"\nbehavior = { head = "softmax", temperature = 1.0, train = { n_updates = 2 } }  # <-\n',
+        "tasks[0].behavior.train", "expected nothing for tabular task 'chain' (its model fixes it), found {'n_updates': 2}",
+    ),
+    "DoubleDQN's exploration schedule for SAC": (
+        '[[tasks]]\nname = "pendulum"\nbehavior = { base = "sac", head = "gaussian", sigma = 0.5, train = { explore_fraction = 0.2 } }  # <-\ncandidates = { family = "offline" }\n',
+        "tasks[0].behavior.train", "expected no explore_fraction for SAC",
+    ),
+    "attempts on a continuous task": (
+        '[[tasks]]\nname = "pendulum"\nbehavior = { base = "sac", head = "gaussian", sigma = 0.5, attempts = 3 }  # <-\ncandidates = { family = "offline" }\n',
+        "tasks[0].behavior.attempts", "expected 1 for a continuous-action task",
+    ),
+    "too many attempts": (
+        '[[tasks]]\nname = "cartpole"\nbehavior = { base = "double_dqn", head = "softmax", temperature = 1.0, attempts = 50 }  # <-\ncandidates = { family = "offline" }\n',
+        "tasks[0].behavior.attempts", "expected an integer in [1, 20], found 50",
     ),
     "tabular FQE on a learned task": (
         '[inputs]\nq_function = "fqe"  # <-\n[[tasks]]\nname = "cartpole"\nbehavior = { base = "double_dqn", head = "softmax", temperature = 1.0 }\ncandidates = { family = "offline" }\n',

@@ -48,7 +48,7 @@ bandwidth = 0.5
 [[tasks]]
 name = "pendulum"
 horizon = 10
-behavior = { base = "sac", head = "gaussian", sigma = 0.5, train_steps = 100, hidden = [16, 16] }
+behavior = { base = "sac", head = "gaussian", sigma = 0.5, train_steps = 100, hidden = [16, 16], train = { batch_size = 32 } }
 candidates = { family = "offline", algorithms = ["td3_plus_bc"], hidden_sizes = [[16, 16]], sigmas = [0.3, 1.0], n_steps = 30 }
 """
 
@@ -73,3 +73,55 @@ def test_a_continuous_learned_cell_uses_kernel_ratios_and_fqe():
     table = result.estimates.pivot(index="policy", columns="estimator", values="estimate")
     assert set(table.columns) == {"dm", "pdis", "dr", "snpdis"}
     assert np.isfinite(table.to_numpy()).all()
+
+
+class _VelocityValues:
+    """Action values of MountainCar's energy pump (push along the velocity): reaches the goal in ~120 steps."""
+
+    n_actions = 3
+
+    def __init__(self, gap: float) -> None:
+        self.gap = gap
+
+    def action_values(self, observations, steps=None):
+        push = np.where(np.asarray(observations)[..., 1] >= 0, 2, 0)
+        return self.gap * np.eye(3)[push]
+
+
+MOUNTAINCAR = """
+name = "attempts"
+n_trajectories = 10
+ground_truth_rollouts = 20
+
+[[tasks]]
+name = "mountaincar"
+behavior = {{ base = "double_dqn", head = "softmax", temperature = 0.1, train_steps = 500, attempts = {attempts} }}
+candidates = {{ family = "offline" }}
+"""
+
+
+@pytest.mark.parametrize("attempts", [3, 2])
+def test_attempts_keep_the_first_base_whose_behavior_beats_uniform(monkeypatch, attempts):
+    import opelab.learn
+    from opelab.bench.tasks import find_family
+
+    seeds = []
+
+    def fake_train_online(task, algorithm, *, seed, **kwargs):  # two flat bases (uniform softmax), then the pump
+        seeds.append(seed)
+        return _VelocityValues(gap=10.0 if len(seeds) == 3 else 0.0)
+
+    monkeypatch.setattr(opelab.learn, "train_online", fake_train_online)
+    monkeypatch.setattr(learned, "_CACHE", {})
+    config = parse_config(MOUNTAINCAR.format(attempts=attempts))
+    task = find_family("mountaincar").create(config.tasks[0], config.inputs, 20)
+    policy = task.behavior_policy()
+    assert len(seeds) == attempts and len(set(seeds)) == attempts
+    single = parse_config(MOUNTAINCAR.format(attempts=1))
+    find_family("mountaincar").create(single.tasks[0], single.inputs, 20).behavior_policy()
+    assert seeds[-1] == seeds[0]  # the first attempt is the base that attempts = 1 trains
+    if attempts == 3:
+        assert policy.name == "behavior(softmax(double_dqn, temperature=0.1), attempt 3 of 3)"
+        assert policy.values.gap == 10.0
+    else:  # neither beats uniform: the best (the first, on a tie), named so
+        assert policy.name == "behavior(softmax(double_dqn, temperature=0.1), best of 2 attempts, none beats uniform)"

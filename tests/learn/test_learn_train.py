@@ -95,6 +95,27 @@ def test_online_sac_runs_and_round_trips(tmp_path):
         lp.action_values(obs)
 
 
+def test_online_schedule_sets_the_gradient_steps_and_is_checked():
+    task = make("cartpole")
+    def grad_steps(**schedule):
+        return train_online(task, "double_dqn", n_steps=120, seed=0, hidden=HIDDEN, options=FAST, **schedule).algo.grad_step
+
+    every_step = grad_steps()  # updates start once the buffer holds a batch (d3rlpy)
+    every_fourth = grad_steps(update_interval=4, buffer_size=64, explore_fraction=0.2, final_epsilon=0.1)
+    assert every_step > 60 and abs(every_fourth - every_step / 4) <= 1
+    assert grad_steps(update_interval=4, n_updates=3) == 3 * every_fourth
+    for bad, message in (
+        ({"update_interval": 0}, "update_interval: expected a positive int, found 0"),
+        ({"n_updates": 1.5}, "n_updates: expected a positive int, found 1.5"),
+        ({"buffer_size": -1}, "buffer_size: expected a positive int, found -1"),
+        ({"buffer_size": 32, "options": FAST}, r"buffer_size: expected more than the batch size \(32\), found 32"),
+        ({"explore_fraction": 1.5}, r"explore_fraction: expected a number in \[0, 1\], found 1.5"),
+        ({"final_epsilon": True}, r"final_epsilon: expected a number in \[0, 1\], found True"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            train_online(task, "double_dqn", n_steps=10, **bad)
+
+
 def test_online_rejects_offline_only_and_mismatched_algorithms():
     with pytest.raises(ValueError, match="trains online"):
         train_online(make("cartpole"), "discrete_cql", n_steps=10)

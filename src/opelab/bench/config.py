@@ -86,7 +86,8 @@ LIMITS: dict[str, int] = {
     "candidates": 10_000,  # generated (and sampled) candidates of a task, and each list they come from
     "hidden_units": 65_536,  # units of one hidden layer
     "hidden_layers": 64,
-    "train_steps": 100_000_000,  # behavior.train_steps, candidates.n_steps, minimax_steps
+    "train_steps": 100_000_000,
+    "attempts": 20,  # behavior.attempts  # behavior.train_steps, candidates.n_steps, minimax_steps
     "fqe_steps": 10_000_000,
     "fqe_iterations": 100_000,
     "minimax_features": 1_000_000,
@@ -115,7 +116,10 @@ class BehaviorConfig:
     policy or action values (tabular tasks: ``"optimal"``, the optimal Q-function), with its parameter
     (required when a head is named; a task without a behavior table logs with softmax, temperature 1).
     Tasks without an exact Q-function name a base to train online (``"double_dqn"``, ``"sac"``) with
-    ``train_steps`` and ``hidden``."""
+    ``train_steps`` and ``hidden``, and optionally a ``train`` table of its online schedule
+    (``TRAIN_KEYS``: passed to ``opelab.learn.train_online``; unset keys keep its defaults). ``attempts``
+    (discrete actions) trains bases from that many seeds, in turn, until the behavior policy's value beats
+    the uniform policy's by two standard errors (``opelab.bench.learned``)."""
 
     head: str = "softmax"
     base: str = "optimal"
@@ -124,6 +128,8 @@ class BehaviorConfig:
     sigma: float | None = None
     train_steps: int | None = None  # learned bases (e.g. "double_dqn", "sac"): online environment steps
     hidden: tuple[int, ...] | None = None  # learned bases: hidden layer sizes
+    train: tuple[tuple[str, int | float], ...] = ()  # learned bases: (key, value) of the online schedule, sorted
+    attempts: int = 1  # learned discrete bases: seeds to try until the behavior beats the uniform policy
 
     @property
     def parameter(self) -> float | None:
@@ -134,6 +140,18 @@ class BehaviorConfig:
         name = HEAD_PARAMETERS[self.head]
         return f"{self.head}({self.base})" if name is None else f"{self.head}({self.base}, {name}={self.parameter:g})"
 
+
+TRAIN_KEYS: Mapping[str, str] = {
+    "learning_rate": "float",  # d3rlpy config fields
+    "batch_size": "int",
+    "target_update_interval": "int",  # gradient steps between target-network copies (DoubleDQN)
+    "update_interval": "int",  # environment steps between updates
+    "n_updates": "int",  # gradient steps per update
+    "buffer_size": "int",  # FIFO replay buffer (default: every step)
+    "explore_fraction": "float",  # DoubleDQN: share of the steps over which ε decays from 1
+    "final_epsilon": "float",
+}
+"""The keys of a behavior's ``train`` table, with their kinds (see ``opelab.learn.train_online``)."""
 
 DEFAULT_BEHAVIOR = BehaviorConfig(head="softmax", temperature=1.0)  # when a task gives no behavior table
 
@@ -505,6 +523,8 @@ def _read_behavior(r: _Reader) -> BehaviorConfig:
         values[param] = r.take(param, "float", None, check)
     train_steps = r.take("train_steps", "int", None, _sized(1, "train_steps"))
     hidden = r.take("hidden", "int_list", None, _sizes(1, "hidden_units", "hidden_layers"))
+    train = _read_train(r.table("train")) if r.has("train") else ()
+    attempts = r.take("attempts", "int", 1, _sized(1, "attempts"))
     needed = HEAD_PARAMETERS[head]
     for param, value in values.items():
         if param != needed and value is not None:
@@ -512,7 +532,22 @@ def _read_behavior(r: _Reader) -> BehaviorConfig:
     if needed is not None and values[needed] is None:
         raise r.error(needed, f"expected a number (head {head!r} needs {needed}), found nothing")
     r.finish()
-    return BehaviorConfig(head=head, base=base, train_steps=train_steps, hidden=hidden, **values)
+    return BehaviorConfig(head=head, base=base, train_steps=train_steps, hidden=hidden, train=train, attempts=attempts, **values)
+
+
+def _read_train(r: _Reader) -> tuple[tuple[str, int | float], ...]:
+    r.expect(tuple(TRAIN_KEYS))
+    checks: dict[str, Callable[[Any], str | None]] = {
+        "learning_rate": _positive,
+        "explore_fraction": _unit,
+        "final_epsilon": _unit,
+    }
+    out = []
+    for key in sorted(r.data):
+        kind = TRAIN_KEYS[key]
+        out.append((key, r.take(key, kind, ..., checks.get(key, _sized(1, "train_steps")))))
+    r.finish()
+    return tuple(out)
 
 
 def _read_candidates(r: _Reader) -> CandidateConfig:

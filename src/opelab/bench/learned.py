@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 ONLINE_BASES = {"discrete": "double_dqn", "continuous": "sac"}
 HEADS = {"discrete": ("softmax", "epsilon_greedy", "uniform"), "continuous": ("gaussian",)}
 CANDIDATE_HEADS = {"discrete": ("epsilon_greedy", "softmax"), "continuous": ("gaussian", "truncated_gaussian")}
+D3RLPY_OPTIONS = ("learning_rate", "batch_size", "target_update_interval")  # of a behavior's train table
 _CACHE: dict[Any, Any] = {}  # (what, task config, seed) -> trained policies / ground truth, per process
 
 
@@ -71,28 +72,68 @@ class LearnedTask:
         key = self._key("behavior")
         if key in _CACHE:
             return _CACHE[key]
-        from opelab.learn import train_online
-        from opelab.policies import EpsilonGreedyPolicy, GaussianPolicy, SoftmaxPolicy, UniformPolicy
-        from opelab.learn.candidates import LearnedGreedyPolicy
+        from opelab.policies import UniformPolicy
 
         b = self.config.behavior
         label = f"behavior({b.describe()})"
         if b.head == "uniform":
             policy = UniformPolicy(self.task.action_space.n_actions, name=label)
+        elif b.attempts == 1:
+            policy = self._behavior_head(self._train_base(0), label)
         else:
-            base = train_online(
-                self.task, b.base, n_steps=b.train_steps or 20_000, seed=_seed(self.seed, self.config.id, "behavior"),
-                hidden=b.hidden or (64, 64),
-            )  # fmt: skip
-            if b.head == "softmax":
-                policy = SoftmaxPolicy(base, b.temperature, name=label)
-            elif b.head == "epsilon_greedy":
-                policy = EpsilonGreedyPolicy(LearnedGreedyPolicy(base), b.epsilon, name=label)
-            else:
-                space = self.task.action_space
-                policy = GaussianPolicy(base, b.sigma, low=space.low, high=space.high, name=label)
+            policy = self._first_that_beats_uniform(label)
         _CACHE[key] = policy
         return policy
+
+    def _train_base(self, attempt: int) -> Any:
+        from opelab.learn import train_online
+
+        b = self.config.behavior
+        schedule = dict(b.train)
+        options = {k: schedule.pop(k) for k in D3RLPY_OPTIONS if k in schedule}
+        seed = _seed(self.seed, self.config.id, "behavior" if attempt == 0 else f"behavior attempt {attempt}")
+        return train_online(
+            self.task, b.base, n_steps=b.train_steps or 20_000, seed=seed, hidden=b.hidden or (64, 64),
+            options=options or None, **schedule,
+        )  # fmt: skip
+
+    def _behavior_head(self, base: Any, label: str) -> Any:
+        from opelab.learn.candidates import LearnedGreedyPolicy
+        from opelab.policies import EpsilonGreedyPolicy, GaussianPolicy, SoftmaxPolicy
+
+        b = self.config.behavior
+        if b.head == "softmax":
+            return SoftmaxPolicy(base, b.temperature, name=label)
+        if b.head == "epsilon_greedy":
+            return EpsilonGreedyPolicy(LearnedGreedyPolicy(base), b.epsilon, name=label)
+        space = self.task.action_space
+        return GaussianPolicy(base, b.sigma, low=space.low, high=space.high, name=label)
+
+    def _first_that_beats_uniform(self, label: str) -> Any:
+        """Train bases from ``attempts`` seeds until the behavior's value beats the uniform policy's by more
+        than two standard errors (``ground_truth_rollouts`` episodes each); if none does, the best of them.
+
+        DoubleDQN on sparse-reward tasks learns or not by its seed (MountainCar: the same schedule reaches the
+        goal in every episode from one seed and never from another), and a behavior that never reaches the
+        goal logs data no candidate can learn from. The attempt kept is in the policy's name."""
+        from opelab.envs import rollout_values
+        from opelab.policies import UniformPolicy
+
+        attempts = self.config.behavior.attempts
+        uniform = UniformPolicy(self.task.action_space.n_actions)
+        tried = []
+        for attempt in range(attempts):
+            base = self._train_base(attempt)
+            check = rollout_values(
+                self.task, [self._behavior_head(base, label), uniform], n_episodes=self.ground_truth_rollouts,
+                seed=_seed(self.seed, self.config.id, f"behavior check {attempt}"),
+            )  # fmt: skip
+            (value, floor), se = check.values, float(np.hypot(*check.standard_errors))
+            if value - floor > 2 * se:
+                return self._behavior_head(base, label if attempt == 0 else f"{label[:-1]}, attempt {attempt + 1} of {attempts})")
+            tried.append((value, -attempt, base))
+        _, _, base = max(tried, key=lambda t: t[:2])
+        return self._behavior_head(base, f"{label[:-1]}, best of {attempts} attempts, none beats uniform)")
 
     def candidates(self, rng: np.random.Generator) -> Sequence[Any]:
         key = self._key("candidates")
@@ -175,6 +216,14 @@ class LearnedFamily(TaskFamily):
             problems.append(("behavior.head", f"expected one of {list(HEADS[action_type])} for {action_type}-action task {task.name!r}, found {b.head!r}"))
         if b.head != "uniform" and b.base != ONLINE_BASES[action_type]:
             problems.append(("behavior.base", f"expected {ONLINE_BASES[action_type]!r} (trained online) for task {task.name!r}, found {b.base!r}"))
+        dqn_only = sorted({"explore_fraction", "final_epsilon", "target_update_interval"} & dict(b.train).keys())
+        if b.train and b.head == "uniform":
+            problems.append(("behavior.train", f"expected nothing for a uniform behavior (nothing is trained), found {dict(b.train)}"))
+        elif dqn_only and action_type == "continuous":
+            problems.append(("behavior.train", f"expected no {', '.join(dqn_only)} for SAC (DoubleDQN's ε schedule and target copies), found {dict(b.train)}"))
+        if b.attempts > 1 and (b.head == "uniform" or action_type == "continuous"):
+            what = "a uniform behavior" if b.head == "uniform" else "a continuous-action task"
+            problems.append(("behavior.attempts", f"expected 1 for {what} (attempts are checked against the uniform discrete policy), found {b.attempts}"))
         if c.family != "offline":
             problems.append(("candidates.family", f"expected 'offline' (learned from data) for task {task.name!r}, found {c.family!r}"))
         if c.head is not None and c.head not in CANDIDATE_HEADS[action_type]:

@@ -21,7 +21,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -43,6 +43,15 @@ __all__ = [
     "known_task_names",
     "register_task_family",
 ]
+
+
+def _learned_fields(task: TaskConfig) -> tuple[tuple[str, Any], ...]:
+    """The behavior fields that only a trained base reads (None where unset)."""
+    b = task.behavior
+    return (
+        ("behavior.train_steps", b.train_steps), ("behavior.hidden", b.hidden), ("behavior.train", dict(b.train) or None),
+        ("behavior.attempts", None if b.attempts == 1 else b.attempts),
+    )  # fmt: skip
 
 
 @dataclass(frozen=True, eq=False)
@@ -228,7 +237,7 @@ class TabularFamily(TaskFamily):
             problems.append(("behavior.base", f"expected 'optimal' (the task's exact Q*) for a tabular task, found {task.behavior.base!r}"))
         if task.candidates.family != "heads":
             problems.append(("candidates.family", f"expected 'heads' for a tabular task, found {task.candidates.family!r}"))
-        for key, value in (("horizon", task.horizon), ("behavior.train_steps", task.behavior.train_steps), ("behavior.hidden", task.behavior.hidden)):
+        for key, value in (("horizon", task.horizon), *_learned_fields(task)):
             if value is not None:
                 problems.append((key, f"expected nothing for tabular task {task.name!r} (its model fixes it), found {value!r}"))
         if inputs.weights not in ("auto", "tabular", "none"):
@@ -363,7 +372,7 @@ class BanditFamily(TaskFamily):
                     f"candidates.{key}", f"expected [] for slate task {task.name!r} (its candidates are Plackett–Luce rankings at the "
                     f"temperatures, and uniform), found {list(values)}",
                 ))  # fmt: skip
-        for key, value in (("behavior.train_steps", task.behavior.train_steps), ("behavior.hidden", task.behavior.hidden)):
+        for key, value in _learned_fields(task):
             if value is not None:
                 problems.append((key, f"expected nothing for task {task.name!r} (its model fixes it), found {value!r}"))
         horizon = _bandit(task.name).horizon
