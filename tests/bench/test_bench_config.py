@@ -230,6 +230,18 @@ CASES = {
         '[[tasks]]\nname = "cartpole"\nbehavior = { base = "double_dqn", head = "softmax", temperature = 1.0, attempts = 50 }  # <-\ncandidates = { family = "offline" }\n',
         "tasks[0].behavior.attempts", "expected an integer in [1, 20], found 50",
     ),
+    "learning rate for SAC": (
+        '[[tasks]]\nname = "pendulum"\nbehavior = { base = "sac", head = "gaussian", sigma = 0.5, train = { learning_rate = 1e-3 } }  # <-\ncandidates = { family = "offline" }\n',
+        "tasks[0].behavior.train", "expected no learning_rate for SAC",
+    ),
+    "a replay buffer no larger than a batch": (
+        '[[tasks]]\nname = "cartpole"\nbehavior = { base = "double_dqn", head = "softmax", temperature = 1.0, train = { buffer_size = 64 } }  # <-\ncandidates = { family = "offline" }\n',
+        "tasks[0].behavior.train.buffer_size", "expected more than the batch size (64; the replay buffer must hold a batch), found 64",
+    ),
+    "SAC trained for fewer steps than its batch": (
+        '[[tasks]]\nname = "pendulum"\nbehavior = { base = "sac", head = "gaussian", sigma = 0.5, train_steps = 200 }  # <-\ncandidates = { family = "offline" }\n',
+        "tasks[0].behavior.train_steps", "expected more than the batch size (256; the replay buffer must hold a batch), found 200",
+    ),
     "tabular FQE on a learned task": (
         '[inputs]\nq_function = "fqe"  # <-\n[[tasks]]\nname = "cartpole"\nbehavior = { base = "double_dqn", head = "softmax", temperature = 1.0 }\ncandidates = { family = "offline" }\n',
         "inputs.q_function", "expected 'auto', 'neural_fqe' or 'mql'",

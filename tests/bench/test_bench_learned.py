@@ -125,3 +125,11 @@ def test_attempts_keep_the_first_base_whose_behavior_beats_uniform(monkeypatch, 
         assert policy.values.gap == 10.0
     else:  # neither beats uniform: the best (the first, on a tie), named so
         assert policy.name == "behavior(softmax(double_dqn, temperature=0.1), best of 2 attempts, none beats uniform)"
+
+
+def test_the_batch_sizes_the_config_check_assumes_are_the_trainers():
+    import d3rlpy
+
+    from opelab.learn.algorithms import DISCRETE_DEFAULTS
+
+    assert learned.BATCH_SIZES == {"discrete": DISCRETE_DEFAULTS["batch_size"], "continuous": d3rlpy.algos.SACConfig().batch_size}

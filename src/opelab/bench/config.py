@@ -86,8 +86,8 @@ LIMITS: dict[str, int] = {
     "candidates": 10_000,  # generated (and sampled) candidates of a task, and each list they come from
     "hidden_units": 65_536,  # units of one hidden layer
     "hidden_layers": 64,
-    "train_steps": 100_000_000,
-    "attempts": 20,  # behavior.attempts  # behavior.train_steps, candidates.n_steps, minimax_steps
+    "train_steps": 100_000_000,  # behavior.train_steps, candidates.n_steps, minimax_steps
+    "attempts": 20,  # behavior.attempts
     "fqe_steps": 10_000_000,
     "fqe_iterations": 100_000,
     "minimax_features": 1_000_000,

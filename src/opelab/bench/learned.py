@@ -37,6 +37,9 @@ ONLINE_BASES = {"discrete": "double_dqn", "continuous": "sac"}
 HEADS = {"discrete": ("softmax", "epsilon_greedy", "uniform"), "continuous": ("gaussian",)}
 CANDIDATE_HEADS = {"discrete": ("epsilon_greedy", "softmax"), "continuous": ("gaussian", "truncated_gaussian")}
 D3RLPY_OPTIONS = ("learning_rate", "batch_size", "target_update_interval")  # of a behavior's train table
+DQN_ONLY = frozenset({"learning_rate", "target_update_interval", "explore_fraction", "final_epsilon"})  # SAC has none
+BATCH_SIZES = {"discrete": 64, "continuous": 256}  # DoubleDQN's (opelab.learn.DISCRETE_DEFAULTS), SAC's (d3rlpy's)
+DEFAULT_TRAIN_STEPS = 20_000
 _CACHE: dict[Any, Any] = {}  # (what, task config, seed) -> trained policies / ground truth, per process
 
 
@@ -66,7 +69,7 @@ class LearnedTask:
         return _CACHE[key]
 
     def _key(self, what: str) -> tuple:
-        return (what, self.config, self.seed)
+        return (what, self.config, self.seed, self.ground_truth_rollouts)  # rollouts: the truth, and attempts' checks
 
     def behavior_policy(self) -> Any:
         key = self._key("behavior")
@@ -93,7 +96,7 @@ class LearnedTask:
         options = {k: schedule.pop(k) for k in D3RLPY_OPTIONS if k in schedule}
         seed = _seed(self.seed, self.config.id, "behavior" if attempt == 0 else f"behavior attempt {attempt}")
         return train_online(
-            self.task, b.base, n_steps=b.train_steps or 20_000, seed=seed, hidden=b.hidden or (64, 64),
+            self.task, b.base, n_steps=b.train_steps or DEFAULT_TRAIN_STEPS, seed=seed, hidden=b.hidden or (64, 64),
             options=options or None, **schedule,
         )  # fmt: skip
 
@@ -216,11 +219,18 @@ class LearnedFamily(TaskFamily):
             problems.append(("behavior.head", f"expected one of {list(HEADS[action_type])} for {action_type}-action task {task.name!r}, found {b.head!r}"))
         if b.head != "uniform" and b.base != ONLINE_BASES[action_type]:
             problems.append(("behavior.base", f"expected {ONLINE_BASES[action_type]!r} (trained online) for task {task.name!r}, found {b.base!r}"))
-        dqn_only = sorted({"explore_fraction", "final_epsilon", "target_update_interval"} & dict(b.train).keys())
-        if b.train and b.head == "uniform":
-            problems.append(("behavior.train", f"expected nothing for a uniform behavior (nothing is trained), found {dict(b.train)}"))
+        train = dict(b.train)
+        dqn_only = sorted(DQN_ONLY & train.keys())
+        if train and b.head == "uniform":
+            problems.append(("behavior.train", f"expected nothing for a uniform behavior (nothing is trained), found {train}"))
         elif dqn_only and action_type == "continuous":
-            problems.append(("behavior.train", f"expected no {', '.join(dqn_only)} for SAC (DoubleDQN's ε schedule and target copies), found {dict(b.train)}"))
+            problems.append(("behavior.train", f"expected no {', '.join(dqn_only)} for SAC (DoubleDQN's rate, ε schedule and target copies), found {train}"))
+        elif b.head != "uniform":
+            batch = train.get("batch_size", BATCH_SIZES[action_type])
+            buffer = train.get("buffer_size", b.train_steps or DEFAULT_TRAIN_STEPS)
+            if buffer <= batch:  # d3rlpy updates only once its buffer holds more than a batch
+                key = "behavior.train.buffer_size" if "buffer_size" in train else "behavior.train_steps"
+                problems.append((key, f"expected more than the batch size ({batch}; the replay buffer must hold a batch), found {buffer}"))
         if b.attempts > 1 and (b.head == "uniform" or action_type == "continuous"):
             what = "a uniform behavior" if b.head == "uniform" else "a continuous-action task"
             problems.append(("behavior.attempts", f"expected 1 for {what} (attempts are checked against the uniform discrete policy), found {b.attempts}"))
