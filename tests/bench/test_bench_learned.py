@@ -100,8 +100,7 @@ candidates = {{ family = "offline" }}
 """
 
 
-@pytest.mark.parametrize("attempts", [3, 2])
-def test_attempts_keep_the_first_base_whose_behavior_beats_uniform(monkeypatch, attempts):
+def test_attempts_keep_the_first_base_whose_behavior_beats_uniform(monkeypatch):
     import opelab.learn
     from opelab.bench.tasks import find_family
 
@@ -113,18 +112,38 @@ def test_attempts_keep_the_first_base_whose_behavior_beats_uniform(monkeypatch, 
 
     monkeypatch.setattr(opelab.learn, "train_online", fake_train_online)
     monkeypatch.setattr(learned, "_CACHE", {})
-    config = parse_config(MOUNTAINCAR.format(attempts=attempts))
-    task = find_family("mountaincar").create(config.tasks[0], config.inputs, 20)
-    policy = task.behavior_policy()
-    assert len(seeds) == attempts and len(set(seeds)) == attempts
+    config = parse_config(MOUNTAINCAR.format(attempts=3))
+    policy = find_family("mountaincar").create(config.tasks[0], config.inputs, 20).behavior_policy()
+    assert len(set(seeds)) == 3
+    assert policy.name == "behavior(softmax(double_dqn, temperature=0.1), attempt 3 of 3)"
+    assert policy.values.gap == 10.0
     single = parse_config(MOUNTAINCAR.format(attempts=1))
     find_family("mountaincar").create(single.tasks[0], single.inputs, 20).behavior_policy()
     assert seeds[-1] == seeds[0]  # the first attempt is the base that attempts = 1 trains
-    if attempts == 3:
-        assert policy.name == "behavior(softmax(double_dqn, temperature=0.1), attempt 3 of 3)"
-        assert policy.values.gap == 10.0
-    else:  # neither beats uniform: the best (the first, on a tie), named so
-        assert policy.name == "behavior(softmax(double_dqn, temperature=0.1), best of 2 attempts, none beats uniform)"
+
+
+def test_a_task_whose_attempts_all_fail_fails_with_the_values_and_once(monkeypatch):
+    import opelab.learn
+    from opelab.bench.tasks import find_family
+
+    seeds = []
+
+    def flat(task, algorithm, *, seed, **kwargs):
+        seeds.append(seed)
+        return _VelocityValues(gap=0.0)
+
+    monkeypatch.setattr(opelab.learn, "train_online", flat)
+    monkeypatch.setattr(learned, "_CACHE", {})
+    config = parse_config(MOUNTAINCAR.format(attempts=2))
+    message = (
+        r"behavior: expected a behavior whose value beats the uniform policy's \(-86.60\) by two standard errors, "
+        r"found none in 2 attempts \(-86.60 ± 0.00, -86.60 ± 0.00\); raise behavior.attempts"
+    )
+    for _ in range(2):  # the task's next cell (or a retry) fails at once, without training again
+        task = find_family("mountaincar").create(config.tasks[0], config.inputs, 20)
+        with pytest.raises(learned.BehaviorTrainingError, match=message):
+            task.behavior_policy()
+    assert len(seeds) == 2
 
 
 def test_the_batch_sizes_the_config_check_assumes_are_the_trainers():

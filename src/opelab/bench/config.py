@@ -119,7 +119,8 @@ class BehaviorConfig:
     ``train_steps`` and ``hidden``, and optionally a ``train`` table of its online schedule
     (``TRAIN_KEYS``: passed to ``opelab.learn.train_online``; unset keys keep its defaults). ``attempts``
     (discrete actions) trains bases from that many seeds, in turn, until the behavior policy's value beats
-    the uniform policy's by two standard errors (``opelab.bench.learned``)."""
+    the uniform policy's by two standard errors, and fails the task's cells if none does
+    (``opelab.bench.learned``)."""
 
     head: str = "softmax"
     base: str = "optimal"

@@ -49,6 +49,10 @@ def _seed(seed: int, task_id: str, what: str) -> int:
     return int(sequence.generate_state(1, np.uint32)[0])
 
 
+class BehaviorTrainingError(RuntimeError):
+    """No attempt gave a behavior that beats the uniform policy (``behavior.attempts``)."""
+
+
 @dataclass(frozen=True)
 class LearnedTask:
     """A task whose behavior and candidates are learned (see the module docstring)."""
@@ -73,6 +77,8 @@ class LearnedTask:
 
     def behavior_policy(self) -> Any:
         key = self._key("behavior")
+        if isinstance(_CACHE.get(key), BehaviorTrainingError):  # a retry, or the task's next cell: fail at once
+            raise BehaviorTrainingError(str(_CACHE[key]))
         if key in _CACHE:
             return _CACHE[key]
         from opelab.policies import UniformPolicy
@@ -84,7 +90,11 @@ class LearnedTask:
         elif b.attempts == 1:
             policy = self._behavior_head(self._train_base(0), label)
         else:
-            policy = self._first_that_beats_uniform(label)
+            try:
+                policy = self._first_that_beats_uniform(label)
+            except BehaviorTrainingError as exc:
+                _CACHE[key] = exc
+                raise
         _CACHE[key] = policy
         return policy
 
@@ -114,7 +124,8 @@ class LearnedTask:
 
     def _first_that_beats_uniform(self, label: str) -> Any:
         """Train bases from ``attempts`` seeds until the behavior's value beats the uniform policy's by more
-        than two standard errors (``ground_truth_rollouts`` episodes each); if none does, the best of them.
+        than two standard errors (``ground_truth_rollouts`` episodes each); if none does, the task fails with
+        ``BehaviorTrainingError`` (its cells would only measure a degenerate task).
 
         DoubleDQN on sparse-reward tasks learns or not by its seed (MountainCar: the same schedule reaches the
         goal in every episode from one seed and never from another), and a behavior that never reaches the
@@ -134,9 +145,12 @@ class LearnedTask:
             (value, floor), se = check.values, float(np.hypot(*check.standard_errors))
             if value - floor > 2 * se:
                 return self._behavior_head(base, label if attempt == 0 else f"{label[:-1]}, attempt {attempt + 1} of {attempts})")
-            tried.append((value, -attempt, base))
-        _, _, base = max(tried, key=lambda t: t[:2])
-        return self._behavior_head(base, f"{label[:-1]}, best of {attempts} attempts, none beats uniform)")
+            tried.append(f"{value:.2f} ± {check.standard_errors[0]:.2f}")
+        raise BehaviorTrainingError(
+            f"behavior: expected a behavior whose value beats the uniform policy's ({floor:.2f}) by two standard errors, "
+            f"found none in {attempts} attempts ({', '.join(tried)}); raise behavior.attempts or behavior.train_steps, "
+            "or change behavior.train"
+        )
 
     def candidates(self, rng: np.random.Generator) -> Sequence[Any]:
         key = self._key("candidates")
