@@ -75,7 +75,7 @@ def train_online(
     gradient step. On MountainCar, 120,000 steps at rate 4e-3, batch 128, a 10,000-step buffer, 8 updates
     every 16 steps, target copies every 75 updates and ε reaching 0.07 after 20% of the steps (after the
     tuned DQN of the RL Baselines3 Zoo, Raffin, 2020, whose target copies are 4 times rarer) reached the
-    goal from 4 of 5 seeds tried; the defaults did not within 50,000 steps
+    goal from four of the five seeds trained; the defaults did not within 50,000 steps
     (``benchmarks/results/sharpe_ratio_paper_medium.md``).
     """
     n_steps = _check_steps(n_steps)
