@@ -98,3 +98,79 @@ def test_killing_the_driver_leaves_no_process_behind(tmp_path):
             if _alive(pid):
                 os.kill(pid, signal.SIGKILL)
         log.close()
+
+
+INTERRUPTED = """
+imports = ["faulty_cells"]
+n_datasets = 2
+n_trajectories = 10
+estimators = ["dm"]
+
+[executor]
+workers = 2
+
+[[tasks]]
+name = "faulty_chain"
+id = "fast"
+candidates = { epsilons = [0.0, 0.3], temperatures = [], adversarial_epsilons = [] }
+
+[[tasks]]
+name = "faulty_chain"
+id = "slow"
+candidates = { epsilons = [0.0, 0.3], temperatures = [], adversarial_epsilons = [] }
+"""
+
+
+@pytest.mark.parametrize("target", ["driver", "process group"])
+def test_an_interrupt_stops_the_run_at_once_and_keeps_the_finished_cells(tmp_path, target):
+    """SIGINT to the driver alone, or to its whole process group as Ctrl-C in a terminal does: the driver
+    stops its workers instead of waiting for their two-minute cells, says how to resume, exits with 130,
+    and leaves no process behind; the cells that finished stay in the store, the interrupted ones are not
+    recorded (neither done nor failed), so ``--resume`` runs exactly them."""
+    import duckdb
+
+    config = tmp_path / "interrupted.toml"
+    config.write_text(INTERRUPTED)
+    db = tmp_path / "interrupted.duckdb"
+    started = tmp_path / "started"
+    started.mkdir()
+    env = {**os.environ, "FAULTY_CELLS_STARTED": str(started), "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
+    progress = tmp_path / "progress.jsonl"  # a line once a cell's transaction committed
+    log_path = tmp_path / "driver.log"
+    log = log_path.open("w")
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "opelab.cli", "benchmark", str(config), "--db", str(db), "--progress-file", str(progress)],
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    snapshot: set[int] = set()
+    try:
+        deadline = time.monotonic() + 90
+        # both workers are in a slow cell and the fast cells are recorded
+        while len(list(started.iterdir())) < 2 or not progress.exists() or len(progress.read_text().splitlines()) < 2:
+            assert driver.poll() is None, log_path.read_text()
+            assert time.monotonic() < deadline, "the workers did not start their slow cells"
+            time.sleep(0.1)
+        snapshot = _descendants(driver.pid)
+        if target == "driver":
+            driver.send_signal(signal.SIGINT)
+        else:
+            os.killpg(driver.pid, signal.SIGINT)
+        code = driver.wait(timeout=30)  # the slow cells would hold a waiting driver for two minutes
+        assert code == 130, log_path.read_text()
+        text = " ".join(log_path.read_text().split())
+        assert "error: interrupted: the cells that finished are in" in text and "--resume" in text, text
+        deadline = time.monotonic() + 10
+        while (left := {pid for pid in snapshot if _alive(pid)} | _in_session(driver.pid)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not left, f"still running after the interrupt: {sorted(left)}"
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
+        for pid in snapshot | _in_session(driver.pid):
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        log.close()
+    with duckdb.connect(str(db), read_only=True) as con:
+        rows = con.execute("SELECT task, dataset, status FROM cells ORDER BY task, dataset").fetchall()
+    assert rows == [("fast", 0, "done"), ("fast", 1, "done")]

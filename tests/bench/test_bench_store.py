@@ -241,3 +241,37 @@ def test_a_resume_without_its_store_creates_no_file_and_on_start_runs_once_check
     started = []
     run_benchmark(parse_config(CONFIG), db, on_start=lambda: started.append(db.exists()))
     assert started == [True]
+
+
+def test_an_interrupt_while_a_cell_is_written_rolls_it_back_and_is_a_keyboard_interrupt(store):
+    """Ctrl-C during ``record``: DuckDB answers it with its own InterruptException mid-query; the store
+    rolls the cell's transaction back and raises KeyboardInterrupt, so the CLI says "interrupted" (not a
+    database error) and ``--resume`` runs the cell again."""
+    from opelab.bench import Cell, CellOutcome
+
+    class Interrupting:
+        def __init__(self, con):
+            self._con = con
+
+        def execute(self, sql, *args):
+            if sql.startswith("INSERT OR REPLACE INTO cells"):
+                raise duckdb.InterruptException("INTERRUPT Error: Interrupted!")
+            return self._con.execute(sql, *args)
+
+        def __getattr__(self, name):
+            return getattr(self._con, name)
+
+    with ResultStore(store) as s:
+        before = s.table("cells", stable=True)
+        run_id = int(before["run_id"].iloc[0])
+        cell = Cell(task=str(before["task"].iloc[0]), dataset=0)
+        real, s.con = s.con, Interrupting(s.con)
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                s.record(run_id, CellOutcome(cell, None, "RuntimeError: boom", None, 1.0), attempts=1)
+        finally:
+            s.con = real
+        after = s.table("cells", stable=True)
+        estimates = s.table("estimates")
+    pd.testing.assert_frame_equal(after, before)  # neither the deletes nor the failed row stayed
+    assert (estimates["dataset"] == 0).any()

@@ -151,7 +151,10 @@ def _die_with_parent() -> None:
 
 
 def init_worker(driver_pid: int, driver_started: str | None) -> None:
-    """A pool worker's initializer: one thread per numerical library, and no life after the driver's."""
+    """A pool worker's initializer: one thread per numerical library, no life after the driver's, and
+    SIGINT ignored: Ctrl-C reaches the terminal's whole process group, and the driver alone answers it
+    (``Executor.__exit__`` stops the workers), so no cell ends as a failure because the user interrupted."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     limit_threads()
     _die_with_parent()
     watchdog = threading.Thread(target=_watch_driver, args=(driver_pid, driver_started), name="opelab-driver-watchdog", daemon=True)
@@ -165,11 +168,18 @@ class Executor(ABC):
     def __enter__(self) -> Executor:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:  # an error or Ctrl-C in the driver: what is running will not be recorded, so do not wait for it
+            self.abort()
 
     def close(self) -> None:
         """Release workers."""
+
+    def abort(self) -> None:
+        """Stop the workers without waiting for their running cells (the driver is giving up)."""
+        self.close()
 
     @abstractmethod
     def submit(self, config: BenchmarkConfig, cell: Cell) -> None: ...
@@ -498,6 +508,17 @@ class LocalExecutor(Executor):
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
                 self._pools[group] = None
+
+    def abort(self) -> None:
+        """Terminate every worker (SIGTERM), then release the pools: their running cells are lost, which
+        is what the driver wants when it is interrupted (finished cells are already in the store)."""
+        for pool in self._pools:
+            if pool is not None:
+                for process in list((getattr(pool, "_processes", None) or {}).values()):  # a CPython detail
+                    if process.is_alive():
+                        process.terminate()
+        self._futures.clear()
+        self.close()
 
 
 def _ray_execute(config: BenchmarkConfig, cell: Cell) -> CellOutcome:

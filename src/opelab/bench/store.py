@@ -269,6 +269,8 @@ class ResultStore:
     # cells -----------------------------------------------------------------
     def record(self, run_id: int, outcome: CellOutcome, attempts: int) -> None:
         """Write a finished (done or finally failed) cell in one transaction, replacing earlier rows of it."""
+        import duckdb
+
         cell, result = outcome.cell, outcome.result
         key = [run_id, cell.task, cell.dataset]
         self.con.begin()
@@ -310,6 +312,9 @@ class ResultStore:
                     self.con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM cell_rows")
                     self.con.unregister("cell_rows")
             self.con.commit()
+        except duckdb.InterruptException:  # Ctrl-C while writing: DuckDB answers it; the cell stays unrecorded
+            self.con.rollback()
+            raise KeyboardInterrupt from None
         except BaseException:
             self.con.rollback()
             raise

@@ -63,13 +63,25 @@ def benchmark(
             f": {len(cfg.tasks)} task(s) × {cfg.n_datasets} dataset(s) on {ex.kind} "
             f"({ex.workers} worker{'s' if ex.workers != 1 else ''}) → {path}",
         )
+        started = []
+
+        def on_start() -> None:
+            started.append(True)
+            console.print(header)
+
         try:  # refusals (not an opelab store, no run to resume, beyond memory) come before the header and touch no file
             summary = run_benchmark(
                 cfg, path, resume=resume, progress=True, console=console, progress_file=progress_file,
-                memory_limit=limit, on_start=lambda: console.print(header),
+                memory_limit=limit, on_start=on_start,
             )  # fmt: skip
         except StoreError as exc:
             raise CLIError(_as_option("--db", exc)) from exc
+        except KeyboardInterrupt:
+            if not started:
+                raise
+            raise KeyboardInterrupt(
+                f"the cells that finished are in {path}; `opelab benchmark {config} --db {path} --resume` runs the rest"
+            ) from None
         console.print(
             f"run {summary.run_id}: {summary.n_cells} cells, {summary.n_skipped} already done, {summary.n_done} done now, "
             f"{summary.n_failed} failed, in {summary.wall_s:.1f} s. Summary: `opelab results {path}`"

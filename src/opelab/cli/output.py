@@ -99,8 +99,8 @@ def guarded(debug: bool, body: Callable[[], None]) -> None:
         body()
     except typer.Exit:
         raise
-    except KeyboardInterrupt:
-        print_error("interrupted")
+    except KeyboardInterrupt as exc:
+        print_error(f"interrupted: {exc}" if str(exc) else "interrupted")
         raise typer.Exit(130) from None
     except Exception as exc:  # one clear line for people; the traceback with --debug
         if debug:
