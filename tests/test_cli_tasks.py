@@ -144,6 +144,12 @@ def test_errors_are_one_line_naming_the_option(tmp_path, args, start):
 
 
 @RL
+def test_too_few_online_steps_for_a_batch_name_the_steps_option(tmp_path):
+    line = _error_line(["train", "cartpole", "--steps", "50", "--horizon", HORIZON, "--out", str(tmp_path / "m.safetensors")])
+    assert line.startswith("error: --steps: expected more than the batch size (64), found 50"), line
+
+
+@RL
 def test_evaluate_errors_on_a_missing_model(trained, tmp_path):
     _, _, data = trained
     line = _error_line(["evaluate", str(data), "--policy", str(tmp_path / "gone.safetensors")])

@@ -75,7 +75,13 @@ def _train(
         if dataset is None:
             n = steps or 20_000
             stage(f"train {algorithm} online on {task.name} ({n} steps, horizon {task.horizon})")
-            model = train_online(task, algorithm, n_steps=n, seed=seed, hidden=sizes, name=out.stem)
+            try:
+                model = train_online(task, algorithm, n_steps=n, seed=seed, hidden=sizes, name=out.stem)
+            except ValueError as exc:  # the library names its argument; here the buffer's size is --steps
+                prefix = "n_steps (the buffer's size): "
+                if not str(exc).startswith(prefix):
+                    raise
+                raise CLIError(f"--steps: {str(exc)[len(prefix):]} (online training learns from a buffer of its steps)") from None
         else:
             n = steps or 10_000
             stage(f"train {algorithm} offline on {offline} ({dataset.n_transitions} steps logged, {n} gradient steps)")
