@@ -275,3 +275,35 @@ def test_an_interrupt_while_a_cell_is_written_rolls_it_back_and_is_a_keyboard_in
         estimates = s.table("estimates")
     pd.testing.assert_frame_equal(after, before)  # neither the deletes nor the failed row stayed
     assert (estimates["dataset"] == 0).any()
+
+
+# --------------------------------------------------------------------------- schema 4: the behavior's name
+def test_each_cell_records_its_behavior_policys_name(store):
+    from opelab.bench.tasks import find_family
+
+    config = parse_config(CONFIG)
+    task = config.tasks[0]
+    expected = find_family(task.name).create(task, config.inputs, config.ground_truth_rollouts, seed=config.seed).behavior_policy().name
+    with ResultStore(store, read_only=True) as s:
+        assert s.has_column("cells", "behavior") and not s.has_column("cells", "nope")
+        assert s.table("cells").behavior.tolist() == [expected] * 2 and expected.startswith("behavior(softmax")
+
+
+def test_a_schema_3_store_reads_the_behavior_as_not_recorded_and_gains_the_column_when_written(store):
+    from opelab.report.store import read_store_report
+
+    with duckdb.connect(str(store)) as con:  # back to schema 3: no behavior column
+        con.execute("ALTER TABLE cells DROP COLUMN behavior")
+        con.execute(f"UPDATE {MARKER} SET value = '3' WHERE key = 'schema_version'")
+    with ResultStore(store, read_only=True) as s:
+        assert not s.has_column("cells", "behavior")
+        cells = s.table("cells")
+        assert list(cells.columns)[-1] == "behavior" and cells.behavior.isna().all() and len(cells) == 2
+        assert read_store_report(s, k=2, n_bootstrap=50).behavior.policy.isna().all()
+    with duckdb.connect(str(store), read_only=True) as con:  # reading changed nothing
+        assert "behavior" not in {c for (c,) in con.execute("SELECT column_name FROM information_schema.columns WHERE table_name = 'cells'").fetchall()}
+    run_benchmark(parse_config(CONFIG.replace("n_datasets = 2", "n_datasets = 1")), store)  # written: migrated, then a new run
+    with ResultStore(store, read_only=True) as s:
+        assert s.query(f"SELECT value FROM {MARKER} WHERE key = 'schema_version'").value[0] == str(SCHEMA_VERSION) == "4"
+        cells = s.table("cells")
+        assert cells.run_id.tolist() == [1, 1, 2] and cells.behavior.isna().tolist() == [True, True, False]

@@ -56,6 +56,9 @@ def test_every_view_of_a_small_store(store_file):
                  "every nuisance of this run is exact (tabular)", "Every cell finished."):  # fmt: skip
         assert view in page, view
     assert page.count('<figure class="opelab-figure') == 6  # three per task
+    # each task's behavior policy by the name its cells recorded (schema 4)
+    assert report.behavior.policy.tolist() == ["behavior(softmax(optimal, temperature=1))"] * 2
+    assert page.count("Behavior policy behavior(softmax(optimal, temperature=1)): true value") == 2
 
 
 def _hand_built(path):

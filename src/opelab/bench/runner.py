@@ -108,7 +108,8 @@ class CellResult:
     summary, regret@k and normalised regret@k for every k, and best/worst/mean/std@k of the top-k);
     ``seconds``: wall time per stage (``STAGES``); ``nuisances``: one row per learned nuisance
     (``NUISANCE_FIELDS``: nuisance, policy, n_fits, iterations, steps, last_change, trend, residual,
-    residual_sample, converged; see ``nuisance_frame``), empty when every nuisance is exact (tabular tasks).
+    residual_sample, converged; see ``nuisance_frame``), empty when every nuisance is exact (tabular tasks);
+    ``behavior``: the behavior policy's name (None for a policy without one).
     """
 
     cell: Cell
@@ -121,6 +122,7 @@ class CellResult:
     metrics: pd.DataFrame
     seconds: dict[str, float]
     nuisances: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(NUISANCE_FIELDS)))
+    behavior: str | None = None  # the behavior policy's name (with behavior.attempts, the attempt kept)
 
 
 NUISANCE_FIELDS = (
@@ -250,6 +252,7 @@ def run_cell(config: BenchmarkConfig, cell: Cell) -> CellResult:
         metrics=metrics,
         seconds=seconds,
         nuisances=nuisance_frame(fits),
+        behavior=getattr(behavior, "name", None),
     )
 
 

@@ -6,7 +6,8 @@ Tables (primary keys in brackets; ``task`` is the task id of the config):
   created_at.
 - ``cells`` [run_id, task, dataset]: status (``done`` / ``failed``), error (``Type: message``), traceback,
   attempts, n_trajectories, n_transitions, behavior_value (true J(π_b)), logged_value (the dataset's mean
-  discounted return, the SharpeRatio baseline), wall_s, one ``<stage>_s`` column per stage, finished_at.
+  discounted return, the SharpeRatio baseline), wall_s, one ``<stage>_s`` column per stage, finished_at,
+  behavior (schema 4: the behavior policy's name, which for ``behavior.attempts`` > 1 says the attempt kept).
 - ``estimates`` [run_id, task, dataset, estimator, policy]: estimate, lower, upper (NaN without intervals).
 - ``ground_truth`` [run_id, task, dataset, policy]: value, se (0 when exact).
 - ``metrics`` [run_id, task, dataset, estimator, metric]: value (nmse, rank_correlation, regret@k,
@@ -20,15 +21,16 @@ Tables (primary keys in brackets; ``task`` is the task id of the config):
   ``opelab.ope.fqe`` and ``opelab.ope.minimax``; the worst fold's value is kept), seconds (schema 3: the
   wall time of its fits, all folds). Tabular tasks, whose nuisances are exact solutions, record none.
 
-- ``opelab_store`` [key]: value; ``format`` = ``opelab results store`` and ``schema_version`` (3) mark the
+- ``opelab_store`` [key]: value; ``format`` = ``opelab results store`` and ``schema_version`` (4) mark the
   file as a store (stores written before the marker, with exactly the five tables of schema 1, are
   recognised and marked when next opened for writing).
 
 Schema versions: 1 had the five tables ``runs`` … ``metrics``; 2 adds ``nuisances``; 3 adds its ``seconds``
-column. An older store opened for writing is migrated in one transaction (the table created or the column
-added, the version set to 3); opened read-only it is read as it is, and readers take a missing
-``nuisances`` table as "not recorded" (``ResultStore.nuisances`` returns None, ``table("nuisances")`` an
-empty frame) and a missing ``seconds`` column as NaN (not measured).
+column; 4 adds ``cells.behavior``. An older store opened for writing is migrated in one transaction (the
+table created or the columns added, the version set to 4); opened read-only it is read as it is, and
+readers take a missing ``nuisances`` table as "not recorded" (``ResultStore.nuisances`` returns None,
+``table("nuisances")`` an empty frame), a missing ``seconds`` column as NaN (not measured) and a missing
+``behavior`` column as None (not recorded).
 
 Crash safety: a cell's rows (its ``cells`` row and all its estimates, truth, metrics and nuisances) are written in one
 transaction, so a crash loses only unfinished cells; the primary keys make a duplicate impossible, and a
@@ -102,13 +104,15 @@ CREATE TABLE IF NOT EXISTS nuisances (
 """
 #: Added by schema 3 (the same column, on a nuisances table of schema 2).
 NUISANCE_SECONDS = "ALTER TABLE nuisances ADD COLUMN IF NOT EXISTS seconds DOUBLE;"
+#: Added by schema 4 (at the end of ``cells``, where a new store's column lands too: this statement adds it).
+CELL_BEHAVIOR = "ALTER TABLE cells ADD COLUMN IF NOT EXISTS behavior VARCHAR;"
 NUISANCE_COLUMNS = (
     "run_id", "task", "dataset", "nuisance", "policy", "n_fits", "iterations", "steps", "last_change", "trend",
     "residual", "residual_sample", "converged", "seconds",
 )  # fmt: skip
 MARKER = "opelab_store"
 STORE_FORMAT = "opelab results store"
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 MARKER_SCHEMA = f"CREATE TABLE IF NOT EXISTS {MARKER} (key VARCHAR PRIMARY KEY, value VARCHAR);"
 #: DuckDB settings of a read-only store: no files, no network, no extensions, and no way to switch them back.
 READ_ONLY_CONFIG = {
@@ -214,9 +218,9 @@ class ResultStore:
                 f"tables: {listed}; pass a new file (--db) instead"
             )
         self._tables = names
-        if not self.read_only:  # create, mark or migrate (1 → 3: the nuisances table; 2 → 3: its seconds) in one transaction
+        if not self.read_only:  # create, mark or migrate (1: the nuisances table; 2: its seconds; 3: cells.behavior) in one transaction
             self.con.begin()
-            self.con.execute(SCHEMA + NUISANCE_SCHEMA + NUISANCE_SECONDS + MARKER_SCHEMA)
+            self.con.execute(SCHEMA + NUISANCE_SCHEMA + NUISANCE_SECONDS + CELL_BEHAVIOR + MARKER_SCHEMA)
             self.con.execute(f"INSERT OR IGNORE INTO {MARKER} VALUES ('format', ?)", [STORE_FORMAT])
             self.con.execute(f"INSERT OR REPLACE INTO {MARKER} VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
             self.con.commit()
@@ -225,6 +229,15 @@ class ResultStore:
     def has_table(self, name: str) -> bool:
         """Whether the store holds table ``name`` (a schema-1 store opened read-only has no ``nuisances``)."""
         return name in self._tables
+
+    def has_column(self, table: str, column: str) -> bool:
+        """Whether table ``table`` has column ``column`` (a store opened read-only keeps its schema's columns)."""
+        rows = self.con.execute(
+            "SELECT 1 FROM information_schema.columns WHERE table_catalog = current_database() AND table_schema = 'main' "
+            "AND table_name = ? AND column_name = ?",
+            [table, column],
+        ).fetchall()
+        return bool(rows)
 
     def _scalar(self, sql: str, parameters: Sequence[object] = ()) -> Any:
         """The one value of a one-row query (fetched to the end: DuckDB keeps a half-read result open)."""
@@ -279,7 +292,7 @@ class ResultStore:
                 self.con.execute(f"DELETE FROM {table} WHERE run_id = ? AND task = ? AND dataset = ?", key)
             stage_seconds = [None if result is None else result.seconds.get(stage) for stage in STAGES]
             self.con.execute(
-                f"INSERT OR REPLACE INTO cells VALUES ({', '.join(['?'] * (13 + len(STAGES)))})",
+                f"INSERT OR REPLACE INTO cells VALUES ({', '.join(['?'] * (14 + len(STAGES)))})",
                 [
                     *key,
                     "done" if result is not None else "failed",
@@ -293,6 +306,7 @@ class ResultStore:
                     outcome.wall_s,
                     *stage_seconds,
                     _now(),
+                    None if result is None else result.behavior,
                 ],
             )
             if result is not None:
@@ -331,6 +345,8 @@ class ResultStore:
         frame = self.con.execute(f"SELECT * FROM {name}{where} ORDER BY {', '.join(KEYS[name])}").df()
         if name == "nuisances" and "seconds" not in frame.columns:  # a schema-2 store opened read-only: not measured
             frame["seconds"] = np.nan
+        if name == "cells" and "behavior" not in frame.columns:  # a store before schema 4 opened read-only: not recorded
+            frame["behavior"] = None
         if stable:
             frame = frame.drop(columns=[c for c in VOLATILE_COLUMNS if c in frame.columns])
         return frame

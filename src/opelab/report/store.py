@@ -53,7 +53,8 @@ class StoreReport:
     """What the page shows for one run of a store (module docstring).
 
     summary      task, estimator, metric, mean, std, lower, upper, n_datasets, ... (one bootstrap per task)
-    behavior     task, behavior_value (true J(π_b), mean over its done cells), logged_value (mean)
+    behavior     task, behavior_value (true J(π_b), mean over its done cells), logged_value (mean), policy (the
+                 behavior policy's name as its cells recorded it, None before schema 4)
     trials       task, dataset, and per compared metric (and SharpeRatio@k) the tied-best estimators, joined by ", "
     agreement    comparison, one column per task ("agree of trials"), total; ``agreement_counts`` the numbers
     efficient    task, estimator, sharpe_ratio (mean), lower, upper, runner_up, runner_up_value
@@ -117,8 +118,10 @@ def read_store_report(store: Any, run_id: int | None = None, *, k: int = 4, alph
     if sharpe not in set(metrics.metric):
         ks = sorted(int(m.split("@")[1]) for m in set(metrics.metric) if m.startswith("sharpe_ratio@"))
         raise ValueError(f"k: expected a k the run's metrics hold (SharpeRatio@k for k in {ks}), found {k}")
+    policy = "behavior" if store.has_column("cells", "behavior") else "NULL::VARCHAR AS behavior"  # schema 4
     cells = store.query(
-        f"SELECT task, dataset, status, error, behavior_value, logged_value FROM cells WHERE run_id = {run} ORDER BY task, dataset"
+        f"SELECT task, dataset, status, error, behavior_value, logged_value, {policy} FROM cells WHERE run_id = {run} "
+        "ORDER BY task, dataset"
     )
     tasks = list(dict.fromkeys(metrics.task))
     summaries = []
@@ -128,7 +131,9 @@ def read_store_report(store: Any, run_id: int | None = None, *, k: int = 4, alph
     summary = pd.concat(summaries, ignore_index=True)
     summary = summary[["task", *[c for c in summary.columns if c != "task"]]]
     done = cells[cells.status == "done"]
-    behavior = done.groupby("task", sort=False)[["behavior_value", "logged_value"]].mean().reindex(tasks).reset_index()
+    behavior = done.groupby("task", sort=False)[["behavior_value", "logged_value"]].mean().reindex(tasks)
+    names = done.groupby("task", sort=False)["behavior"].agg(lambda s: "; ".join(dict.fromkeys(s.dropna())) or None)
+    behavior = behavior.assign(policy=names.reindex(tasks)).reset_index()
 
     compared = [m.format(k=k) for m in COMPARED]
     rows = []
@@ -365,7 +370,8 @@ def render_store_report(report: StoreReport, title: str | None = None) -> str:
                 [
                     f'<section class="task" id="task-{html.escape(task)}"><h2>{html.escape(task)}</h2>',
                     f'<p class="hint">Means across {datasets} dataset(s) with {level} percentile-bootstrap intervals (bands). '
-                    f"Behavior policy: true value {_number(value)}, logged mean return {_number(float(behavior.logged_value))} "
+                    f"Behavior policy{_named(behavior.policy)}: true value {_number(value)}, "
+                    f"logged mean return {_number(float(behavior.logged_value))} "
                     "(the SharpeRatio baseline).</p>",
                     '<div class="figures">',
                     _figure("SharpeRatio@k against k", plot_curves_with_bands(block, ("sharpe_ratio",), f"{task}: SharpeRatio@k"), wide=True),
@@ -388,3 +394,8 @@ def write_store_report(report: StoreReport, path: str | Path, title: str | None 
     path = Path(path)
     path.write_text(render_store_report(report, title), encoding="utf-8")
     return path
+
+
+def _named(policy: object) -> str:
+    """" <name>" for the page's behavior line (HTML-escaped), or nothing when the store did not record it."""
+    return f" {html.escape(str(policy))}" if isinstance(policy, str) and policy else ""
