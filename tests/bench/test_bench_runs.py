@@ -192,3 +192,30 @@ def test_ray_gives_the_same_store_as_the_local_executor(tmp_path, ray_cluster):
     assert (summary.n_done, summary.n_failed) == (4, 0)
     assert ray_cluster.is_initialized()  # the executor leaves a runtime it did not start running
     assert_same_store(tmp_path / "local.duckdb", tmp_path / "ray.duckdb")
+
+
+def test_an_aborted_ray_executor_cancels_what_it_submitted():
+    """Leaving a Ray executor with an exception (Ctrl-C) cancels its outstanding tasks by force — on a
+    cluster it did not start nothing else would stop them — and shuts down only a runtime it started."""
+    from opelab.bench.executors import RayExecutor
+
+    class FakeRay:
+        def __init__(self):
+            self.cancelled, self.shut = [], False
+
+        def cancel(self, ref, force=False):
+            if ref == "finished":
+                raise ValueError("already finished")
+            self.cancelled.append((ref, force))
+
+        def shutdown(self):
+            self.shut = True
+
+    for owned in (False, True):
+        executor = object.__new__(RayExecutor)
+        executor._ray, executor._owned, executor._config_refs = FakeRay(), owned, {}
+        executor._refs = {"running": Cell("chain", 0), "finished": Cell("chain", 1), "queued": Cell("chain", 2)}
+        with pytest.raises(KeyboardInterrupt), executor:
+            raise KeyboardInterrupt
+        assert executor._ray.cancelled == [("running", True), ("queued", True)] and not executor._refs
+        assert executor._ray.shut is owned

@@ -569,6 +569,17 @@ class RayExecutor(Executor):
             self._ray.shutdown()
             self._owned = False
 
+    def abort(self) -> None:
+        """Cancel the cells still running or queued (forcefully: on a cluster this runtime did not start,
+        nothing else would stop them), then release what this executor started."""
+        for ref in list(self._refs):
+            try:
+                self._ray.cancel(ref, force=True)
+            except Exception:  # noqa: BLE001 - already finished or gone: nothing to stop
+                pass
+        self._refs.clear()
+        self.close()
+
 
 EXECUTORS = ("local", "ray")
 
