@@ -8,6 +8,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -62,63 +64,67 @@ def _in_session(session: int) -> set[int]:
     return {int(e) for e in os.listdir("/proc") if e.isdigit() and (f := _stat(int(e))) is not None and f[3] == str(session) and f[0] not in "ZX"}
 
 
+class Driver:
+    """A benchmark driver started in a session of its own, with the faulty cells' folder on its path."""
+
+    def __init__(self, command: list[str], tmp_path: Path) -> None:
+        self.started = tmp_path / "started"  # a slow cell writes its worker's pid here
+        self.started.mkdir()
+        self.log_path = tmp_path / "driver.log"
+        env = {**os.environ, "FAULTY_CELLS_STARTED": str(self.started), "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
+        self._log = self.log_path.open("w")
+        self.process = subprocess.Popen(command, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.snapshot: set[int] = set()  # its processes, once taken
+
+    def wait_until(self, ready: Callable[[], bool], what: str) -> None:
+        deadline = time.monotonic() + 90  # generous for a loaded machine; ~4 s when idle
+        while not ready():
+            assert self.process.poll() is None, self.log_path.read_text()
+            assert time.monotonic() < deadline, what
+            time.sleep(0.1)
+        self.snapshot = _descendants(self.process.pid)
+
+    def leftovers(self) -> set[int]:
+        """Its processes still alive 10 s from now at the latest (the watchdog polls every 0.5 s)."""
+        deadline = time.monotonic() + 10
+        while (left := {pid for pid in self.snapshot if _alive(pid)} | _in_session(self.process.pid)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return left
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        for pid in self.snapshot | _in_session(self.process.pid):  # never leave our own processes behind, even on failure
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        self._log.close()
+
+
+@contextmanager
+def driver(command: list[str], tmp_path: Path) -> Iterator[Driver]:
+    d = Driver(command, tmp_path)
+    try:
+        yield d
+    finally:
+        d.close()
+
+
 def test_killing_the_driver_leaves_no_process_behind(tmp_path):
     config = tmp_path / "slow.toml"
     config.write_text(CONFIG)
-    started = tmp_path / "started"
-    started.mkdir()
-    env = {**os.environ, "FAULTY_CELLS_STARTED": str(started), "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
-    log = (tmp_path / "driver.log").open("w")
-    driver = subprocess.Popen(
-        [sys.executable, "-c", DRIVER, str(config), str(tmp_path / "slow.duckdb")],
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
-    snapshot: set[int] = set()
-    try:
-        deadline = time.monotonic() + 90  # generous for a loaded machine; ~4 s when idle
-        while len(list(started.iterdir())) < 2:
-            assert driver.poll() is None, (tmp_path / "driver.log").read_text()
-            assert time.monotonic() < deadline, "the workers did not start their cells"
-            time.sleep(0.1)
-        workers = {int(p.name) for p in started.iterdir()}
-        snapshot = _descendants(driver.pid)
-        assert workers <= snapshot and len(snapshot) >= 4, snapshot  # 2 workers, the fork server, the resource tracker
+    with driver([sys.executable, "-c", DRIVER, str(config), str(tmp_path / "slow.duckdb")], tmp_path) as d:
+        d.wait_until(lambda: len(list(d.started.iterdir())) >= 2, "the workers did not start their cells")
+        workers = {int(p.name) for p in d.started.iterdir()}
+        assert workers <= d.snapshot and len(d.snapshot) >= 4, d.snapshot  # 2 workers, the fork server, the resource tracker
 
-        driver.send_signal(signal.SIGKILL)
-        driver.wait(timeout=10)
-        deadline = time.monotonic() + 10  # the watchdog polls every 0.5 s
-        while (left := {pid for pid in snapshot if _alive(pid)} | _in_session(driver.pid)) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert not left, f"still running after the driver was killed: {sorted(left)}"
-    finally:
-        if driver.poll() is None:
-            driver.kill()
-            driver.wait()
-        for pid in snapshot | _in_session(driver.pid):  # never leave our own processes behind, even on failure
-            if _alive(pid):
-                os.kill(pid, signal.SIGKILL)
-        log.close()
+        d.process.send_signal(signal.SIGKILL)
+        d.process.wait(timeout=10)
+        assert not (left := d.leftovers()), f"still running after the driver was killed: {sorted(left)}"
 
 
-INTERRUPTED = """
-imports = ["faulty_cells"]
-n_datasets = 2
-n_trajectories = 10
-estimators = ["dm"]
-
-[executor]
-workers = 2
-
-[[tasks]]
-name = "faulty_chain"
-id = "fast"
-candidates = { epsilons = [0.0, 0.3], temperatures = [], adversarial_epsilons = [] }
-
-[[tasks]]
-name = "faulty_chain"
-id = "slow"
-candidates = { epsilons = [0.0, 0.3], temperatures = [], adversarial_epsilons = [] }
-"""
+#: Two fast cells, then two slow ones (config order: the fast ones run first, one per worker).
+INTERRUPTED = CONFIG.replace("n_datasets = 4", "n_datasets = 2").replace('id = "slow"', 'id = "fast"') + CONFIG.split("\n\n")[-1]
 
 
 @pytest.mark.parametrize("target", ["driver", "process group"])
@@ -132,45 +138,20 @@ def test_an_interrupt_stops_the_run_at_once_and_keeps_the_finished_cells(tmp_pat
     config = tmp_path / "interrupted.toml"
     config.write_text(INTERRUPTED)
     db = tmp_path / "interrupted.duckdb"
-    started = tmp_path / "started"
-    started.mkdir()
-    env = {**os.environ, "FAULTY_CELLS_STARTED": str(started), "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
     progress = tmp_path / "progress.jsonl"  # a line once a cell's transaction committed
-    log_path = tmp_path / "driver.log"
-    log = log_path.open("w")
-    driver = subprocess.Popen(
-        [sys.executable, "-m", "opelab.cli", "benchmark", str(config), "--db", str(db), "--progress-file", str(progress)],
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
-    snapshot: set[int] = set()
-    try:
-        deadline = time.monotonic() + 90
-        # both workers are in a slow cell and the fast cells are recorded
-        while len(list(started.iterdir())) < 2 or not progress.exists() or len(progress.read_text().splitlines()) < 2:
-            assert driver.poll() is None, log_path.read_text()
-            assert time.monotonic() < deadline, "the workers did not start their slow cells"
-            time.sleep(0.1)
-        snapshot = _descendants(driver.pid)
+    command = [sys.executable, "-m", "opelab.cli", "benchmark", str(config), "--db", str(db), "--progress-file", str(progress)]
+    with driver(command, tmp_path) as d:
+        recorded = lambda: progress.exists() and len(progress.read_text().splitlines()) >= 2  # noqa: E731
+        d.wait_until(lambda: len(list(d.started.iterdir())) >= 2 and recorded(), "the fast cells were not recorded or the slow ones did not start")
         if target == "driver":
-            driver.send_signal(signal.SIGINT)
+            d.process.send_signal(signal.SIGINT)
         else:
-            os.killpg(driver.pid, signal.SIGINT)
-        code = driver.wait(timeout=30)  # the slow cells would hold a waiting driver for two minutes
-        assert code == 130, log_path.read_text()
-        text = " ".join(log_path.read_text().split())
+            os.killpg(d.process.pid, signal.SIGINT)
+        code = d.process.wait(timeout=30)  # the slow cells would hold a waiting driver for two minutes
+        text = " ".join(d.log_path.read_text().split())
+        assert code == 130, text
         assert "error: interrupted: the cells that finished are in" in text and "--resume" in text, text
-        deadline = time.monotonic() + 10
-        while (left := {pid for pid in snapshot if _alive(pid)} | _in_session(driver.pid)) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert not left, f"still running after the interrupt: {sorted(left)}"
-    finally:
-        if driver.poll() is None:
-            driver.kill()
-            driver.wait()
-        for pid in snapshot | _in_session(driver.pid):
-            if _alive(pid):
-                os.kill(pid, signal.SIGKILL)
-        log.close()
+        assert not (left := d.leftovers()), f"still running after the interrupt: {sorted(left)}"
     with duckdb.connect(str(db), read_only=True) as con:
         rows = con.execute("SELECT task, dataset, status FROM cells ORDER BY task, dataset").fetchall()
     assert rows == [("fast", 0, "done"), ("fast", 1, "done")]
