@@ -150,7 +150,8 @@ def test_an_interrupt_stops_the_run_at_once_and_keeps_the_finished_cells(tmp_pat
         code = d.process.wait(timeout=30)  # the slow cells would hold a waiting driver for two minutes
         text = " ".join(d.log_path.read_text().split())
         assert code == 130, text
-        assert "error: interrupted: the cells that finished are in" in text and "--resume" in text, text
+        resume = f"`opelab benchmark {config} --db {db} --resume --progress-file {progress}` runs the rest"
+        assert f"error: interrupted: the cells that finished are in {db}; {resume}" in text, text
         assert not (left := d.leftovers()), f"still running after the interrupt: {sorted(left)}"
     with duckdb.connect(str(db), read_only=True) as con:
         rows = con.execute("SELECT task, dataset, status FROM cells ORDER BY task, dataset").fetchall()

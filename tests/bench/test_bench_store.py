@@ -277,6 +277,34 @@ def test_an_interrupt_while_a_cell_is_written_rolls_it_back_and_is_a_keyboard_in
     assert (estimates["dataset"] == 0).any()
 
 
+def test_an_interrupt_just_after_a_cells_commit_stays_an_interrupt(store):
+    """Ctrl-C between the commit and the method's return: there is no transaction left to roll back, and
+    the store must not replace the KeyboardInterrupt by DuckDB's "no transaction is active"."""
+    from opelab.bench import Cell, CellOutcome
+
+    class InterruptedAfterCommit:
+        def __init__(self, con):
+            self._con = con
+
+        def commit(self):
+            self._con.commit()
+            raise KeyboardInterrupt
+
+        def __getattr__(self, name):
+            return getattr(self._con, name)
+
+    with ResultStore(store) as s:
+        run_id = int(s.table("cells")["run_id"].iloc[0])
+        real, s.con = s.con, InterruptedAfterCommit(s.con)
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                s.record(run_id, CellOutcome(Cell("chain", 5), None, "RuntimeError: boom", None, 1.0), attempts=1)
+        finally:
+            s.con = real
+        cells = s.table("cells")
+    assert cells[cells.dataset == 5].status.tolist() == ["failed"]  # committed before the interrupt
+
+
 # --------------------------------------------------------------------------- schema 4: the behavior's name
 def test_each_cell_records_its_behavior_policys_name(store):
     from opelab.bench.tasks import find_family

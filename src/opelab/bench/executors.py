@@ -511,12 +511,24 @@ class LocalExecutor(Executor):
 
     def abort(self) -> None:
         """Terminate every worker (SIGTERM), then release the pools: their running cells are lost, which
-        is what the driver wants when it is interrupted (finished cells are already in the store)."""
+        is what the driver wants when it is interrupted (finished cells are already in the store).
+
+        A worker killed halfway through sending a result would leave the pool's manager thread waiting
+        for the rest of it forever (the driver holds a copy of the result pipe's writing end), and the
+        shutdown with it; closing the driver's copy (a CPython detail, like ``_processes``) turns that
+        wait into end-of-file, which the pool handles as a broken pool once the workers are gone."""
         for pool in self._pools:
-            if pool is not None:
-                for process in list((getattr(pool, "_processes", None) or {}).values()):  # a CPython detail
-                    if process.is_alive():
-                        process.terminate()
+            if pool is None:
+                continue
+            for process in list((getattr(pool, "_processes", None) or {}).values()):  # a CPython detail
+                if process.is_alive():
+                    process.terminate()
+            writer = getattr(getattr(pool, "_result_queue", None), "_writer", None)
+            if writer is not None:
+                try:
+                    writer.close()
+                except OSError:
+                    pass
         self._futures.clear()
         self.close()
 
@@ -570,8 +582,9 @@ class RayExecutor(Executor):
             self._owned = False
 
     def abort(self) -> None:
-        """Cancel the cells still running or queued (forcefully: on a cluster this runtime did not start,
-        nothing else would stop them), then release what this executor started."""
+        """Cancel the cells still running or queued, by force (a Ray runtime this executor reuses, or a
+        cluster while this driver lives on, would otherwise run them to the end), then release what this
+        executor started."""
         for ref in list(self._refs):
             try:
                 self._ray.cancel(ref, force=True)

@@ -327,11 +327,21 @@ class ResultStore:
                     self.con.unregister("cell_rows")
             self.con.commit()
         except duckdb.InterruptException:  # Ctrl-C while writing: DuckDB answers it; the cell stays unrecorded
-            self.con.rollback()
+            self._rollback()
             raise KeyboardInterrupt from None
         except BaseException:
-            self.con.rollback()
+            self._rollback()
             raise
+
+    def _rollback(self) -> None:
+        """Roll the open transaction back; none open (an interrupt just after the commit) is no error, so
+        that the exception being handled is the one raised."""
+        import duckdb
+
+        try:
+            self.con.rollback()
+        except duckdb.TransactionException:
+            pass
 
     # reading ---------------------------------------------------------------
     def table(self, name: str, run_id: int | None = None, *, stable: bool = False) -> pd.DataFrame:

@@ -65,6 +65,17 @@ def benchmark(
         )
         started = []
 
+        def _resume_command() -> str:
+            """This command line with ``--resume``, its options as given (shell-quoted)."""
+            import shlex
+
+            words = ["opelab", "benchmark", str(config), "--db", str(path), "--resume"]
+            for option, value in (("--executor", executor), ("--workers", workers), ("--address", address),
+                                  ("--memory-limit", memory_limit), ("--progress-file", progress_file)):  # fmt: skip
+                if value is not None:
+                    words += [option, f"{value:g}" if isinstance(value, float) else str(value)]
+            return shlex.join(words)
+
         def on_start() -> None:
             started.append(True)
             console.print(header)
@@ -79,9 +90,7 @@ def benchmark(
         except KeyboardInterrupt:
             if not started:
                 raise
-            raise KeyboardInterrupt(
-                f"the cells that finished are in {path}; `opelab benchmark {config} --db {path} --resume` runs the rest"
-            ) from None
+            raise KeyboardInterrupt(f"the cells that finished are in {path}; `{_resume_command()}` runs the rest") from None
         console.print(
             f"run {summary.run_id}: {summary.n_cells} cells, {summary.n_skipped} already done, {summary.n_done} done now, "
             f"{summary.n_failed} failed, in {summary.wall_s:.1f} s. Summary: `opelab results {path}`"

@@ -103,6 +103,9 @@ def guarded(debug: bool, body: Callable[[], None]) -> None:
         print_error(f"interrupted: {exc}" if str(exc) else "interrupted")
         raise typer.Exit(130) from None
     except Exception as exc:  # one clear line for people; the traceback with --debug
+        if type(exc).__name__ == "InterruptException" and type(exc).__module__.endswith("duckdb"):  # Ctrl-C in a query
+            print_error("interrupted")
+            raise typer.Exit(130) from None
         if debug:
             traceback.print_exc()
         else:
