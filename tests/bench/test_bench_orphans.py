@@ -8,8 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -65,7 +64,8 @@ def _in_session(session: int) -> set[int]:
 
 
 class Driver:
-    """A benchmark driver started in a session of its own, with the faulty cells' folder on its path."""
+    """A benchmark driver started in a session of its own, with the faulty cells' folder on its path; as a
+    context manager, killed with everything it started on the way out, even when the test fails."""
 
     def __init__(self, command: list[str], tmp_path: Path) -> None:
         self.started = tmp_path / "started"  # a slow cell writes its worker's pid here
@@ -91,7 +91,10 @@ class Driver:
             time.sleep(0.1)
         return left
 
-    def close(self) -> None:
+    def __enter__(self) -> Driver:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait()
@@ -101,19 +104,10 @@ class Driver:
         self._log.close()
 
 
-@contextmanager
-def driver(command: list[str], tmp_path: Path) -> Iterator[Driver]:
-    d = Driver(command, tmp_path)
-    try:
-        yield d
-    finally:
-        d.close()
-
-
 def test_killing_the_driver_leaves_no_process_behind(tmp_path):
     config = tmp_path / "slow.toml"
     config.write_text(CONFIG)
-    with driver([sys.executable, "-c", DRIVER, str(config), str(tmp_path / "slow.duckdb")], tmp_path) as d:
+    with Driver([sys.executable, "-c", DRIVER, str(config), str(tmp_path / "slow.duckdb")], tmp_path) as d:
         d.wait_until(lambda: len(list(d.started.iterdir())) >= 2, "the workers did not start their cells")
         workers = {int(p.name) for p in d.started.iterdir()}
         assert workers <= d.snapshot and len(d.snapshot) >= 4, d.snapshot  # 2 workers, the fork server, the resource tracker
@@ -140,7 +134,7 @@ def test_an_interrupt_stops_the_run_at_once_and_keeps_the_finished_cells(tmp_pat
     db = tmp_path / "interrupted.duckdb"
     progress = tmp_path / "progress.jsonl"  # a line once a cell's transaction committed
     command = [sys.executable, "-m", "opelab.cli", "benchmark", str(config), "--db", str(db), "--progress-file", str(progress)]
-    with driver(command, tmp_path) as d:
+    with Driver(command, tmp_path) as d:
         recorded = lambda: progress.exists() and len(progress.read_text().splitlines()) >= 2  # noqa: E731
         d.wait_until(lambda: len(list(d.started.iterdir())) >= 2 and recorded(), "the fast cells were not recorded or the slow ones did not start")
         if target == "driver":

@@ -243,29 +243,35 @@ def test_a_resume_without_its_store_creates_no_file_and_on_start_runs_once_check
     assert started == [True]
 
 
+class _Connection:
+    """The store's DuckDB connection with some methods replaced (keyword arguments), the rest its own."""
+
+    def __init__(self, con, **methods):
+        self._con = con
+        self.__dict__.update(methods)
+
+    def __getattr__(self, name):
+        return getattr(self._con, name)
+
+
 def test_an_interrupt_while_a_cell_is_written_rolls_it_back_and_is_a_keyboard_interrupt(store):
     """Ctrl-C during ``record``: DuckDB answers it with its own InterruptException mid-query; the store
     rolls the cell's transaction back and raises KeyboardInterrupt, so the CLI says "interrupted" (not a
     database error) and ``--resume`` runs the cell again."""
     from opelab.bench import Cell, CellOutcome
 
-    class Interrupting:
-        def __init__(self, con):
-            self._con = con
+    with ResultStore(store) as s:
+        real = s.con
 
-        def execute(self, sql, *args):
+        def execute(sql, *args):
             if sql.startswith("INSERT OR REPLACE INTO cells"):
                 raise duckdb.InterruptException("INTERRUPT Error: Interrupted!")
-            return self._con.execute(sql, *args)
+            return real.execute(sql, *args)
 
-        def __getattr__(self, name):
-            return getattr(self._con, name)
-
-    with ResultStore(store) as s:
         before = s.table("cells", stable=True)
         run_id = int(before["run_id"].iloc[0])
         cell = Cell(task=str(before["task"].iloc[0]), dataset=0)
-        real, s.con = s.con, Interrupting(s.con)
+        s.con = _Connection(real, execute=execute)
         try:
             with pytest.raises(KeyboardInterrupt):
                 s.record(run_id, CellOutcome(cell, None, "RuntimeError: boom", None, 1.0), attempts=1)
@@ -282,20 +288,15 @@ def test_an_interrupt_just_after_a_cells_commit_stays_an_interrupt(store):
     the store must not replace the KeyboardInterrupt by DuckDB's "no transaction is active"."""
     from opelab.bench import Cell, CellOutcome
 
-    class InterruptedAfterCommit:
-        def __init__(self, con):
-            self._con = con
+    with ResultStore(store) as s:
+        real = s.con
 
-        def commit(self):
-            self._con.commit()
+        def commit():
+            real.commit()
             raise KeyboardInterrupt
 
-        def __getattr__(self, name):
-            return getattr(self._con, name)
-
-    with ResultStore(store) as s:
         run_id = int(s.table("cells")["run_id"].iloc[0])
-        real, s.con = s.con, InterruptedAfterCommit(s.con)
+        s.con = _Connection(real, commit=commit)
         try:
             with pytest.raises(KeyboardInterrupt):
                 s.record(run_id, CellOutcome(Cell("chain", 5), None, "RuntimeError: boom", None, 1.0), attempts=1)
